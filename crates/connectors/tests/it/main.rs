@@ -1,0 +1,8 @@
+//! Integration tests of the connectors against real services (the machine's PostgreSQL and
+//! MariaDB) and real files. One test binary for the crate.
+
+mod files;
+mod mysql;
+mod postgres;
+mod sqlite;
+mod support;

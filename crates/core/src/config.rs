@@ -1,0 +1,1008 @@
+//! Project configuration: `tributary.yaml` and `ingest/*.yaml`.
+//!
+//! Loading collects every problem it can find (syntax, unknown keys, wrong types, missing
+//! environment variables, undefined connections, duplicate targets, options that do not fit the
+//! connection) and reports them all at once, each with file, line and key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::cursor::Lookback;
+use crate::yamlpos::Positions;
+
+/// The name of the project file.
+pub const PROJECT_FILE: &str = "tributary.yaml";
+
+/// `tributary.yaml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Project name, shown in the UI and logs.
+    pub name: String,
+    /// Where the lake lives: a local folder (relative to the project) or an object-store URL
+    /// (`abfss://container@account.dfs.core.windows.net/path`, `az://container/path`,
+    /// `s3://bucket/path`, `gs://bucket/path`).
+    pub lake: String,
+    /// Options for the lake's object store (e.g. `azure_storage_account_name`,
+    /// `aws_region`, `azure_storage_use_emulator`). Credentials usually come from the standard
+    /// environment variables of each cloud instead.
+    #[serde(default)]
+    pub lake_options: BTreeMap<String, String>,
+    /// Where run history is kept: `sqlite://PATH` (relative to the project). Default
+    /// `sqlite://.tributary/state.db`.
+    #[serde(default = "default_state")]
+    pub state: String,
+    /// Named source connections.
+    #[serde(default)]
+    pub connections: BTreeMap<String, ConnectionConfig>,
+}
+
+fn default_state() -> String {
+    "sqlite://.tributary/state.db".to_string()
+}
+
+/// One source connection.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ConnectionConfig {
+    /// A SQLite database file.
+    Sqlite {
+        /// Path to the database file, relative to the project folder.
+        path: String,
+    },
+    /// PostgreSQL: `postgres://user:password@host:port/database`.
+    Postgres {
+        /// Connection URL; put the password in the environment: `${env:ERP_URL}`.
+        url: String,
+    },
+    /// MySQL or MariaDB: `mysql://user:password@host:port/database`.
+    Mysql {
+        /// Connection URL; put the password in the environment.
+        url: String,
+    },
+    /// Files under a folder or object-store prefix.
+    Files {
+        /// A local folder (relative to the project) or an object-store URL.
+        url: String,
+        /// Options for the object store (as `lake_options`).
+        #[serde(default)]
+        storage_options: BTreeMap<String, String>,
+    },
+}
+
+impl ConnectionConfig {
+    /// The connection type, as written in the configuration.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectionConfig::Sqlite { .. } => "sqlite",
+            ConnectionConfig::Postgres { .. } => "postgres",
+            ConnectionConfig::Mysql { .. } => "mysql",
+            ConnectionConfig::Files { .. } => "files",
+        }
+    }
+
+    /// Whether this is a file connection (tables are globs) rather than a database.
+    pub fn is_files(&self) -> bool {
+        matches!(self, ConnectionConfig::Files { .. })
+    }
+}
+
+/// One `ingest/*.yaml` file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Connection name from `tributary.yaml`.
+    pub connection: String,
+    /// Tables (or file sets) to load.
+    pub tables: Vec<TableConfig>,
+}
+
+/// Load mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadMode {
+    /// Replace the table's contents with everything the source has, in one new version.
+    #[default]
+    Full,
+    /// Append rows whose cursor is at or past the last committed watermark (minus `lookback`),
+    /// skipping rows already loaded.
+    Incremental,
+}
+
+/// How to cast a column whose type or values cannot be loaded losslessly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnCast {
+    /// Load the column as text, rendered by the source database.
+    Text,
+}
+
+/// File formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    /// Comma- (or otherwise) separated values.
+    Csv,
+    /// Newline-delimited JSON objects.
+    Ndjson,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// Compression of files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// gzip when the file name ends in `.gz`, else none.
+    #[default]
+    Auto,
+    /// gzip.
+    Gzip,
+    /// No compression.
+    None,
+}
+
+/// What to do with a malformed record in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Stop the table with an error naming the file and line; nothing is committed.
+    #[default]
+    Fail,
+    /// Skip the record, count it, and log the first few with file and line.
+    Skip,
+}
+
+/// CSV dialect.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CsvOptions {
+    /// Field delimiter, one character. Default `,`.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// Quote character, one character. Default `"`.
+    #[serde(default = "default_quote")]
+    pub quote: String,
+    /// Whether the first line holds column names. Default true.
+    #[serde(default = "default_true")]
+    pub header: bool,
+    /// Infer column types from the first rows (default true); false loads every column as text.
+    #[serde(default = "default_true")]
+    pub infer_types: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            delimiter: default_delimiter(),
+            quote: default_quote(),
+            header: true,
+            infer_types: true,
+        }
+    }
+}
+
+fn default_delimiter() -> String {
+    ",".into()
+}
+fn default_quote() -> String {
+    "\"".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// One table (database) or file set (files) to load into bronze.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// Database: the table, optionally schema-qualified (`public.orders`). Files: a name for
+    /// the file set (`orders`). The default target is `bronze.<connection>_<last part of name>`.
+    pub name: String,
+    /// Database only: a custom `SELECT` to read instead of the whole table.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// `full` (default) or `incremental`.
+    #[serde(default)]
+    pub mode: LoadMode,
+    /// Incremental only: the column whose value grows with every insert and update.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// The columns that identify a row. Incremental loads use them (with the cursor) to skip
+    /// rows already loaded when re-reading the lookback window.
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+    /// Incremental only: how far before the last watermark to re-read, to catch rows committed
+    /// late by long transactions: a duration (`30s`, `15m`, `1h`, `2d`) for timestamp and date
+    /// cursors, a number for numeric cursors. Default `1h` for timestamp/date cursors, `0` for
+    /// numeric ones.
+    #[serde(default)]
+    pub lookback: Option<LookbackSpec>,
+    /// Target table `<layer>.<name>`; default `bronze.<connection>_<name>`.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Per-column casts for values that cannot be loaded losslessly: `{ column: text }`.
+    #[serde(default)]
+    pub cast: BTreeMap<String, ColumnCast>,
+    /// Rows per batch (default 10000 for databases, 8192 for files).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// Files only: glob relative to the connection's URL (`orders/*.csv`, `**/*.parquet`).
+    #[serde(default)]
+    pub glob: Option<String>,
+    /// Files only: `csv`, `ndjson` or `parquet`; default from the file extension.
+    #[serde(default)]
+    pub format: Option<FileFormat>,
+    /// Files only: `auto` (default: gzip if the name ends in `.gz`), `gzip` or `none`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Files only: CSV dialect.
+    #[serde(default)]
+    pub csv: Option<CsvOptions>,
+    /// Files only: `fail` (default) or `skip` malformed records.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+impl TableConfig {
+    /// The last dot-separated part of `name`, for the default target name.
+    pub fn short_name(&self) -> &str {
+        self.name.rsplit('.').next().unwrap_or(&self.name)
+    }
+}
+
+/// `lookback` as written: a number or a duration string.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum LookbackSpec {
+    /// A number, for numeric cursors.
+    Units(i64),
+    /// A duration like `90s`, `15m`, `1h`, `2d`.
+    Duration(String),
+}
+
+impl LookbackSpec {
+    /// Parse into a [`Lookback`]. Errors explain the accepted forms.
+    pub fn parse(&self) -> Result<Lookback, String> {
+        match self {
+            LookbackSpec::Units(n) if *n >= 0 => Ok(Lookback::Units(*n)),
+            LookbackSpec::Units(n) => Err(format!("lookback must not be negative, got {n}")),
+            LookbackSpec::Duration(s) => parse_duration_micros(s).map(Lookback::Micros),
+        }
+    }
+}
+
+/// Parse `90s`, `15m`, `1h`, `2d`, `500ms` into microseconds.
+pub fn parse_duration_micros(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; write e.g. `30s`, `15m`, `1h` or `2d`"))?;
+    let mult: i64 = match unit.trim() {
+        "us" => 1,
+        "ms" => 1_000,
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => 86_400_000_000,
+        _ => {
+            return Err(format!(
+                "`{s}` has an unknown unit; use us, ms, s, m, h or d (e.g. `15m`)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too long a duration"))
+}
+
+/// One problem found in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The file, relative to the project when possible.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted key path (`tables[1].cursor`), empty for whole-file problems.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": key `{}`", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The project folder has no `tributary.yaml`.
+    #[error("no {PROJECT_FILE} in {0}; run `tributary init DIR` to create a project, or pass --project DIR")]
+    NotAProject(PathBuf),
+    /// One or more problems, each with file, line and key.
+    #[error("{}", render_problems(.0))]
+    Problems(Vec<ConfigProblem>),
+}
+
+fn render_problems(p: &[ConfigProblem]) -> String {
+    let mut s = format!(
+        "invalid configuration ({} problem{}):",
+        p.len(),
+        if p.len() == 1 { "" } else { "s" }
+    );
+    for problem in p {
+        s.push_str("\n  ");
+        s.push_str(&problem.to_string());
+    }
+    s
+}
+
+/// One loaded `ingest/*.yaml` file.
+#[derive(Debug, Clone)]
+pub struct IngestFile {
+    /// Path relative to the project.
+    pub path: PathBuf,
+    /// Its contents, with environment variables substituted.
+    pub config: IngestConfig,
+}
+
+/// A table to load, resolved: its connection and target.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    /// Connection name.
+    pub connection: String,
+    /// The table's configuration.
+    pub table: TableConfig,
+    /// Target layer (`bronze` unless `target` says otherwise).
+    pub layer: String,
+    /// Target table name within the layer.
+    pub name: String,
+    /// Where it was configured (`ingest/erp.yaml`).
+    pub file: PathBuf,
+}
+
+impl LoadSpec {
+    /// `layer.name`.
+    pub fn target(&self) -> String {
+        format!("{}.{}", self.layer, self.name)
+    }
+    /// `connection:name`, the `_tributary_source` of database tables.
+    pub fn source_label(&self) -> String {
+        format!("{}:{}", self.connection, self.table.name)
+    }
+}
+
+/// A loaded, validated project.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The project folder.
+    pub root: PathBuf,
+    /// `tributary.yaml`, environment substituted.
+    pub config: ProjectConfig,
+    /// `ingest/*.yaml`, sorted by file name, environment substituted.
+    pub ingest: Vec<IngestFile>,
+}
+
+impl Project {
+    /// Load and validate the project in `root`. Every problem found is returned together.
+    pub fn load(root: &Path) -> Result<Project, ConfigError> {
+        let project_path = root.join(PROJECT_FILE);
+        if !project_path.is_file() {
+            return Err(ConfigError::NotAProject(root.to_path_buf()));
+        }
+        let mut problems = Vec::new();
+        let config: Option<ProjectConfig> =
+            load_file(&project_path, Path::new(PROJECT_FILE), &mut problems);
+
+        let mut ingest = Vec::new();
+        let ingest_dir = root.join("ingest");
+        if ingest_dir.is_dir() {
+            let mut paths: Vec<PathBuf> = match std::fs::read_dir(&ingest_dir) {
+                Ok(rd) => rd
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                    })
+                    .collect(),
+                Err(e) => {
+                    problems.push(ConfigProblem {
+                        file: PathBuf::from("ingest"),
+                        line: None,
+                        key: String::new(),
+                        message: format!("cannot list the ingest folder: {e}"),
+                    });
+                    Vec::new()
+                }
+            };
+            paths.sort();
+            for p in paths {
+                let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
+                if let Some(cfg) = load_file::<IngestConfig>(&p, &rel, &mut problems) {
+                    ingest.push(IngestFile {
+                        path: rel,
+                        config: cfg,
+                    });
+                }
+            }
+        }
+
+        let Some(config) = config else {
+            return Err(ConfigError::Problems(problems));
+        };
+        let project = Project {
+            root: root.to_path_buf(),
+            config,
+            ingest,
+        };
+        project.check(root, &mut problems);
+        if problems.is_empty() {
+            Ok(project)
+        } else {
+            Err(ConfigError::Problems(problems))
+        }
+    }
+
+    /// Every table to load, with its resolved target, in configuration order.
+    pub fn load_specs(&self) -> Vec<LoadSpec> {
+        let mut out = Vec::new();
+        for file in &self.ingest {
+            for t in &file.config.tables {
+                let (layer, name) = match &t.target {
+                    Some(target) => match target.split_once('.') {
+                        Some((l, n)) => (l.to_string(), n.to_string()),
+                        None => ("bronze".to_string(), target.clone()),
+                    },
+                    None => (
+                        "bronze".to_string(),
+                        sanitize(&format!("{}_{}", file.config.connection, t.short_name())),
+                    ),
+                };
+                out.push(LoadSpec {
+                    connection: file.config.connection.clone(),
+                    table: t.clone(),
+                    layer,
+                    name,
+                    file: file.path.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Resolve a path from the configuration relative to the project folder.
+    pub fn resolve_path(&self, p: &str) -> PathBuf {
+        let path = Path::new(p);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.root.join(path)
+        }
+    }
+
+    /// Semantic checks across files, after each file parsed.
+    fn check(&self, root: &Path, problems: &mut Vec<ConfigProblem>) {
+        let project_file = PathBuf::from(PROJECT_FILE);
+        let project_text = std::fs::read_to_string(root.join(PROJECT_FILE)).unwrap_or_default();
+        let project_pos = Positions::of(&project_text);
+        let mut p_problem = |key: &str, message: String| {
+            problems.push(ConfigProblem {
+                file: project_file.clone(),
+                line: project_pos.line(key),
+                key: key.to_string(),
+                message,
+            })
+        };
+        if let Err(e) = check_location(&self.config.lake) {
+            p_problem("lake", e);
+        }
+        if !self.config.state.starts_with("sqlite://") {
+            p_problem(
+                "state",
+                format!(
+                    "`{}` is not supported; use `sqlite://PATH` (PostgreSQL state comes with the orchestrator)",
+                    crate::redact::redact_url(&self.config.state)
+                ),
+            );
+        }
+        for (name, conn) in &self.config.connections {
+            if !is_identifier(name) {
+                p_problem(
+                    &format!("connections.{name}"),
+                    "connection names may hold only lowercase letters, digits and `_`, and start with a letter".into(),
+                );
+            }
+            match conn {
+                ConnectionConfig::Postgres { url } => {
+                    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                        p_problem(
+                            &format!("connections.{name}.url"),
+                            "a postgres url starts with postgres:// (postgres://user:password@host:5432/database)".into(),
+                        );
+                    }
+                }
+                ConnectionConfig::Mysql { url } => {
+                    if !(url.starts_with("mysql://") || url.starts_with("mariadb://")) {
+                        p_problem(
+                            &format!("connections.{name}.url"),
+                            "a mysql url starts with mysql:// (mysql://user:password@host:3306/database)".into(),
+                        );
+                    }
+                }
+                ConnectionConfig::Files { url, .. } => {
+                    if let Err(e) = check_location(url) {
+                        p_problem(&format!("connections.{name}.url"), e);
+                    }
+                }
+                ConnectionConfig::Sqlite { .. } => {}
+            }
+        }
+
+        let mut targets: HashMap<String, (PathBuf, String)> = HashMap::new();
+        for file in &self.ingest {
+            let text = std::fs::read_to_string(root.join(&file.path)).unwrap_or_default();
+            let pos = Positions::of(&text);
+            let mut problem = |key: String, message: String| {
+                problems.push(ConfigProblem {
+                    file: file.path.clone(),
+                    line: pos.line(&key),
+                    key,
+                    message,
+                })
+            };
+            let conn = self.config.connections.get(&file.config.connection);
+            if conn.is_none() {
+                let known: Vec<&str> = self.config.connections.keys().map(|s| s.as_str()).collect();
+                problem(
+                    "connection".into(),
+                    format!(
+                        "connection `{}` is not defined in {PROJECT_FILE}; defined: {}",
+                        file.config.connection,
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ),
+                );
+            }
+            let is_files = conn.map(|c| c.is_files()).unwrap_or(false);
+            for (i, t) in file.config.tables.iter().enumerate() {
+                let k = |field: &str| format!("tables[{i}].{field}");
+                if t.name.trim().is_empty() {
+                    problem(k("name"), "a table needs a name".into());
+                }
+                match t.mode {
+                    LoadMode::Incremental => {
+                        if t.cursor.is_none() {
+                            problem(
+                                k("mode"),
+                                "mode `incremental` needs `cursor`: the column that grows with every insert and update (e.g. updated_at)".into(),
+                            );
+                        }
+                    }
+                    LoadMode::Full => {
+                        if t.cursor.is_some() {
+                            problem(k("cursor"), "`cursor` only applies to `mode: incremental`".into());
+                        }
+                        if t.lookback.is_some() {
+                            problem(k("lookback"), "`lookback` only applies to `mode: incremental`".into());
+                        }
+                    }
+                }
+                if let Some(lb) = &t.lookback
+                    && let Err(e) = lb.parse()
+                {
+                    problem(k("lookback"), e);
+                }
+                if t.batch_size == Some(0) {
+                    problem(k("batch_size"), "batch_size must be at least 1".into());
+                }
+                if is_files {
+                    if t.query.is_some() {
+                        problem(k("query"), "`query` is for database connections; file connections use `glob`".into());
+                    }
+                    if t.glob.is_none() {
+                        problem(k("name"), "tables of a files connection need `glob` (e.g. `orders/*.csv`)".into());
+                    }
+                    if let Some(csv) = &t.csv {
+                        if csv.delimiter.chars().count() != 1 || !csv.delimiter.is_ascii() {
+                            problem(k("csv.delimiter"), "the delimiter must be one ASCII character".into());
+                        }
+                        if csv.quote.chars().count() != 1 || !csv.quote.is_ascii() {
+                            problem(k("csv.quote"), "the quote must be one ASCII character".into());
+                        }
+                    }
+                    if let Some(g) = &t.glob
+                        && let Err(e) = globset::Glob::new(g)
+                    {
+                        problem(k("glob"), format!("invalid glob: {e}"));
+                    }
+                } else if conn.is_some() {
+                    for (field, set) in [
+                        ("glob", t.glob.is_some()),
+                        ("format", t.format.is_some()),
+                        ("csv", t.csv.is_some()),
+                        ("compression", t.compression != Compression::Auto),
+                        ("on_error", t.on_error != OnError::Fail),
+                    ] {
+                        if set {
+                            problem(k(field), format!("`{field}` is for files connections only"));
+                        }
+                    }
+                }
+                let target = match &t.target {
+                    Some(target) => {
+                        let ok = target
+                            .split_once('.')
+                            .map(|(l, n)| is_identifier(l) && is_identifier(n))
+                            .unwrap_or(false);
+                        if !ok {
+                            problem(
+                                k("target"),
+                                format!("target `{target}` must be `<layer>.<name>` of lowercase letters, digits and `_` (e.g. bronze.erp_orders)"),
+                            );
+                        }
+                        target.clone()
+                    }
+                    None => format!(
+                        "bronze.{}",
+                        sanitize(&format!("{}_{}", file.config.connection, t.short_name()))
+                    ),
+                };
+                match targets.get(&target) {
+                    Some((other_file, other_key)) => problem(
+                        k("name"),
+                        format!(
+                            "two tables load into `{target}`: this one and {}: {other_key}; give one of them a different `target`",
+                            other_file.display()
+                        ),
+                    ),
+                    None => {
+                        targets.insert(target, (file.path.clone(), format!("tables[{i}]")));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Lowercase letters, digits and `_`, starting with a letter or `_`.
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Turn any name into an identifier: lowercase, other characters become `_`.
+pub fn sanitize(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.chars().next().map(|c| c.is_ascii_digit()).unwrap_or(true) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// Accept local paths and the object-store schemes we support.
+fn check_location(loc: &str) -> Result<(), String> {
+    if loc.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    match loc.split_once("://") {
+        None => Ok(()),
+        Some((scheme, _)) => match scheme {
+            "file" | "abfss" | "abfs" | "az" | "azure" | "adl" | "s3" | "s3a" | "gs" => {
+                url::Url::parse(loc).map(|_| ()).map_err(|e| format!("not a valid URL: {e}"))
+            }
+            other => Err(format!(
+                "unsupported scheme `{other}://`; use a local folder, abfss://, az://, s3:// or gs://"
+            )),
+        },
+    }
+}
+
+/// Parse one YAML file into `T`: syntax and type errors with line and key, then `${env:VAR}`
+/// substitution with a problem per missing variable.
+fn load_file<T: DeserializeOwned>(
+    path: &Path,
+    rel: &Path,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<T> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(ConfigProblem {
+                file: rel.to_path_buf(),
+                line: None,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            });
+            return None;
+        }
+    };
+    // Pass 1: the text as written, so errors carry positions. `${env:…}` are plain strings here.
+    let de = serde_yaml_ng::Deserializer::from_str(&text);
+    if let Err(e) = serde_path_to_error::deserialize::<_, T>(de) {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner.location().map(|l| l.line());
+        let key = if key == "." { String::new() } else { key };
+        problems.push(ConfigProblem {
+            file: rel.to_path_buf(),
+            line,
+            key,
+            message: explain_serde(&inner.to_string()),
+        });
+        return None;
+    }
+    // Pass 2: substitute the environment in every string value, then convert.
+    let mut value: serde_yaml_ng::Value = match serde_yaml_ng::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            problems.push(ConfigProblem {
+                file: rel.to_path_buf(),
+                line: e.location().map(|l| l.line()),
+                key: String::new(),
+                message: e.to_string(),
+            });
+            return None;
+        }
+    };
+    let positions = Positions::of(&text);
+    let before = problems.len();
+    substitute(&mut value, String::new(), &mut |key, message| {
+        problems.push(ConfigProblem {
+            file: rel.to_path_buf(),
+            line: positions.line(&key),
+            key,
+            message,
+        })
+    });
+    if problems.len() > before {
+        return None;
+    }
+    match serde_yaml_ng::from_value::<T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(ConfigProblem {
+                file: rel.to_path_buf(),
+                line: None,
+                key: String::new(),
+                message: format!("after substituting environment variables: {e}"),
+            });
+            None
+        }
+    }
+}
+
+/// serde's messages, with a hint on what to do.
+fn explain_serde(msg: &str) -> String {
+    // serde_yaml_ng appends " at line X column Y"; the position is reported separately.
+    let msg = match msg.find(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    if msg.starts_with("unknown field") {
+        format!("{msg}; remove it or check its spelling")
+    } else if msg.starts_with("missing field") {
+        format!("{msg}; add it")
+    } else {
+        msg.to_string()
+    }
+}
+
+fn substitute(
+    v: &mut serde_yaml_ng::Value,
+    path: String,
+    report: &mut dyn FnMut(String, String),
+) {
+    match v {
+        serde_yaml_ng::Value::String(s) => {
+            if s.contains("${") {
+                match expand_env(s, &|name| std::env::var(name).ok()) {
+                    Ok(expanded) => *s = expanded,
+                    Err(e) => report(path, e),
+                }
+            }
+        }
+        serde_yaml_ng::Value::Mapping(m) => {
+            for (k, child) in m.iter_mut() {
+                let key = match k {
+                    serde_yaml_ng::Value::String(s) => s.clone(),
+                    other => serde_yaml_ng::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                let p = if path.is_empty() { key } else { format!("{path}.{key}") };
+                substitute(child, p, report);
+            }
+        }
+        serde_yaml_ng::Value::Sequence(items) => {
+            for (i, child) in items.iter_mut().enumerate() {
+                substitute(child, format!("{path}[{i}]"), report);
+            }
+        }
+        serde_yaml_ng::Value::Tagged(t) => substitute(&mut t.value, path, report),
+        _ => {}
+    }
+}
+
+/// Expand `${env:NAME}` and `${env:NAME:-default}` in `s`. `$${` escapes a literal `${`.
+/// The error names the variable, never a value.
+pub fn expand_env(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find("${") {
+        if pos > 0 && rest.as_bytes()[pos - 1] == b'$' {
+            out.push_str(&rest[..pos - 1]);
+            out.push_str("${");
+            rest = &rest[pos + 2..];
+            continue;
+        }
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        let Some(end) = after.find('}') else {
+            return Err("unterminated `${`; write `${env:NAME}`".into());
+        };
+        let inner = &after[..end];
+        let Some(spec) = inner.strip_prefix("env:") else {
+            return Err(format!(
+                "`${{{inner}}}` is not a known substitution; write `${{env:NAME}}`"
+            ));
+        };
+        let (name, default) = match spec.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (spec, None),
+        };
+        match (lookup(name), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!(
+                    "environment variable {name} is not set; export it, or write `${{env:{name}:-default}}`"
+                ));
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(p, text).unwrap();
+    }
+
+    const PROJECT: &str = "name: t\nlake: ./lake\nconnections:\n  erp: { type: sqlite, path: erp.db }\n";
+
+    #[test]
+    fn env_expansion() {
+        let look = |n: &str| (n == "A").then(|| "x".to_string());
+        assert_eq!(expand_env("p${env:A}q", &look).unwrap(), "pxq");
+        assert_eq!(expand_env("${env:B:-d}", &look).unwrap(), "d");
+        assert_eq!(expand_env("$${env:A}", &look).unwrap(), "${env:A}");
+        let e = expand_env("${env:B}", &look).unwrap_err();
+        assert!(e.contains("B is not set"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), PROJECT_FILE, PROJECT);
+        write(
+            d.path(),
+            "ingest/erp.yaml",
+            "connection: erp\ntables:\n  - name: orders\n    mdoe: full\n",
+        );
+        let ConfigError::Problems(p) = Project::load(d.path()).unwrap_err() else {
+            panic!("expected problems")
+        };
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].file, PathBuf::from("ingest/erp.yaml"));
+        assert_eq!(p[0].line, Some(4));
+        assert_eq!(p[0].key, "tables[0].mdoe");
+        assert!(p[0].message.contains("unknown field `mdoe`"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn semantic_problems_are_all_reported() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), PROJECT_FILE, PROJECT);
+        write(
+            d.path(),
+            "ingest/a.yaml",
+            "connection: erp\ntables:\n  - name: orders\n    mode: incremental\n  - name: main.orders\n",
+        );
+        write(d.path(), "ingest/b.yaml", "connection: crm\ntables:\n  - name: x\n");
+        let ConfigError::Problems(p) = Project::load(d.path()).unwrap_err() else {
+            panic!("expected problems")
+        };
+        let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        assert_eq!(p.len(), 3, "{text:#?}");
+        assert!(text[0].starts_with("ingest/a.yaml:4: key `tables[0].mode`"), "{text:#?}");
+        assert!(text[1].contains("two tables load into `bronze.erp_orders`"), "{text:#?}");
+        assert!(text[1].starts_with("ingest/a.yaml:5:"), "{text:#?}");
+        assert!(text[2].starts_with("ingest/b.yaml:1: key `connection`"), "{text:#?}");
+        assert!(text[2].contains("`crm` is not defined"), "{text:#?}");
+    }
+
+    #[test]
+    fn missing_env_var_is_reported_with_its_key() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            PROJECT_FILE,
+            "name: t\nlake: ./lake\nconnections:\n  erp:\n    type: postgres\n    url: ${env:TRIBUTARY_TEST_SURELY_UNSET}\n",
+        );
+        let ConfigError::Problems(p) = Project::load(d.path()).unwrap_err() else {
+            panic!("expected problems")
+        };
+        assert_eq!(p[0].line, Some(6));
+        assert_eq!(p[0].key, "connections.erp.url");
+        assert!(p[0].message.contains("TRIBUTARY_TEST_SURELY_UNSET is not set"));
+    }
+
+    #[test]
+    fn wrong_type_and_bad_yaml() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), PROJECT_FILE, PROJECT);
+        write(d.path(), "ingest/a.yaml", "connection: erp\ntables:\n  - name: o\n    primary_key: 3\n");
+        let ConfigError::Problems(p) = Project::load(d.path()).unwrap_err() else {
+            panic!("expected problems")
+        };
+        assert_eq!(p[0].key, "tables[0].primary_key");
+        assert_eq!(p[0].line, Some(4));
+        write(d.path(), "ingest/a.yaml", "connection: erp\ntables: [\n");
+        let ConfigError::Problems(p) = Project::load(d.path()).unwrap_err() else {
+            panic!("expected problems")
+        };
+        assert!(p[0].line.is_some(), "{p:?}");
+    }
+
+    #[test]
+    fn default_targets() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), PROJECT_FILE, PROJECT);
+        write(
+            d.path(),
+            "ingest/a.yaml",
+            "connection: erp\ntables:\n  - name: main.Orders\n  - name: x\n    target: silver.y\n",
+        );
+        let p = Project::load(d.path()).unwrap();
+        let t: Vec<String> = p.load_specs().iter().map(|s| s.target()).collect();
+        assert_eq!(t, vec!["bronze.erp_orders", "silver.y"]);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_micros("15m"), Ok(900_000_000));
+        assert!(parse_duration_micros("15 parsecs").is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! Tributary's shared vocabulary: the project configuration (`tributary.yaml`, `ingest/*.yaml`),
+//! the [`Source`] trait every connector implements, and the cursor values that incremental loads
+//! carry from one run to the next.
+//!
+//! Dependencies point down: every other Tributary crate depends on this one, and this one on no
+//! other Tributary crate.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod cursor;
+pub mod redact;
+pub mod source;
+mod yamlpos;
+
+pub use config::{ConfigError, ConfigProblem, Project};
+pub use cursor::CursorValue;
+pub use source::{BatchStream, ReadRequest, Source, SourceBatch, SourceError, SourceStream};
+
+/// Arrow, re-exported from delta-rs so every crate uses the exact version the lake writes with.
+pub use deltalake::arrow;

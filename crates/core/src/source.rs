@@ -1,0 +1,158 @@
+//! The contract between connectors and the lake: a source turns a configured table into a stream
+//! of Arrow record batches with a schema known before the first row.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::record_batch::RecordBatch;
+use futures::stream::BoxStream;
+
+use crate::config::{ColumnCast, TableConfig};
+use crate::cursor::CursorValue;
+
+/// One batch from a source, with the place it came from (`_tributary_source`): the table or
+/// query for databases, the file for file sources.
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    /// The rows, in the schema announced by [`SourceStream::schema`].
+    pub batch: RecordBatch,
+    /// Where these rows came from, e.g. `erp:public.orders` or `landing:orders/2024-01-02.csv`.
+    pub origin: Arc<str>,
+}
+
+/// The stream of batches a source produces. Streams are pulled: a source never reads ahead by
+/// more than a bounded number of batches.
+pub type BatchStream = BoxStream<'static, Result<SourceBatch, SourceError>>;
+
+/// What [`Source::read`] returns: the schema (known before the first row, so an empty read
+/// still creates a typed table) and the batches.
+pub struct SourceStream {
+    /// Arrow schema of every batch in `batches`.
+    pub schema: SchemaRef,
+    /// The batches, in source order.
+    pub batches: BatchStream,
+}
+
+/// What to read.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    /// The table's configuration from `ingest/*.yaml` (name or query, casts, file options).
+    pub table: TableConfig,
+    /// For incremental loads: read only rows whose `column` is `>=` `value` (inclusive; rows
+    /// whose cursor is NULL are not read). `None` reads everything.
+    pub since: Option<(String, CursorValue)>,
+    /// Rows per batch the source should aim for.
+    pub batch_size: usize,
+}
+
+impl ReadRequest {
+    /// The cast configured for a column, if any.
+    pub fn cast_for(&self, column: &str) -> Option<ColumnCast> {
+        self.table.cast.get(column).copied()
+    }
+}
+
+/// A connector.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Connectivity and permissions, for `validate --connections`.
+    async fn check(&self) -> Result<(), SourceError>;
+    /// Start reading a table. Errors about the table itself (missing, unsupported column type)
+    /// come back here, before any row; errors about a value come back in the stream.
+    async fn read(&self, request: ReadRequest) -> Result<SourceStream, SourceError>;
+}
+
+/// Errors from sources. Every variant names where the problem is.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Could not reach or log in to the source.
+    #[error("cannot connect to {connection} ({target}): {reason}")]
+    Connect {
+        /// Connection name from `tributary.yaml`.
+        connection: String,
+        /// Host/port/database or path, with secrets removed.
+        target: String,
+        /// What the driver said, with secrets removed.
+        reason: String,
+    },
+    /// A query failed in the source database.
+    #[error("query on {connection} for table {table} failed: {reason}")]
+    Query {
+        /// Connection name.
+        connection: String,
+        /// Table or query being read.
+        table: String,
+        /// What the database said.
+        reason: String,
+    },
+    /// A column whose type cannot be mapped losslessly.
+    #[error(
+        "table {table}, column {column}: type {source_type} cannot be loaded losslessly ({reason}); \
+         add `cast: {{ {column}: text }}` to the table in ingest/*.yaml to load it as text"
+    )]
+    UnsupportedType {
+        /// Table or query being read.
+        table: String,
+        /// Column name.
+        column: String,
+        /// The source's name for the type.
+        source_type: String,
+        /// Why it cannot be mapped.
+        reason: String,
+    },
+    /// A value that cannot be represented in the column's Arrow type.
+    #[error(
+        "table {table}, column {column} ({source_type}): value {value} cannot be loaded losslessly ({reason}); \
+         add `cast: {{ {column}: text }}` to the table in ingest/*.yaml to load it as text"
+    )]
+    BadValue {
+        /// Table or query being read.
+        table: String,
+        /// Column name.
+        column: String,
+        /// The source's name for the type.
+        source_type: String,
+        /// The offending value, rendered as text.
+        value: String,
+        /// Why it cannot be represented.
+        reason: String,
+    },
+    /// A malformed record in a file.
+    #[error("{file}, line {line}: {reason}")]
+    BadRecord {
+        /// The file (path or URL).
+        file: String,
+        /// 1-based line number of the record.
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file or object could not be listed or read.
+    #[error("cannot read {location}: {reason}")]
+    Io {
+        /// File, folder or object URL.
+        location: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The table configuration does not fit this source.
+    #[error("table {table}: {reason}")]
+    Config {
+        /// Table name.
+        table: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A bug in Tributary.
+    #[error("internal error: {0}. This is a bug in Tributary; please report it")]
+    Internal(String),
+}
+
+impl SourceError {
+    /// Whether retrying the same read may succeed (network trouble), as opposed to bad data or
+    /// configuration.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SourceError::Connect { .. } | SourceError::Io { .. })
+    }
+}
