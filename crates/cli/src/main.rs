@@ -1,1 +1,169 @@
-fn main(){}
+//! `tributary`: the command-line entry point. Thin: parse flags, load the project, call the
+//! library crates, print, and map outcomes to exit codes (0 ok, 1 a task failed, 2 invalid
+//! configuration or usage).
+
+mod commands;
+mod demo;
+mod output;
+mod run;
+mod state;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+/// Lakehouse ingestion and medallion pipelines in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "tributary", version, about, propagate_version = true)]
+struct Cli {
+    /// The project folder (holding tributary.yaml).
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    project: PathBuf,
+    /// Log format on standard error: `text` for people, `json` for machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More log output (-v info, -vv debug). `TRIBUTARY_LOG` (a tracing filter) overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Output format of `query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryFormat {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a project folder.
+    Init {
+        /// Folder to create.
+        dir: PathBuf,
+        /// Add the ACME sample sources (a SQLite ERP database and CSV landing files).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Write the ACME sample project, load it, and print a summary.
+    Demo {
+        /// Folder of the demo project (reused when it exists).
+        #[arg(default_value = "acme-demo")]
+        dir: PathBuf,
+        /// Before loading, simulate a day of new and updated orders and a new landing file.
+        #[arg(long)]
+        advance: bool,
+    },
+    /// Check every configuration file; with --connections, also reach every source and the lake.
+    Validate {
+        /// Open every connection and the lake location and report each.
+        #[arg(long)]
+        connections: bool,
+    },
+    /// Load the configured tables.
+    Run {
+        /// Only these tables: a target (`bronze.erp_orders`), a glob (`bronze.erp_*`) or a
+        /// connection name (`erp`). Repeatable, or comma-separated.
+        #[arg(long, short, value_delimiter = ',')]
+        select: Vec<String>,
+        /// Reload incremental tables from scratch (replacing their contents).
+        #[arg(long)]
+        full_refresh: bool,
+        /// How many tables to load at once.
+        #[arg(long, default_value_t = 2)]
+        parallel: usize,
+    },
+    /// Run SQL over the lake's tables (`bronze.erp_orders`, …).
+    Query {
+        /// The SQL statement.
+        sql: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+    },
+    /// List the lake's tables with version, rows, size, freshness and watermark.
+    Tables,
+}
+
+/// An error with its exit code.
+pub struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    /// Exit code 2: invalid configuration or usage.
+    pub fn config(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: 2,
+            error: error.into(),
+        }
+    }
+    /// Exit code 1: a task failed.
+    pub fn task(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: 1,
+            error: error.into(),
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    let default = match (format, verbose) {
+        (_, 0) if format == LogFormat::Json => "info",
+        (_, 0) => "warn",
+        (_, 1) => "info,deltalake=warn,datafusion=warn",
+        _ => "debug",
+    };
+    let filter = std::env::var("TRIBUTARY_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_target(false).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let progress = cli.log_format == LogFormat::Text;
+    let result = runtime.block_on(commands::dispatch(cli.command, cli.project, progress));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.error);
+            for cause in f.error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -1,1 +1,31 @@
-pub fn x(){}
+//! The lake: Delta tables at `<lake>/<layer>/<name>` on a local folder or an object store.
+//!
+//! - [`Lake`] resolves the location, opens tables, lists them and builds a DataFusion session
+//!   with every table registered as `<layer>.<name>`.
+//! - [`TableWriter`] streams record batches into Parquet files and commits them in **one** Delta
+//!   commit, together with the load's [`Watermark`] (a table property), so data and watermark
+//!   advance together or not at all.
+#![warn(missing_docs)]
+
+mod error;
+mod lake;
+mod writer;
+
+pub use error::LakeError;
+pub use lake::{Lake, TableInfo, table_info, watermark_of};
+pub use writer::{CommitSummary, TableWriter, WriteMode};
+
+use serde::{Deserialize, Serialize};
+use tributary_core::CursorValue;
+
+/// Table property holding the JSON [`Watermark`] of the last incremental load.
+pub const WATERMARK_PROPERTY: &str = "tributary.watermark";
+
+/// The highest cursor value committed by incremental loads into a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// The cursor column.
+    pub column: String,
+    /// Its highest committed value.
+    pub value: CursorValue,
+}

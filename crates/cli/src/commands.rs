@@ -1,0 +1,315 @@
+//! One function per command.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use futures::StreamExt;
+use tributary_core::Project;
+use tributary_lake::Lake;
+
+use crate::output::{human_bytes, text_table, thousands};
+use crate::run::{RunContext, TableOutcome, load_table, select};
+use crate::state::{LoadRecord, StateStore};
+use crate::{Command, Failure, QueryFormat, demo};
+
+/// Rows shown by `query --format table` before it asks for csv/json.
+const MAX_TABLE_ROWS: usize = 1000;
+
+pub async fn dispatch(command: Command, project_dir: PathBuf, progress: bool) -> Result<(), Failure> {
+    match command {
+        Command::Init { dir, demo } => init(&dir, demo),
+        Command::Demo { dir, advance } => run_demo(&dir, advance, progress).await,
+        Command::Validate { connections } => validate(&project_dir, connections).await,
+        Command::Run {
+            select,
+            full_refresh,
+            parallel,
+        } => run(&project_dir, &select, full_refresh, parallel, progress)
+            .await
+            .map(|_| ()),
+        Command::Query { sql, format } => query(&project_dir, &sql, format).await,
+        Command::Tables => tables(&project_dir).await,
+    }
+}
+
+fn load_project(dir: &Path) -> Result<Project, Failure> {
+    Project::load(dir).map_err(Failure::config)
+}
+
+fn open_lake(project: &Project) -> Result<Lake, Failure> {
+    Lake::new(&project.config.lake, &project.root, &project.config.lake_options).map_err(Failure::config)
+}
+
+fn init(dir: &Path, with_demo: bool) -> Result<(), Failure> {
+    if dir.join(tributary_core::config::PROJECT_FILE).exists() {
+        return Err(Failure::config(anyhow::anyhow!(
+            "{} already holds a project (tributary.yaml); choose another folder",
+            dir.display()
+        )));
+    }
+    if with_demo {
+        demo::write_demo_project(dir, false).map_err(Failure::task)?;
+        println!("Created the ACME demo project in {}.", dir.display());
+    } else {
+        let name = dir
+            .file_name()
+            .map(|n| tributary_core::config::sanitize(&n.to_string_lossy()))
+            .unwrap_or_else(|| "project".into());
+        demo::write_empty_project(dir, &name).map_err(Failure::task)?;
+        println!("Created project {name} in {}.", dir.display());
+    }
+    println!(
+        "Next: cd {} && tributary validate && tributary run",
+        dir.display()
+    );
+    Ok(())
+}
+
+async fn run_demo(dir: &Path, advance: bool, progress: bool) -> Result<(), Failure> {
+    let started = Instant::now();
+    if dir.join(tributary_core::config::PROJECT_FILE).exists() {
+        println!("Using the existing demo project in {}.", dir.display());
+    } else {
+        let files = demo::write_demo_project(dir, false).map_err(Failure::task)?;
+        let total: u64 = files.erp_rows.iter().map(|(_, n)| *n).sum();
+        println!(
+            "Wrote the ACME demo project to {}: an ERP database with {} rows in {} tables, and {} landing files ({:.1}s).",
+            dir.display(),
+            thousands(total),
+            files.erp_rows.len(),
+            files.landing_files.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if advance {
+        let summary = demo::simulate_source_changes(dir).map_err(Failure::task)?;
+        println!("Simulated a day of source changes: {summary}.");
+    }
+    let outcomes = run(dir, &[], false, 2, progress).await?;
+    let total_rows: u64 = outcomes.iter().map(|o| o.rows).sum();
+    println!(
+        "\nLoaded {} rows into {} tables in {:.1}s. Try next:\n  cd {}\n  tributary tables\n  tributary query \"SELECT status, count(*) AS orders, sum(total) AS revenue FROM bronze.erp_orders GROUP BY status ORDER BY orders DESC\"\n  tributary demo --advance {}   # a day of new and changed orders, then an incremental load",
+        thousands(total_rows),
+        outcomes.len(),
+        started.elapsed().as_secs_f64(),
+        dir.display(),
+        dir.display(),
+    );
+    Ok(())
+}
+
+async fn validate(dir: &Path, connections: bool) -> Result<(), Failure> {
+    let project = load_project(dir)?;
+    let specs = project.load_specs();
+    println!(
+        "{}: configuration is valid ({} connection{}, {} table{}).",
+        project.config.name,
+        project.config.connections.len(),
+        if project.config.connections.len() == 1 { "" } else { "s" },
+        specs.len(),
+        if specs.len() == 1 { "" } else { "s" }
+    );
+    for s in &specs {
+        println!("  {:<40} <- {} ({:?})", s.target(), s.source_label(), s.table.mode);
+    }
+    if !connections {
+        return Ok(());
+    }
+    println!("\nConnections:");
+    let mut failed = 0;
+    for (name, config) in &project.config.connections {
+        let result = match tributary_connectors::open(name, config, &project.root) {
+            Ok(source) => source.check().await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => println!("  {name:<20} {:<8} ok", config.kind()),
+            Err(e) => {
+                failed += 1;
+                println!("  {name:<20} {:<8} FAILED: {e}", config.kind());
+            }
+        }
+    }
+    match open_lake(&project) {
+        Ok(lake) => match lake.check().await {
+            Ok(()) => println!("  {:<20} {:<8} ok ({})", "lake", "delta", lake.display_root()),
+            Err(e) => {
+                failed += 1;
+                println!("  {:<20} {:<8} FAILED: {e}", "lake", "delta");
+            }
+        },
+        Err(f) => {
+            failed += 1;
+            println!("  {:<20} {:<8} FAILED: {}", "lake", "delta", f.error);
+        }
+    }
+    if failed > 0 {
+        return Err(Failure::task(anyhow::anyhow!(
+            "{failed} connection{} failed",
+            if failed == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(())
+}
+
+pub async fn run(
+    dir: &Path,
+    selectors: &[String],
+    full_refresh: bool,
+    parallel: usize,
+    progress: bool,
+) -> Result<Vec<TableOutcome>, Failure> {
+    let project = load_project(dir)?;
+    let specs = select(project.load_specs(), selectors).map_err(Failure::config)?;
+    let lake = open_lake(&project)?;
+    let state = StateStore::open(&project.root, &project.config.state).map_err(Failure::task)?;
+    let ctx = RunContext::new(project, lake, full_refresh, progress && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let started_at = chrono::Utc::now().to_rfc3339();
+    state
+        .start_run(&ctx.run_id, "run", &started_at)
+        .map_err(Failure::task)?;
+    tracing::info!(run_id = %ctx.run_id, tables = specs.len(), "Run started.");
+
+    let mut outcomes: Vec<TableOutcome> = futures::stream::iter(specs.iter())
+        .map(|spec| load_table(&ctx, spec))
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
+    outcomes.sort_by(|a, b| a.target.cmp(&b.target));
+    let _ = ctx.progress.clear();
+
+    for o in &outcomes {
+        let err = o.error.as_ref().map(|e| format!("{e:#}"));
+        state
+            .record_load(
+                &ctx.run_id,
+                &LoadRecord {
+                    target: &o.target,
+                    status: if o.error.is_some() { "failed" } else { "ok" },
+                    rows: o.rows,
+                    version: o.version,
+                    seconds: o.seconds,
+                    error: err.as_deref(),
+                },
+            )
+            .map_err(Failure::task)?;
+    }
+    let failed: Vec<&TableOutcome> = outcomes.iter().filter(|o| o.error.is_some()).collect();
+    state
+        .finish_run(
+            &ctx.run_id,
+            if failed.is_empty() { "ok" } else { "failed" },
+            &chrono::Utc::now().to_rfc3339(),
+        )
+        .map_err(Failure::task)?;
+
+    let rows: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|o| {
+            vec![
+                o.target.clone(),
+                o.mode.to_string(),
+                thousands(o.rows),
+                o.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                format!("{:.2}", o.seconds),
+                if o.error.is_some() { "FAILED".into() } else { "ok".into() },
+            ]
+        })
+        .collect();
+    println!("Run {}", ctx.run_id);
+    print!(
+        "{}",
+        text_table(
+            &["table", "mode", "rows", "version", "seconds", "status"],
+            &rows,
+            &[false, false, true, true, true, false]
+        )
+    );
+    if !failed.is_empty() {
+        eprintln!();
+        for o in &failed {
+            if let Some(e) = &o.error {
+                eprintln!("{} failed (the table is unchanged): {e:#}", o.target);
+            }
+        }
+        return Err(Failure::task(anyhow::anyhow!(
+            "{} of {} table{} failed",
+            failed.len(),
+            outcomes.len(),
+            if outcomes.len() == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(outcomes)
+}
+
+async fn query(dir: &Path, sql: &str, format: QueryFormat) -> Result<(), Failure> {
+    let project = load_project(dir)?;
+    let lake = open_lake(&project)?;
+    let ctx = lake.session().await.map_err(Failure::task)?;
+    let df = ctx.sql(sql).await.map_err(|e| Failure::config(anyhow::anyhow!("{e}")))?;
+    let stream = df
+        .execute_stream()
+        .await
+        .map_err(|e| Failure::task(anyhow::anyhow!("{e}")))?;
+    crate::output::print_query_results(stream, format, MAX_TABLE_ROWS)
+        .await
+        .context("while running the query")
+        .map_err(Failure::task)?;
+    Ok(())
+}
+
+async fn tables(dir: &Path) -> Result<(), Failure> {
+    let project = load_project(dir)?;
+    let lake = open_lake(&project)?;
+    let infos = lake.tables().await.map_err(Failure::task)?;
+    if infos.is_empty() {
+        println!("No tables in {} yet; run `tributary run`.", lake.display_root());
+        return Ok(());
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let rows: Vec<Vec<String>> = infos
+        .iter()
+        .map(|t| {
+            let when = t
+                .committed_at_ms
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
+                .unwrap_or_else(|| "-".into());
+            let age = t
+                .committed_at_ms
+                .map(|ms| human_age((now - ms).max(0) / 1000))
+                .unwrap_or_default();
+            vec![
+                format!("{}.{}", t.layer, t.name),
+                t.version.to_string(),
+                t.rows.map(thousands).unwrap_or_else(|| "?".into()),
+                t.files.to_string(),
+                human_bytes(t.bytes),
+                format!("{when} ({age} ago)"),
+                t.watermark
+                    .as_ref()
+                    .map(|w| format!("{} = {}", w.column, w.value))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        text_table(
+            &["table", "version", "rows", "files", "size", "last commit", "watermark"],
+            &rows,
+            &[false, true, true, true, true, false, false]
+        )
+    );
+    Ok(())
+}
+
+fn human_age(secs: i64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}

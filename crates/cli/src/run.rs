@@ -1,0 +1,568 @@
+//! Loading tables into bronze: source → filter/dedupe → metadata columns → one Delta commit.
+//!
+//! Exactly-once: an incremental table's watermark is a table property written in the same Delta
+//! commit as its rows. A run killed before the commit leaves table and watermark as they were
+//! (the next run re-reads the same rows); a run killed after it has nothing left to redo.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use deltalake::arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use deltalake::arrow::compute::kernels::cmp::gt_eq;
+use deltalake::arrow::compute::{and, filter_record_batch, is_not_null};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::row::{RowConverter, SortField};
+use deltalake::datafusion::common::ScalarValue;
+use deltalake::datafusion::prelude::{SessionContext, ident, lit};
+use futures::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing::{info, warn};
+use tributary_core::config::{LoadMode, LoadSpec, Project};
+use tributary_core::cursor::Lookback;
+use tributary_core::{CursorValue, ReadRequest, Source};
+use tributary_lake::{Lake, TableWriter, Watermark, WriteMode};
+
+/// Metadata columns added to every bronze row.
+pub const LOADED_AT: &str = "_tributary_loaded_at";
+pub const RUN_ID: &str = "_tributary_run_id";
+pub const SOURCE: &str = "_tributary_source";
+
+/// Default lookback for timestamp and date cursors.
+const DEFAULT_TIME_LOOKBACK_MICROS: i64 = 3_600_000_000;
+
+/// What happened to one table.
+pub struct TableOutcome {
+    pub target: String,
+    pub mode: &'static str,
+    pub rows: u64,
+    pub version: Option<i64>,
+    pub seconds: f64,
+    pub error: Option<anyhow::Error>,
+}
+
+/// Shared by every table of a run.
+pub struct RunContext {
+    pub project: Project,
+    pub lake: Lake,
+    pub run_id: String,
+    pub loaded_at_micros: i64,
+    pub full_refresh: bool,
+    pub progress: MultiProgress,
+}
+
+impl RunContext {
+    pub fn new(project: Project, lake: Lake, full_refresh: bool, show_progress: bool) -> Self {
+        let now = chrono::Utc::now();
+        let run_id = format!(
+            "{}-{}",
+            now.format("%Y%m%dT%H%M%SZ"),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let progress = if show_progress {
+            MultiProgress::new()
+        } else {
+            MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+        };
+        RunContext {
+            project,
+            lake,
+            run_id,
+            loaded_at_micros: now.timestamp_micros(),
+            full_refresh,
+            progress,
+        }
+    }
+}
+
+/// Load one table, never panicking; the outcome carries the error.
+pub async fn load_table(ctx: &RunContext, spec: &LoadSpec) -> TableOutcome {
+    let started = Instant::now();
+    let target = spec.target();
+    let bar = ctx.progress.add(ProgressBar::new_spinner());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:.bold} {spinner} {human_pos} rows  {per_sec}  {elapsed}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(target.clone());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let span = tracing::info_span!("load", table = %target, run_id = %ctx.run_id);
+    let result = {
+        let _entered = span.enter();
+        info!("Load started.");
+        drop(_entered);
+        load_inner(ctx, spec, &bar).await
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let mode = match spec.table.mode {
+        LoadMode::Incremental if !ctx.full_refresh => "incremental",
+        _ => "full",
+    };
+    match result {
+        Ok((rows, version)) => {
+            bar.finish_with_message(format!("done, version {version}"));
+            info!(table = %target, rows, version, seconds, "Load finished.");
+            TableOutcome {
+                target,
+                mode,
+                rows,
+                version: Some(version),
+                seconds,
+                error: None,
+            }
+        }
+        Err(e) => {
+            bar.abandon_with_message("FAILED");
+            tracing::error!(table = %target, error = %format!("{e:#}"), "Load failed; the table is unchanged.");
+            TableOutcome {
+                target,
+                mode,
+                rows: 0,
+                version: None,
+                seconds,
+                error: Some(e),
+            }
+        }
+    }
+}
+
+async fn load_inner(ctx: &RunContext, spec: &LoadSpec, bar: &ProgressBar) -> anyhow::Result<(u64, i64)> {
+    let target = spec.target();
+    let conn_config = ctx
+        .project
+        .config
+        .connections
+        .get(&spec.connection)
+        .ok_or_else(|| anyhow!("connection {} is not defined", spec.connection))?;
+    let source: Box<dyn Source> =
+        tributary_connectors::open(&spec.connection, conn_config, &ctx.project.root)?;
+
+    let existing = ctx.lake.open(&spec.layer, &spec.name).await?;
+    let incremental = spec.table.mode == LoadMode::Incremental && !ctx.full_refresh;
+    let cursor_col = spec.table.cursor.clone();
+    let previous: Option<Watermark> = match (&existing, incremental) {
+        (Some(t), true) => tributary_lake::watermark_of(&target, t)?,
+        _ => None,
+    };
+    if let (Some(w), Some(c)) = (&previous, &cursor_col)
+        && &w.column != c
+    {
+        bail!(
+            "the cursor changed from `{}` to `{c}` since the last load; run `tributary run --full-refresh --select {target}` to reload the table with the new cursor",
+            w.column
+        );
+    }
+    // Where to start reading: the watermark minus the lookback.
+    let since: Option<(String, CursorValue)> = match (&previous, &cursor_col) {
+        (Some(w), Some(c)) => {
+            let lookback = match &spec.table.lookback {
+                Some(spec) => Some(spec.parse().map_err(|e| anyhow!(e))?),
+                None => match w.value {
+                    CursorValue::TimestampUtc(_)
+                    | CursorValue::Timestamp(_)
+                    | CursorValue::Date(_) => Some(Lookback::Micros(DEFAULT_TIME_LOOKBACK_MICROS)),
+                    _ => None,
+                },
+            };
+            Some((c.clone(), w.value.minus(lookback)))
+        }
+        _ => None,
+    };
+    // Appending needs a watermark; without one (first load, or a table loaded in full mode
+    // before) the load replaces the table.
+    let write_mode = if incremental && previous.is_some() {
+        WriteMode::Append
+    } else {
+        WriteMode::Overwrite
+    };
+
+    let batch_size = spec
+        .table
+        .batch_size
+        .unwrap_or(if conn_config.is_files() {
+            tributary_connectors::DEFAULT_FILE_BATCH_SIZE
+        } else {
+            tributary_connectors::DEFAULT_BATCH_SIZE
+        });
+    let request = ReadRequest {
+        table: spec.table.clone(),
+        since: since.clone(),
+        batch_size,
+    };
+    let stream = source
+        .read(request)
+        .await
+        .with_context(|| format!("reading {}", spec.source_label()))?;
+    let source_schema = stream.schema.clone();
+    check_columns(spec, &source_schema)?;
+    let cursor_index = match &cursor_col {
+        Some(c) => Some(source_schema.index_of(c).map_err(|_| {
+            anyhow!(
+                "{}: the cursor column `{c}` is not among the source's columns ({})",
+                spec.file.display(),
+                column_list(&source_schema)
+            )
+        })?),
+        None => None,
+    };
+    if let (Some(i), true) = (cursor_index, incremental) {
+        // Reject unsupported cursor types before reading anything.
+        let dt = source_schema.field(i).data_type();
+        CursorValue::max_of(&deltalake::arrow::array::new_null_array(dt, 1))
+            .map_err(|e| anyhow!("cursor column `{}`: {e}", source_schema.field(i).name()))?;
+    }
+
+    // Rows already loaded in the lookback window: (key, cursor) pairs to skip.
+    let mut seen = match (&since, &existing, write_mode) {
+        (Some((col, lower)), Some(_), WriteMode::Append) => Some(
+            loaded_keys(ctx, spec, &source_schema, col, lower)
+                .await
+                .context("reading the rows already loaded in the lookback window")?,
+        ),
+        _ => None,
+    };
+    let key_columns = key_columns(spec, &source_schema);
+
+    let out_schema = with_metadata_columns(&source_schema);
+    let mut writer = TableWriter::new(&ctx.lake, &spec.layer, &spec.name, out_schema.clone(), write_mode).await?;
+    let mut max_cursor: Option<CursorValue> = previous.as_ref().map(|w| w.value.clone());
+    let mut rows = 0u64;
+    let mut batches = stream.batches;
+    let run_id: Arc<str> = Arc::from(ctx.run_id.as_str());
+    while let Some(item) = batches.next().await {
+        let item = item.with_context(|| format!("reading {}", spec.source_label()))?;
+        let mut batch = item.batch;
+        if let (Some((_, lower)), Some(i)) = (&since, cursor_index) {
+            batch = filter_since(&batch, i, lower)?;
+        }
+        if let Some(seen) = seen.as_mut() {
+            batch = drop_seen(&batch, &key_columns, seen)?;
+        }
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        if let (Some(i), true) = (cursor_index, spec.table.mode == LoadMode::Incremental) {
+            let m = CursorValue::max_of(batch.column(i)).map_err(|e| anyhow!(e))?;
+            max_cursor = match (max_cursor, m) {
+                (Some(a), Some(b)) => Some(if b > a { b } else { a }),
+                (a, b) => a.or(b),
+            };
+        }
+        let n = batch.num_rows();
+        let out = add_metadata(&batch, &out_schema, ctx.loaded_at_micros, &run_id, &item.origin)?;
+        writer.write(out).await?;
+        rows += n as u64;
+        bar.inc(n as u64);
+    }
+    let watermark = match (&cursor_col, max_cursor, spec.table.mode) {
+        (Some(c), Some(v), LoadMode::Incremental) => Some(Watermark {
+            column: c.clone(),
+            value: v,
+        }),
+        _ => None,
+    };
+    let mut meta = HashMap::new();
+    meta.insert("tributary.runId".to_string(), serde_json::json!(ctx.run_id));
+    meta.insert("tributary.source".to_string(), serde_json::json!(spec.source_label()));
+    meta.insert("tributary.rows".to_string(), serde_json::json!(rows));
+    if let Some((c, v)) = &since {
+        meta.insert("tributary.readFrom".to_string(), serde_json::json!(format!("{c} >= {v}")));
+    }
+    let summary = writer.commit(watermark, meta).await?;
+    if !summary.committed {
+        info!(table = %target, "No new rows; nothing committed.");
+    }
+    Ok((rows, summary.version))
+}
+
+/// Source columns must not use the reserved prefix; keys must exist.
+fn check_columns(spec: &LoadSpec, schema: &SchemaRef) -> anyhow::Result<()> {
+    for f in schema.fields() {
+        if f.name().starts_with("_tributary_") {
+            bail!(
+                "{}: column `{}` uses the reserved prefix `_tributary_`; rename it in a `query`",
+                spec.source_label(),
+                f.name()
+            );
+        }
+    }
+    for k in &spec.table.primary_key {
+        if schema.index_of(k).is_err() {
+            bail!(
+                "{}: primary_key column `{k}` is not among the source's columns ({})",
+                spec.file.display(),
+                column_list(schema)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn column_list(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The columns identifying a loaded row: primary key + cursor, or every column without a key.
+fn key_columns(spec: &LoadSpec, schema: &SchemaRef) -> Vec<usize> {
+    if spec.table.primary_key.is_empty() {
+        return (0..schema.fields().len()).collect();
+    }
+    let mut cols: Vec<usize> = spec
+        .table
+        .primary_key
+        .iter()
+        .filter_map(|k| schema.index_of(k).ok())
+        .collect();
+    if let Some(c) = &spec.table.cursor
+        && let Ok(i) = schema.index_of(c)
+        && !cols.contains(&i)
+    {
+        cols.push(i);
+    }
+    cols
+}
+
+/// Keys of rows already in the table with `cursor >= lower`, encoded with Arrow's row format.
+async fn loaded_keys(
+    ctx: &RunContext,
+    spec: &LoadSpec,
+    source_schema: &SchemaRef,
+    cursor: &str,
+    lower: &CursorValue,
+) -> anyhow::Result<KeySet> {
+    let key_idx = key_columns(spec, source_schema);
+    let fields: Vec<Field> = key_idx
+        .iter()
+        .map(|i| source_schema.field(*i).clone())
+        .collect();
+    let session = SessionContext::new();
+    let table = ctx
+        .lake
+        .open(&spec.layer, &spec.name)
+        .await?
+        .ok_or_else(|| anyhow!("table {} disappeared", spec.target()))?;
+    let provider = table.table_provider().await?;
+    session.register_table("t", provider)?;
+    // The filter is pushed down to the Delta scan, which skips files by their statistics.
+    let bound = lower
+        .to_scalar_array(source_schema.field_with_name(cursor)?.data_type())
+        .map_err(|e| anyhow!(e))?;
+    let bound = ScalarValue::try_from_array(&bound, 0)?;
+    let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+    let df = session
+        .table("t")
+        .await?
+        .filter(ident(cursor).gt_eq(lit(bound)))?
+        .select_columns(&names)?;
+    let mut stream = df.execute_stream().await?;
+    let mut keys = KeySet::new(&fields)?;
+    while let Some(b) = stream.next().await {
+        let b = b?;
+        let columns: Vec<ArrayRef> = (0..fields.len())
+            .map(|i| cast_to(b.column(i), fields[i].data_type()))
+            .collect::<anyhow::Result<_>>()?;
+        keys.insert_all(&columns)?;
+    }
+    info!(table = %spec.target(), keys = keys.len(), "Read keys already loaded in the lookback window.");
+    Ok(keys)
+}
+
+fn cast_to(a: &ArrayRef, dt: &DataType) -> anyhow::Result<ArrayRef> {
+    if a.data_type() == dt {
+        Ok(a.clone())
+    } else {
+        Ok(deltalake::arrow::compute::cast(a, dt)?)
+    }
+}
+
+/// A set of row keys in Arrow's row format.
+pub struct KeySet {
+    converter: RowConverter,
+    types: Vec<DataType>,
+    keys: HashSet<Box<[u8]>>,
+}
+
+impl KeySet {
+    fn new(fields: &[Field]) -> anyhow::Result<KeySet> {
+        let types: Vec<DataType> = fields.iter().map(|f| f.data_type().clone()).collect();
+        let converter = RowConverter::new(types.iter().map(|t| SortField::new(t.clone())).collect())?;
+        Ok(KeySet {
+            converter,
+            types,
+            keys: HashSet::new(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn insert_all(&mut self, columns: &[ArrayRef]) -> anyhow::Result<()> {
+        let rows = self.converter.convert_columns(columns)?;
+        for r in rows.iter() {
+            self.keys.insert(r.as_ref().into());
+        }
+        Ok(())
+    }
+
+    /// A mask: true for rows not yet in the set.
+    fn unseen(&self, columns: &[ArrayRef]) -> anyhow::Result<BooleanArray> {
+        let columns: Vec<ArrayRef> = columns
+            .iter()
+            .zip(&self.types)
+            .map(|(c, t)| cast_to(c, t))
+            .collect::<anyhow::Result<_>>()?;
+        let rows = self.converter.convert_columns(&columns)?;
+        Ok(rows.iter().map(|r| Some(!self.keys.contains(r.as_ref()))).collect())
+    }
+}
+
+fn drop_seen(batch: &RecordBatch, key_idx: &[usize], seen: &mut KeySet) -> anyhow::Result<RecordBatch> {
+    if seen.len() == 0 {
+        return Ok(batch.clone());
+    }
+    let cols: Vec<ArrayRef> = key_idx.iter().map(|i| batch.column(*i).clone()).collect();
+    let mask = seen.unseen(&cols)?;
+    Ok(filter_record_batch(batch, &mask)?)
+}
+
+/// Keep rows whose cursor is not NULL and `>= lower` (sources that cannot filter, like files,
+/// rely on this; for databases it is a no-op safety net).
+fn filter_since(batch: &RecordBatch, i: usize, lower: &CursorValue) -> anyhow::Result<RecordBatch> {
+    let col = batch.column(i);
+    let bound = lower
+        .to_scalar_array(col.data_type())
+        .map_err(|e| anyhow!("cursor column `{}`: {e}", batch.schema().field(i).name()))?;
+    let ge = gt_eq(col, &deltalake::arrow::array::Scalar::new(bound))?;
+    let mask = and(&ge, &is_not_null(col)?)?;
+    if mask.true_count() == batch.num_rows() {
+        return Ok(batch.clone());
+    }
+    Ok(filter_record_batch(batch, &mask)?)
+}
+
+fn with_metadata_columns(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    fields.push(Field::new(
+        LOADED_AT,
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    ));
+    fields.push(Field::new(RUN_ID, DataType::Utf8, false));
+    fields.push(Field::new(SOURCE, DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+fn add_metadata(
+    batch: &RecordBatch,
+    out_schema: &SchemaRef,
+    loaded_at: i64,
+    run_id: &str,
+    origin: &str,
+) -> anyhow::Result<RecordBatch> {
+    let n = batch.num_rows();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns.push(Arc::new(
+        TimestampMicrosecondArray::from(vec![loaded_at; n]).with_timezone("UTC"),
+    ));
+    columns.push(Arc::new(StringArray::from(vec![run_id; n])));
+    columns.push(Arc::new(StringArray::from(vec![origin; n])));
+    let fields: Vec<Field> = out_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    // Nullability of the source batch may be stricter; the output schema is nullable.
+    let schema = Arc::new(Schema::new(fields));
+    RecordBatch::try_new(schema, columns).context("adding the _tributary_ columns")
+}
+
+/// Which tables `--select` picks. Empty selection = all. A selector matching nothing is a usage
+/// error.
+pub fn select(specs: Vec<LoadSpec>, selectors: &[String]) -> anyhow::Result<Vec<LoadSpec>> {
+    if selectors.is_empty() {
+        return Ok(specs);
+    }
+    let mut matchers = Vec::new();
+    for s in selectors {
+        let g = globset::Glob::new(s)
+            .with_context(|| format!("--select {s}: not a valid pattern"))?
+            .compile_matcher();
+        matchers.push((s.clone(), g));
+    }
+    let mut used = vec![false; matchers.len()];
+    let picked: Vec<LoadSpec> = specs
+        .into_iter()
+        .filter(|spec| {
+            let target = spec.target();
+            let mut hit = false;
+            for (i, (s, g)) in matchers.iter().enumerate() {
+                if *s == target || *s == spec.connection || *s == spec.name || g.is_match(&target) {
+                    used[i] = true;
+                    hit = true;
+                }
+            }
+            hit
+        })
+        .collect();
+    let unused: Vec<&str> = matchers
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| !**u)
+        .map(|((s, _), _)| s.as_str())
+        .collect();
+    if !unused.is_empty() {
+        bail!(
+            "--select {} matches no configured table; `tributary validate` lists the configuration, targets look like bronze.<connection>_<table>",
+            unused.join(", ")
+        );
+    }
+    Ok(picked)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use deltalake::arrow::array::Int64Array;
+
+    #[test]
+    fn since_filter_drops_nulls_and_older_rows() {
+        let schema = Arc::new(Schema::new(vec![Field::new("c", DataType::Int64, true)]));
+        let b = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from(vec![Some(1), None, Some(5), Some(3)]))],
+        )
+        .unwrap();
+        let out = filter_since(&b, 0, &CursorValue::Int(3)).unwrap();
+        let c = out.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(c.values().to_vec(), vec![5, 3]);
+    }
+
+    #[test]
+    fn keyset_drops_rows_already_loaded() {
+        let f = vec![Field::new("id", DataType::Int64, true)];
+        let mut k = KeySet::new(&f).unwrap();
+        k.insert_all(&[Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef]).unwrap();
+        let mask = k.unseen(&[Arc::new(Int64Array::from(vec![2, 3])) as ArrayRef]).unwrap();
+        assert_eq!(mask, BooleanArray::from(vec![false, true]));
+    }
+
+    #[test]
+    fn metadata_columns_are_appended() {
+        let schema = Arc::new(Schema::new(vec![Field::new("c", DataType::Int64, false)]));
+        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+        let out_schema = with_metadata_columns(&schema);
+        let out = add_metadata(&b, &out_schema, 7, "r1", "erp:x").unwrap();
+        assert_eq!(out.num_columns(), 4);
+        assert_eq!(out.schema().field(3).name(), SOURCE);
+    }
+}

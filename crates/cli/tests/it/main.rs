@@ -1,0 +1,11 @@
+//! End-to-end tests of the `tributary` binary: run in temporary project folders against the
+//! machine's PostgreSQL and MariaDB, Azurite, and the Python `deltalake` reader.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod azure;
+mod config_errors;
+mod incremental;
+mod interop;
+mod sqlite_e2e;
+mod support;

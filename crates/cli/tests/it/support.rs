@@ -1,0 +1,189 @@
+//! Running the binary in a temporary project, and finding the test services.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// True when services are required (CI).
+pub fn services_required() -> bool {
+    std::env::var("TRIBUTARY_REQUIRE_SERVICES").as_deref() == Ok("1")
+}
+
+/// Skip (return `None`) or fail, with the reason.
+pub fn unavailable<T>(service: &str, reason: impl std::fmt::Display) -> Option<T> {
+    if services_required() {
+        panic!("{service} is required (TRIBUTARY_REQUIRE_SERVICES=1) but unavailable: {reason}");
+    }
+    eprintln!("SKIPPED: {service} unavailable: {reason}");
+    None
+}
+
+pub fn unique_name(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn pg_url() -> String {
+    std::env::var("TRIBUTARY_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A PostgreSQL client with a fresh schema (dropped on drop of the returned guard).
+pub struct PgSchema {
+    pub client: tokio_postgres::Client,
+    pub schema: String,
+    _conn: tokio::task::JoinHandle<()>,
+}
+
+impl PgSchema {
+    pub async fn new() -> Option<PgSchema> {
+        let (client, conn) = match tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await {
+            Ok(c) => c,
+            Err(e) => return unavailable("PostgreSQL", e),
+        };
+        let handle = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let schema = unique_name("tt");
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .unwrap();
+        Some(PgSchema {
+            client,
+            schema,
+            _conn: handle,
+        })
+    }
+
+    pub async fn drop_schema(&self) {
+        let _ = self
+            .client
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
+            .await;
+    }
+}
+
+/// A project folder with the binary pointed at it.
+pub struct TestProject {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestProject {
+    pub fn new(project_yaml: &str) -> TestProject {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tributary.yaml"), project_yaml).unwrap();
+        TestProject { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--project").arg(self.dir.path()).args(args);
+        c.env_remove("TRIBUTARY_LOG");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Run and assert success, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "tributary {args:?} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `tributary query --format json` parsed.
+    pub fn query(&self, sql: &str) -> Vec<serde_json::Value> {
+        let out = self.ok(&["query", "--format", "json", sql]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON from query: {e}\n{out}"))
+    }
+
+    /// A single integer from a query.
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        let rows = self.query(sql);
+        let v = rows[0].as_object().unwrap().values().next().unwrap().clone();
+        v.as_i64().unwrap_or_else(|| v.as_str().unwrap().parse().unwrap())
+    }
+
+    /// Every file under the lake folder with its size, to prove a failed run changed nothing.
+    pub fn lake_listing(&self) -> Vec<(PathBuf, u64)> {
+        let mut out = Vec::new();
+        let root = self.dir.path().join("lake");
+        walk(&root, &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn walk(p: &Path, out: &mut Vec<(PathBuf, u64)>) {
+    let Ok(rd) = std::fs::read_dir(p) else { return };
+    for e in rd.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            walk(&path, out);
+        } else {
+            out.push((path.clone(), e.metadata().map(|m| m.len()).unwrap_or(0)));
+        }
+    }
+}
+
+/// Only `_delta_log` entries: what readers see. Parquet files of an aborted write may remain
+/// (unreferenced, removed by vacuum) without changing the table.
+pub fn delta_logs(listing: &[(PathBuf, u64)]) -> Vec<(PathBuf, u64)> {
+    listing
+        .iter()
+        .filter(|(p, _)| p.components().any(|c| c.as_os_str() == "_delta_log"))
+        .cloned()
+        .collect()
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tributary"))
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run a Python snippet; `None` (skip) when python/deltalake is missing outside CI.
+pub fn python(script: &str) -> Option<String> {
+    let check = Command::new("python3")
+        .args(["-c", "import deltalake, polars"])
+        .output();
+    match check {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => return unavailable("python deltalake", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => return unavailable("python3", e),
+    }
+    let out = Command::new("python3").args(["-c", script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}

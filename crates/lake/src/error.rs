@@ -1,0 +1,65 @@
+use deltalake::DeltaTableError;
+
+/// Errors from the lake.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// The lake location is not usable.
+    #[error("lake location {location}: {reason}")]
+    Location {
+        /// The configured location (secrets removed).
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A Delta operation on a table failed.
+    #[error("table {table}: {operation} failed: {source}")]
+    Delta {
+        /// `layer.name`.
+        table: String,
+        /// What we were doing (open, write, commit, …).
+        operation: &'static str,
+        /// delta-rs's error.
+        #[source]
+        source: DeltaTableError,
+    },
+    /// New rows do not fit the table's schema.
+    #[error("table {table}: {reason}")]
+    Schema {
+        /// `layer.name`.
+        table: String,
+        /// Which column and types clash, and what to do.
+        reason: String,
+    },
+    /// A query failed.
+    #[error("query failed: {0}")]
+    Query(String),
+    /// A table's stored watermark cannot be read.
+    #[error("table {table}: the stored watermark is unreadable ({reason}); run with --full-refresh to reload the table")]
+    Watermark {
+        /// `layer.name`.
+        table: String,
+        /// Parse error.
+        reason: String,
+    },
+}
+
+impl LakeError {
+    pub(crate) fn delta(table: &str, operation: &'static str, source: DeltaTableError) -> Self {
+        LakeError::Delta {
+            table: table.to_string(),
+            operation,
+            source,
+        }
+    }
+
+    /// Whether the operation may succeed when retried (storage trouble, commit conflicts).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LakeError::Delta { source, .. } => matches!(
+                source,
+                DeltaTableError::ObjectStore { .. } | DeltaTableError::Io { .. }
+            ),
+            _ => false,
+        }
+    }
+}
