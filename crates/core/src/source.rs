@@ -61,6 +61,11 @@ pub trait Source: Send + Sync {
     /// Start reading a table. Errors about the table itself (missing, unsupported column type)
     /// come back here, before any row; errors about a value come back in the stream.
     async fn read(&self, request: ReadRequest) -> Result<SourceStream, SourceError>;
+    /// Malformed records skipped so far by reads of this source (`on_error: skip`); 0 for
+    /// sources that never skip.
+    fn skipped_records(&self) -> u64 {
+        0
+    }
 }
 
 /// Errors from sources. Every variant names where the problem is.
