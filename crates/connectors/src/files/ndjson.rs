@@ -1,0 +1,369 @@
+//! NDJSON: schema inferred from the first lines of the first file, each line validated (for its
+//! line number) and decoded with Arrow's JSON decoder in batches.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::sync::Arc;
+
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::arrow::error::ArrowError;
+use deltalake::arrow::json::ReaderBuilder;
+use deltalake::arrow::json::reader::{Decoder, infer_json_schema_from_iterator};
+use deltalake::arrow::record_batch::RecordBatch;
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use tributary_core::SourceError;
+use tributary_core::config::{OnError, TableConfig};
+
+use super::{FileInput, ReadCtx};
+use crate::util::normalize_type_for_delta;
+
+/// Records of the first file used to infer the schema.
+const INFER_RECORDS: usize = 1000;
+
+/// The schema, from the first file.
+pub(crate) struct NdjsonPlan {
+    schema: SchemaRef,
+    first_file: String,
+}
+
+/// Reads lines, numbering them and skipping blank ones.
+struct Lines {
+    reader: Box<dyn BufRead + Send>,
+    buf: Vec<u8>,
+    line: u64,
+}
+
+enum Line {
+    /// A non-blank line with valid JSON object syntax.
+    Record(u64, String),
+    /// A malformed line: number and reason.
+    Bad(u64, String),
+}
+
+impl Lines {
+    fn next(&mut self, input: &FileInput) -> Result<Option<Line>, SourceError> {
+        loop {
+            self.buf.clear();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| input.read_error(e))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            if self.buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let text = match std::str::from_utf8(&self.buf) {
+                Ok(t) => t.trim_end_matches(['\n', '\r']),
+                Err(e) => {
+                    return Ok(Some(Line::Bad(
+                        self.line,
+                        format!("the line is not valid UTF-8 ({e})"),
+                    )));
+                }
+            };
+            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                return Ok(Some(Line::Bad(self.line, format!("invalid JSON: {e}"))));
+            }
+            if !text.trim_start().starts_with('{') {
+                return Ok(Some(Line::Bad(
+                    self.line,
+                    "the line is not a JSON object (NDJSON needs one object per line)".into(),
+                )));
+            }
+            return Ok(Some(Line::Record(self.line, text.to_string())));
+        }
+    }
+}
+
+impl NdjsonPlan {
+    fn lines(input: &FileInput) -> Result<Lines, SourceError> {
+        Ok(Lines {
+            reader: input.open_text()?,
+            buf: Vec::new(),
+            line: 0,
+        })
+    }
+
+    /// Infer the schema from the first records of the first file.
+    pub(crate) fn infer(table: &TableConfig, input: &FileInput) -> Result<NdjsonPlan, SourceError> {
+        let mut lines = Self::lines(input)?;
+        let mut values = Vec::new();
+        let mut order = KeyOrder::default();
+        while values.len() < INFER_RECORDS {
+            match lines.next(input)? {
+                None => break,
+                Some(Line::Record(line, text)) => {
+                    let parsed = serde_json::from_str::<serde_json::Value>(&text).and_then(|v| {
+                        let mut de = serde_json::Deserializer::from_str(&text);
+                        OrderSeed(&mut order).deserialize(&mut de).map(|()| v)
+                    });
+                    match parsed {
+                        Ok(mut v) => {
+                            if let serde_json::Value::Object(map) = &mut v {
+                                // Cast fields are text whatever their values.
+                                map.retain(|k, _| !table.cast.contains_key(k));
+                            }
+                            values.push(v);
+                        }
+                        Err(e) => {
+                            if table.on_error == OnError::Fail {
+                                return Err(SourceError::BadRecord {
+                                    file: input.display.clone(),
+                                    line,
+                                    reason: format!("invalid JSON: {e}"),
+                                });
+                            }
+                        }
+                    }
+                }
+                Some(Line::Bad(line, reason)) => {
+                    // Skipped lines are counted when the file is read.
+                    if table.on_error == OnError::Fail {
+                        return Err(SourceError::BadRecord {
+                            file: input.display.clone(),
+                            line,
+                            reason,
+                        });
+                    }
+                }
+            }
+        }
+        if values.is_empty() {
+            return Err(SourceError::Io {
+                location: input.display.clone(),
+                reason: "the first file has no JSON record, so the table's columns cannot be known"
+                    .into(),
+            });
+        }
+        let inferred = infer_json_schema_from_iterator(values.iter().map(Ok::<_, ArrowError>))
+            .map_err(|e| SourceError::BadRecord {
+                file: input.display.clone(),
+                line: 0,
+                reason: format!(
+                    "cannot infer one type per field from the first {INFER_RECORDS} records ({e}); \
+                     a field holding both objects/arrays and other values cannot be loaded"
+                ),
+            })?;
+        let mut fields = inferred
+            .fields()
+            .iter()
+            .map(|f| {
+                let ty = normalize_type_for_delta(f.data_type()).map_err(|reason| {
+                    SourceError::UnsupportedType {
+                        table: table.name.clone(),
+                        column: f.name().clone(),
+                        source_type: f.data_type().to_string(),
+                        reason,
+                    }
+                })?;
+                Ok(Field::new(f.name(), ty, true))
+            })
+            .collect::<Result<Vec<_>, SourceError>>()?;
+        for key in &order.keys {
+            if table.cast.contains_key(key) {
+                fields.push(Field::new(key, DataType::Utf8, true));
+            }
+        }
+        let fields = order.reorder(fields);
+        Ok(NdjsonPlan {
+            schema: Arc::new(Schema::new(fields)),
+            first_file: input.display.clone(),
+        })
+    }
+
+    pub(crate) fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn decoder(&self, batch_size: usize) -> Result<Decoder, SourceError> {
+        ReaderBuilder::new(self.schema.clone())
+            .with_batch_size(batch_size.max(1))
+            .with_coerce_primitive(true)
+            .with_strict_mode(true)
+            .build_decoder()
+            .map_err(|e| SourceError::Internal(format!("building the JSON decoder: {e}")))
+    }
+
+    /// Decode lines into one batch; `Err` is the decoder's message.
+    fn decode(&self, lines: &[(u64, String)]) -> Result<Option<RecordBatch>, String> {
+        let mut decoder = self.decoder(lines.len()).map_err(|e| e.to_string())?;
+        for (_, text) in lines {
+            decoder.decode(text.as_bytes()).map_err(|e| e.to_string())?;
+            decoder.decode(b"\n").map_err(|e| e.to_string())?;
+        }
+        decoder.flush().map_err(|e| e.to_string())
+    }
+
+    /// Decode and send the pending lines. When the batch does not decode, find the lines that do
+    /// not (one by one) and report or skip them. `Ok(false)` when the consumer is gone.
+    fn flush(
+        &self,
+        pending: &mut Vec<(u64, String)>,
+        input: &FileInput,
+        ctx: &mut ReadCtx,
+    ) -> Result<bool, SourceError> {
+        if pending.is_empty() {
+            return Ok(true);
+        }
+        let batch = match self.decode(pending) {
+            Ok(b) => b,
+            Err(_) => {
+                let mut good = Vec::with_capacity(pending.len());
+                for (line, text) in pending.drain(..) {
+                    match self.decode(std::slice::from_ref(&(line, text.clone()))) {
+                        Ok(_) => good.push((line, text)),
+                        Err(e) => ctx.bad_record(
+                            input,
+                            line,
+                            format!(
+                                "{e} (the schema was inferred from the first {INFER_RECORDS} records of {}; \
+                                 `cast: {{ field: text }}` loads a scalar field as text)",
+                                self.first_file
+                            ),
+                        )?,
+                    }
+                }
+                self.decode(&good).map_err(|e| SourceError::BadRecord {
+                    file: input.display.clone(),
+                    line: good.first().map_or(0, |g| g.0),
+                    reason: e,
+                })?
+            }
+        };
+        pending.clear();
+        match batch {
+            Some(b) if b.num_rows() > 0 => {
+                let b = RecordBatch::try_new(ctx.schema.clone(), b.columns().to_vec())
+                    .map_err(|e| SourceError::Internal(format!("assembling a JSON batch: {e}")))?;
+                Ok(ctx.send(b, input))
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// Read one file into batches. `Ok(false)` when the consumer is gone.
+    pub(crate) fn read_file(
+        &self,
+        input: &FileInput,
+        ctx: &mut ReadCtx,
+    ) -> Result<bool, SourceError> {
+        let mut lines = Self::lines(input)?;
+        let mut pending: Vec<(u64, String)> = Vec::with_capacity(ctx.batch_size);
+        while let Some(line) = lines.next(input)? {
+            match line {
+                Line::Bad(n, reason) => ctx.bad_record(input, n, reason)?,
+                Line::Record(n, text) => {
+                    pending.push((n, text));
+                    if pending.len() >= ctx.batch_size && !self.flush(&mut pending, input, ctx)? {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        self.flush(&mut pending, input, ctx)
+    }
+}
+
+/// The order in which object keys first appear in the inferred records (serde_json's `Value`
+/// sorts keys), so columns and struct fields keep the file's order.
+#[derive(Debug, Default)]
+struct KeyOrder {
+    keys: Vec<String>,
+    children: HashMap<String, KeyOrder>,
+}
+
+impl KeyOrder {
+    fn position(&self, key: &str) -> usize {
+        self.keys
+            .iter()
+            .position(|k| k == key)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Sort fields (and nested struct fields) by first appearance.
+    fn reorder(&self, mut fields: Vec<Field>) -> Vec<Field> {
+        fields.sort_by_key(|f| self.position(f.name()));
+        fields
+            .into_iter()
+            .map(|f| match self.children.get(f.name()) {
+                Some(child) => {
+                    let ty = child.reorder_type(f.data_type());
+                    Field::new(f.name(), ty, f.is_nullable())
+                }
+                None => f,
+            })
+            .collect()
+    }
+
+    fn reorder_type(&self, ty: &DataType) -> DataType {
+        match ty {
+            DataType::Struct(fields) => DataType::Struct(
+                self.reorder(fields.iter().map(|f| f.as_ref().clone()).collect())
+                    .into(),
+            ),
+            DataType::List(item) => DataType::List(Arc::new(Field::new(
+                item.name(),
+                self.reorder_type(item.data_type()),
+                item.is_nullable(),
+            ))),
+            other => other.clone(),
+        }
+    }
+}
+
+/// Records key order while walking a JSON value. Objects inside arrays share their array's node.
+struct OrderSeed<'a>(&'a mut KeyOrder);
+
+impl<'de> DeserializeSeed<'de> for OrderSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(OrderVisitor(self.0))
+    }
+}
+
+struct OrderVisitor<'a>(&'a mut KeyOrder);
+
+impl<'de> Visitor<'de> for OrderVisitor<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if !self.0.keys.contains(&key) {
+                self.0.keys.push(key.clone());
+            }
+            let child = self.0.children.entry(key).or_default();
+            map.next_value_seed(OrderSeed(child))?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(OrderSeed(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
