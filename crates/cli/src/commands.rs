@@ -188,7 +188,7 @@ pub async fn run(
                     target: &o.target,
                     status: if o.error.is_some() { "failed" } else { "ok" },
                     rows: o.rows,
-                    version: o.version,
+                    version: o.version.map(|v| v as i64),
                     seconds: o.seconds,
                     error: err.as_deref(),
                 },
@@ -213,7 +213,11 @@ pub async fn run(
                 thousands(o.rows),
                 o.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
                 format!("{:.2}", o.seconds),
-                if o.error.is_some() { "FAILED".into() } else { "ok".into() },
+                match (&o.error, o.skipped) {
+                    (Some(_), _) => "FAILED".into(),
+                    (None, 0) => "ok".into(),
+                    (None, n) => format!("ok, {n} malformed records skipped"),
+                },
             ]
         })
         .collect();

@@ -122,9 +122,11 @@ impl Failure {
 }
 
 fn init_logging(format: LogFormat, verbose: u8) {
+    // In text mode a failed table is reported once, in the run summary; JSON logs carry the
+    // `tributary::load` error events instead.
     let default = match (format, verbose) {
         (_, 0) if format == LogFormat::Json => "info",
-        (_, 0) => "warn",
+        (_, 0) => "warn,tributary::load=off",
         (_, 1) => "info,deltalake=warn,datafusion=warn",
         _ => "debug",
     };
@@ -137,7 +139,10 @@ fn init_logging(format: LogFormat, verbose: u8) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 

@@ -20,7 +20,7 @@ use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::prelude::{SessionContext, ident, lit};
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 use tributary_core::config::{LoadMode, LoadSpec, Project};
 use tributary_core::cursor::Lookback;
 use tributary_core::{CursorValue, ReadRequest, Source};
@@ -39,8 +39,10 @@ pub struct TableOutcome {
     pub target: String,
     pub mode: &'static str,
     pub rows: u64,
-    pub version: Option<i64>,
+    pub version: Option<u64>,
     pub seconds: f64,
+    /// Malformed file records skipped (`on_error: skip`).
+    pub skipped: u64,
     pub error: Option<anyhow::Error>,
 }
 
@@ -90,46 +92,59 @@ pub async fn load_table(ctx: &RunContext, spec: &LoadSpec) -> TableOutcome {
     bar.set_prefix(target.clone());
     bar.enable_steady_tick(Duration::from_millis(200));
     let span = tracing::info_span!("load", table = %target, run_id = %ctx.run_id);
-    let result = {
-        let _entered = span.enter();
+    let result = async {
         info!("Load started.");
-        drop(_entered);
         load_inner(ctx, spec, &bar).await
-    };
+    }
+    .instrument(span)
+    .await;
     let seconds = started.elapsed().as_secs_f64();
     let mode = match spec.table.mode {
         LoadMode::Incremental if !ctx.full_refresh => "incremental",
         _ => "full",
     };
     match result {
-        Ok((rows, version)) => {
+        Ok(Loaded {
+            rows,
+            version,
+            skipped,
+        }) => {
             bar.finish_with_message(format!("done, version {version}"));
-            info!(table = %target, rows, version, seconds, "Load finished.");
+            info!(table = %target, rows, version, seconds, skipped, "Load finished.");
             TableOutcome {
                 target,
                 mode,
                 rows,
                 version: Some(version),
                 seconds,
+                skipped,
                 error: None,
             }
         }
         Err(e) => {
             bar.abandon_with_message("FAILED");
-            tracing::error!(table = %target, error = %format!("{e:#}"), "Load failed; the table is unchanged.");
+            tracing::error!(target: "tributary::load", table = %target, error = %format!("{e:#}"), "Load failed; the table is unchanged.");
             TableOutcome {
                 target,
                 mode,
                 rows: 0,
                 version: None,
                 seconds,
+                skipped: 0,
                 error: Some(e),
             }
         }
     }
 }
 
-async fn load_inner(ctx: &RunContext, spec: &LoadSpec, bar: &ProgressBar) -> anyhow::Result<(u64, i64)> {
+/// What a successful load did.
+struct Loaded {
+    rows: u64,
+    version: u64,
+    skipped: u64,
+}
+
+async fn load_inner(ctx: &RunContext, spec: &LoadSpec, bar: &ProgressBar) -> anyhow::Result<Loaded> {
     let target = spec.target();
     let conn_config = ctx
         .project
@@ -271,11 +286,20 @@ async fn load_inner(ctx: &RunContext, spec: &LoadSpec, bar: &ProgressBar) -> any
     if let Some((c, v)) = &since {
         meta.insert("tributary.readFrom".to_string(), serde_json::json!(format!("{c} >= {v}")));
     }
+    let skipped = source.skipped_records();
+    if skipped > 0 {
+        warn!(table = %target, skipped, "Skipped malformed records (on_error: skip).");
+        meta.insert("tributary.skippedRecords".to_string(), serde_json::json!(skipped));
+    }
     let summary = writer.commit(watermark, meta).await?;
     if !summary.committed {
         info!(table = %target, "No new rows; nothing committed.");
     }
-    Ok((rows, summary.version))
+    Ok(Loaded {
+        rows,
+        version: summary.version,
+        skipped,
+    })
 }
 
 /// Source columns must not use the reserved prefix; keys must exist.

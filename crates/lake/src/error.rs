@@ -18,8 +18,7 @@ pub enum LakeError {
         table: String,
         /// What we were doing (open, write, commit, …).
         operation: &'static str,
-        /// delta-rs's error.
-        #[source]
+        /// delta-rs's error (part of the message, not a separate cause, so chains print once).
         source: DeltaTableError,
     },
     /// New rows do not fit the table's schema.

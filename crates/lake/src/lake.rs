@@ -26,7 +26,7 @@ pub struct TableInfo {
     /// Table name within the layer.
     pub name: String,
     /// Current Delta version.
-    pub version: i64,
+    pub version: u64,
     /// Rows, summed from the file statistics (`None` when a file has no statistics).
     pub rows: Option<u64>,
     /// Number of data files.
@@ -114,11 +114,31 @@ impl Lake {
     pub async fn open(&self, layer: &str, name: &str) -> Result<Option<DeltaTable>, LakeError> {
         let table_name = format!("{layer}.{name}");
         let url = self.table_url(layer, name)?;
-        let builder = DeltaTableBuilder::from_url(url)
+        if url.scheme() == "file" {
+            // delta-rs refuses to build a table on a missing local folder: check first.
+            let exists = url
+                .to_file_path()
+                .map(|p| p.join("_delta_log").is_dir())
+                .unwrap_or(false);
+            if !exists {
+                return Ok(None);
+            }
+        }
+        let mut table = DeltaTableBuilder::from_url(url)
             .map_err(|e| LakeError::delta(&table_name, "open", e))?
-            .with_storage_options(self.options.clone());
-        match builder.load().await {
-            Ok(t) => Ok(Some(t)),
+            .with_storage_options(self.options.clone())
+            .build()
+            .map_err(|e| LakeError::delta(&table_name, "open", e))?;
+        let is_table = table
+            .log_store()
+            .is_delta_table_location()
+            .await
+            .map_err(|e| LakeError::delta(&table_name, "open", e))?;
+        if !is_table {
+            return Ok(None);
+        }
+        match table.load().await {
+            Ok(()) => Ok(Some(table)),
             Err(DeltaTableError::NotATable(_)) => Ok(None),
             Err(e) => Err(LakeError::delta(&table_name, "open", e)),
         }
@@ -170,7 +190,7 @@ impl Lake {
                 let Some(name) = t.filename().map(str::to_string) else {
                     continue;
                 };
-                let log = t.child("_delta_log");
+                let log = t.clone().join("_delta_log");
                 let has_log = store
                     .list_with_delimiter(Some(&log))
                     .await

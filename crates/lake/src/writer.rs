@@ -5,7 +5,7 @@ use deltalake::arrow::array::{RecordBatch, new_null_array};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, MetadataExt, ProtocolExt, StructType};
+use deltalake::kernel::{Action, MetadataExt, StructType};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
@@ -35,7 +35,7 @@ pub enum WriteMode {
 #[derive(Debug, Clone)]
 pub struct CommitSummary {
     /// The table version after the load (unchanged when nothing was committed).
-    pub version: i64,
+    pub version: u64,
     /// Rows written.
     pub rows: u64,
     /// Files added.
@@ -158,8 +158,11 @@ impl TableWriter {
             None => None,
         };
 
-        let Some(table) = self.existing.take() else {
-            // First load: create the table with its data in one commit (version 0).
+        let replace = self.mode == WriteMode::Overwrite && self.schema_changed;
+        if self.existing.is_none() || replace {
+            // First load, or a full load with a new schema: create (or replace) the table with
+            // its data in one commit. Replacing computes the protocol the new schema needs
+            // (e.g. timestampNtz) and removes the previous files in the same commit.
             let kernel_schema: StructType = self
                 .target_schema
                 .as_ref()
@@ -173,6 +176,11 @@ impl TableWriter {
                 configuration.insert(WATERMARK_PROPERTY.to_string(), Some(json));
             }
             let table = CreateBuilder::new()
+                .with_save_mode(if replace {
+                    SaveMode::Overwrite
+                } else {
+                    SaveMode::ErrorIfExists
+                })
                 .with_location(self.url.as_str())
                 .with_storage_options(self.options.clone())
                 .with_columns(kernel_schema.fields().cloned())
@@ -188,6 +196,13 @@ impl TableWriter {
                 files,
                 committed: true,
             });
+        }
+        let Some(table) = self.existing.take() else {
+            return Err(LakeError::delta(
+                &name,
+                "commit",
+                deltalake::DeltaTableError::Generic("internal error: the table vanished".into()),
+            ));
         };
 
         let snapshot = table
@@ -213,29 +228,21 @@ impl TableWriter {
                     table: name.clone(),
                     reason: format!("the schema cannot be stored in Delta: {e}"),
                 })?;
-            let protocol = snapshot
-                .protocol()
-                .clone()
-                .apply_column_metadata_to_protocol(&kernel_schema)
-                .map_err(|e| LakeError::delta(&name, "upgrade protocol", e))?;
-            if &protocol != snapshot.protocol() {
-                actions.push(Action::Protocol(protocol));
-            }
             metadata = metadata
                 .with_schema(&kernel_schema)
-                .map_err(|e| LakeError::delta(&name, "change schema", e))?;
+                .map_err(|e| LakeError::delta(&name, "change schema", e.into()))?;
         }
         let old_watermark = current_metadata.configuration().get(WATERMARK_PROPERTY);
         match (&watermark_json, self.mode) {
             (Some(json), _) if old_watermark != Some(json) => {
                 metadata = metadata
                     .add_config_key(WATERMARK_PROPERTY.to_string(), json.clone())
-                    .map_err(|e| LakeError::delta(&name, "store watermark", e))?;
+                    .map_err(|e| LakeError::delta(&name, "store watermark", e.into()))?;
             }
             (None, WriteMode::Overwrite) if old_watermark.is_some() => {
                 metadata = metadata
                     .remove_config_key(WATERMARK_PROPERTY)
-                    .map_err(|e| LakeError::delta(&name, "clear watermark", e))?;
+                    .map_err(|e| LakeError::delta(&name, "clear watermark", e.into()))?;
             }
             _ => {}
         }
