@@ -16,7 +16,11 @@ use crate::{Command, Failure, QueryFormat, demo};
 /// Rows shown by `query --format table` before it asks for csv/json.
 const MAX_TABLE_ROWS: usize = 1000;
 
-pub async fn dispatch(command: Command, project_dir: PathBuf, progress: bool) -> Result<(), Failure> {
+pub async fn dispatch(
+    command: Command,
+    project_dir: PathBuf,
+    progress: bool,
+) -> Result<(), Failure> {
     match command {
         Command::Init { dir, demo } => init(&dir, demo),
         Command::Demo { dir, advance } => run_demo(&dir, advance, progress).await,
@@ -38,7 +42,12 @@ fn load_project(dir: &Path) -> Result<Project, Failure> {
 }
 
 fn open_lake(project: &Project) -> Result<Lake, Failure> {
-    Lake::new(&project.config.lake, &project.root, &project.config.lake_options).map_err(Failure::config)
+    Lake::new(
+        &project.config.lake,
+        &project.root,
+        &project.config.lake_options,
+    )
+    .map_err(Failure::config)
 }
 
 fn init(dir: &Path, with_demo: bool) -> Result<(), Failure> {
@@ -106,12 +115,21 @@ async fn validate(dir: &Path, connections: bool) -> Result<(), Failure> {
         "{}: configuration is valid ({} connection{}, {} table{}).",
         project.config.name,
         project.config.connections.len(),
-        if project.config.connections.len() == 1 { "" } else { "s" },
+        if project.config.connections.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
         specs.len(),
         if specs.len() == 1 { "" } else { "s" }
     );
     for s in &specs {
-        println!("  {:<40} <- {} ({:?})", s.target(), s.source_label(), s.table.mode);
+        println!(
+            "  {:<40} <- {} ({:?})",
+            s.target(),
+            s.source_label(),
+            s.table.mode
+        );
     }
     if !connections {
         return Ok(());
@@ -133,7 +151,12 @@ async fn validate(dir: &Path, connections: bool) -> Result<(), Failure> {
     }
     match open_lake(&project) {
         Ok(lake) => match lake.check().await {
-            Ok(()) => println!("  {:<20} {:<8} ok ({})", "lake", "delta", lake.display_root()),
+            Ok(()) => println!(
+                "  {:<20} {:<8} ok ({})",
+                "lake",
+                "delta",
+                lake.display_root()
+            ),
             Err(e) => {
                 failed += 1;
                 println!("  {:<20} {:<8} FAILED: {e}", "lake", "delta");
@@ -164,7 +187,12 @@ pub async fn run(
     let specs = select(project.load_specs(), selectors).map_err(Failure::config)?;
     let lake = open_lake(&project)?;
     let state = StateStore::open(&project.root, &project.config.state).map_err(Failure::task)?;
-    let ctx = RunContext::new(project, lake, full_refresh, progress && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let ctx = RunContext::new(
+        project,
+        lake,
+        full_refresh,
+        progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     let started_at = chrono::Utc::now().to_rfc3339();
     state
         .start_run(&ctx.run_id, "run", &started_at)
@@ -211,7 +239,9 @@ pub async fn run(
                 o.target.clone(),
                 o.mode.to_string(),
                 thousands(o.rows),
-                o.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                o.version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 format!("{:.2}", o.seconds),
                 match (&o.error, o.skipped) {
                     (Some(_), _) => "FAILED".into(),
@@ -251,7 +281,10 @@ async fn query(dir: &Path, sql: &str, format: QueryFormat) -> Result<(), Failure
     let project = load_project(dir)?;
     let lake = open_lake(&project)?;
     let ctx = lake.session().await.map_err(Failure::task)?;
-    let df = ctx.sql(sql).await.map_err(|e| Failure::config(anyhow::anyhow!("{e}")))?;
+    let df = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| Failure::config(anyhow::anyhow!("{e}")))?;
     let stream = df
         .execute_stream()
         .await
@@ -268,7 +301,10 @@ async fn tables(dir: &Path) -> Result<(), Failure> {
     let lake = open_lake(&project)?;
     let infos = lake.tables().await.map_err(Failure::task)?;
     if infos.is_empty() {
-        println!("No tables in {} yet; run `tributary run`.", lake.display_root());
+        println!(
+            "No tables in {} yet; run `tributary run`.",
+            lake.display_root()
+        );
         return Ok(());
     }
     let now = chrono::Utc::now().timestamp_millis();
@@ -301,7 +337,15 @@ async fn tables(dir: &Path) -> Result<(), Failure> {
     print!(
         "{}",
         text_table(
-            &["table", "version", "rows", "files", "size", "last commit", "watermark"],
+            &[
+                "table",
+                "version",
+                "rows",
+                "files",
+                "size",
+                "last commit",
+                "watermark"
+            ],
             &rows,
             &[false, true, true, true, true, false, false]
         )

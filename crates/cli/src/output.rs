@@ -71,7 +71,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -115,7 +115,12 @@ pub async fn print_query_results(
                     thousands(rows)
                 )?;
             } else {
-                writeln!(out, "({} row{})", thousands(rows), if rows == 1 { "" } else { "s" })?;
+                writeln!(
+                    out,
+                    "({} row{})",
+                    thousands(rows),
+                    if rows == 1 { "" } else { "s" }
+                )?;
             }
         }
         QueryFormat::Csv => {
@@ -153,7 +158,11 @@ mod tests {
         assert_eq!(thousands(1234567), "1,234,567");
         assert_eq!(thousands(12), "12");
         assert_eq!(human_bytes(2048), "2.0 KiB");
-        let t = text_table(&["a", "bb"], &[vec!["xyz".into(), "1".into()]], &[false, true]);
+        let t = text_table(
+            &["a", "bb"],
+            &[vec!["xyz".into(), "1".into()]],
+            &[false, true],
+        );
         assert_eq!(t, "a    bb\n-------\nxyz   1\n");
     }
 }

@@ -86,8 +86,10 @@ pub async fn load_table(ctx: &RunContext, spec: &LoadSpec) -> TableOutcome {
     let target = spec.target();
     let bar = ctx.progress.add(ProgressBar::new_spinner());
     bar.set_style(
-        ProgressStyle::with_template("{prefix:.bold} {spinner} {human_pos} rows  {per_sec}  {elapsed}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template(
+            "{prefix:.bold} {spinner} {human_pos} rows  {per_sec}  {elapsed}  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.set_prefix(target.clone());
     bar.enable_steady_tick(Duration::from_millis(200));
@@ -144,7 +146,11 @@ struct Loaded {
     skipped: u64,
 }
 
-async fn load_inner(ctx: &RunContext, spec: &LoadSpec, bar: &ProgressBar) -> anyhow::Result<Loaded> {
+async fn load_inner(
+    ctx: &RunContext,
+    spec: &LoadSpec,
+    bar: &ProgressBar,
+) -> anyhow::Result<Loaded> {
     let target = spec.target();
     let conn_config = ctx
         .project
@@ -194,14 +200,11 @@ async fn load_inner(ctx: &RunContext, spec: &LoadSpec, bar: &ProgressBar) -> any
         WriteMode::Overwrite
     };
 
-    let batch_size = spec
-        .table
-        .batch_size
-        .unwrap_or(if conn_config.is_files() {
-            tributary_connectors::DEFAULT_FILE_BATCH_SIZE
-        } else {
-            tributary_connectors::DEFAULT_BATCH_SIZE
-        });
+    let batch_size = spec.table.batch_size.unwrap_or(if conn_config.is_files() {
+        tributary_connectors::DEFAULT_FILE_BATCH_SIZE
+    } else {
+        tributary_connectors::DEFAULT_BATCH_SIZE
+    });
     let request = ReadRequest {
         table: spec.table.clone(),
         since: since.clone(),
@@ -242,7 +245,14 @@ async fn load_inner(ctx: &RunContext, spec: &LoadSpec, bar: &ProgressBar) -> any
     let key_columns = key_columns(spec, &source_schema);
 
     let out_schema = with_metadata_columns(&source_schema);
-    let mut writer = TableWriter::new(&ctx.lake, &spec.layer, &spec.name, out_schema.clone(), write_mode).await?;
+    let mut writer = TableWriter::new(
+        &ctx.lake,
+        &spec.layer,
+        &spec.name,
+        out_schema.clone(),
+        write_mode,
+    )
+    .await?;
     let mut max_cursor: Option<CursorValue> = previous.as_ref().map(|w| w.value.clone());
     let mut rows = 0u64;
     let mut batches = stream.batches;
@@ -267,7 +277,13 @@ async fn load_inner(ctx: &RunContext, spec: &LoadSpec, bar: &ProgressBar) -> any
             };
         }
         let n = batch.num_rows();
-        let out = add_metadata(&batch, &out_schema, ctx.loaded_at_micros, &run_id, &item.origin)?;
+        let out = add_metadata(
+            &batch,
+            &out_schema,
+            ctx.loaded_at_micros,
+            &run_id,
+            &item.origin,
+        )?;
         writer.write(out).await?;
         rows += n as u64;
         bar.inc(n as u64);
@@ -281,15 +297,24 @@ async fn load_inner(ctx: &RunContext, spec: &LoadSpec, bar: &ProgressBar) -> any
     };
     let mut meta = HashMap::new();
     meta.insert("tributary.runId".to_string(), serde_json::json!(ctx.run_id));
-    meta.insert("tributary.source".to_string(), serde_json::json!(spec.source_label()));
+    meta.insert(
+        "tributary.source".to_string(),
+        serde_json::json!(spec.source_label()),
+    );
     meta.insert("tributary.rows".to_string(), serde_json::json!(rows));
     if let Some((c, v)) = &since {
-        meta.insert("tributary.readFrom".to_string(), serde_json::json!(format!("{c} >= {v}")));
+        meta.insert(
+            "tributary.readFrom".to_string(),
+            serde_json::json!(format!("{c} >= {v}")),
+        );
     }
     let skipped = source.skipped_records();
     if skipped > 0 {
         warn!(table = %target, skipped, "Skipped malformed records (on_error: skip).");
-        meta.insert("tributary.skippedRecords".to_string(), serde_json::json!(skipped));
+        meta.insert(
+            "tributary.skippedRecords".to_string(),
+            serde_json::json!(skipped),
+        );
     }
     let summary = writer.commit(watermark, meta).await?;
     if !summary.committed {
@@ -417,7 +442,8 @@ pub struct KeySet {
 impl KeySet {
     fn new(fields: &[Field]) -> anyhow::Result<KeySet> {
         let types: Vec<DataType> = fields.iter().map(|f| f.data_type().clone()).collect();
-        let converter = RowConverter::new(types.iter().map(|t| SortField::new(t.clone())).collect())?;
+        let converter =
+            RowConverter::new(types.iter().map(|t| SortField::new(t.clone())).collect())?;
         Ok(KeySet {
             converter,
             types,
@@ -445,11 +471,18 @@ impl KeySet {
             .map(|(c, t)| cast_to(c, t))
             .collect::<anyhow::Result<_>>()?;
         let rows = self.converter.convert_columns(&columns)?;
-        Ok(rows.iter().map(|r| Some(!self.keys.contains(r.as_ref()))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| Some(!self.keys.contains(r.as_ref())))
+            .collect())
     }
 }
 
-fn drop_seen(batch: &RecordBatch, key_idx: &[usize], seen: &mut KeySet) -> anyhow::Result<RecordBatch> {
+fn drop_seen(
+    batch: &RecordBatch,
+    key_idx: &[usize],
+    seen: &mut KeySet,
+) -> anyhow::Result<RecordBatch> {
     if seen.len() == 0 {
         return Ok(batch.clone());
     }
@@ -503,7 +536,11 @@ fn add_metadata(
     ));
     columns.push(Arc::new(StringArray::from(vec![run_id; n])));
     columns.push(Arc::new(StringArray::from(vec![origin; n])));
-    let fields: Vec<Field> = out_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let fields: Vec<Field> = out_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     // Nullability of the source batch may be stricter; the output schema is nullable.
     let schema = Arc::new(Schema::new(fields));
     RecordBatch::try_new(schema, columns).context("adding the _tributary_ columns")
@@ -563,7 +600,12 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("c", DataType::Int64, true)]));
         let b = RecordBatch::try_new(
             schema,
-            vec![Arc::new(Int64Array::from(vec![Some(1), None, Some(5), Some(3)]))],
+            vec![Arc::new(Int64Array::from(vec![
+                Some(1),
+                None,
+                Some(5),
+                Some(3),
+            ]))],
         )
         .unwrap();
         let out = filter_since(&b, 0, &CursorValue::Int(3)).unwrap();
@@ -575,15 +617,19 @@ mod tests {
     fn keyset_drops_rows_already_loaded() {
         let f = vec![Field::new("id", DataType::Int64, true)];
         let mut k = KeySet::new(&f).unwrap();
-        k.insert_all(&[Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef]).unwrap();
-        let mask = k.unseen(&[Arc::new(Int64Array::from(vec![2, 3])) as ArrayRef]).unwrap();
+        k.insert_all(&[Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef])
+            .unwrap();
+        let mask = k
+            .unseen(&[Arc::new(Int64Array::from(vec![2, 3])) as ArrayRef])
+            .unwrap();
         assert_eq!(mask, BooleanArray::from(vec![false, true]));
     }
 
     #[test]
     fn metadata_columns_are_appended() {
         let schema = Arc::new(Schema::new(vec![Field::new("c", DataType::Int64, false)]));
-        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])
+            .unwrap();
         let out_schema = with_metadata_columns(&schema);
         let out = add_metadata(&b, &out_schema, 7, "r1", "erp:x").unwrap();
         assert_eq!(out.num_columns(), 4);

@@ -30,7 +30,11 @@ pub fn open(
     Ok(match config {
         ConnectionConfig::Sqlite { path } => {
             let p = Path::new(path);
-            let full = if p.is_absolute() { p.to_path_buf() } else { project_root.join(p) };
+            let full = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                project_root.join(p)
+            };
             Box::new(sqlite::SqliteSource::new(name, full))
         }
         ConnectionConfig::Postgres { url } => Box::new(postgres::PostgresSource::new(name, url)?),

@@ -331,7 +331,9 @@ impl fmt::Display for ConfigProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The project folder has no `tributary.yaml`.
-    #[error("no {PROJECT_FILE} in {0}; run `tributary init DIR` to create a project, or pass --project DIR")]
+    #[error(
+        "no {PROJECT_FILE} in {0}; run `tributary init DIR` to create a project, or pass --project DIR"
+    )]
     NotAProject(PathBuf),
     /// One or more problems, each with file, line and key.
     #[error("{}", render_problems(.0))]
@@ -571,7 +573,11 @@ impl Project {
                     format!(
                         "connection `{}` is not defined in {PROJECT_FILE}; defined: {}",
                         file.config.connection,
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 );
             }
@@ -592,10 +598,16 @@ impl Project {
                     }
                     LoadMode::Full => {
                         if t.cursor.is_some() {
-                            problem(k("cursor"), "`cursor` only applies to `mode: incremental`".into());
+                            problem(
+                                k("cursor"),
+                                "`cursor` only applies to `mode: incremental`".into(),
+                            );
                         }
                         if t.lookback.is_some() {
-                            problem(k("lookback"), "`lookback` only applies to `mode: incremental`".into());
+                            problem(
+                                k("lookback"),
+                                "`lookback` only applies to `mode: incremental`".into(),
+                            );
                         }
                     }
                 }
@@ -609,17 +621,30 @@ impl Project {
                 }
                 if is_files {
                     if t.query.is_some() {
-                        problem(k("query"), "`query` is for database connections; file connections use `glob`".into());
+                        problem(
+                            k("query"),
+                            "`query` is for database connections; file connections use `glob`"
+                                .into(),
+                        );
                     }
                     if t.glob.is_none() {
-                        problem(k("name"), "tables of a files connection need `glob` (e.g. `orders/*.csv`)".into());
+                        problem(
+                            k("name"),
+                            "tables of a files connection need `glob` (e.g. `orders/*.csv`)".into(),
+                        );
                     }
                     if let Some(csv) = &t.csv {
                         if csv.delimiter.chars().count() != 1 || !csv.delimiter.is_ascii() {
-                            problem(k("csv.delimiter"), "the delimiter must be one ASCII character".into());
+                            problem(
+                                k("csv.delimiter"),
+                                "the delimiter must be one ASCII character".into(),
+                            );
                         }
                         if csv.quote.chars().count() != 1 || !csv.quote.is_ascii() {
-                            problem(k("csv.quote"), "the quote must be one ASCII character".into());
+                            problem(
+                                k("csv.quote"),
+                                "the quote must be one ASCII character".into(),
+                            );
                         }
                     }
                     if let Some(g) = &t.glob
@@ -649,7 +674,9 @@ impl Project {
                         if !ok {
                             problem(
                                 k("target"),
-                                format!("target `{target}` must be `<layer>.<name>` of lowercase letters, digits and `_` (e.g. bronze.erp_orders)"),
+                                format!(
+                                    "target `{target}` must be `<layer>.<name>` of lowercase letters, digits and `_` (e.g. bronze.erp_orders)"
+                                ),
                             );
                         }
                         target.clone()
@@ -695,7 +722,12 @@ pub fn sanitize(s: &str) -> String {
             }
         })
         .collect();
-    if out.chars().next().map(|c| c.is_ascii_digit()).unwrap_or(true) {
+    if out
+        .chars()
+        .next()
+        .map(|c| c.is_ascii_digit())
+        .unwrap_or(true)
+    {
         out.insert(0, '_');
     }
     out
@@ -710,7 +742,9 @@ fn check_location(loc: &str) -> Result<(), String> {
         None => Ok(()),
         Some((scheme, _)) => match scheme {
             "file" | "abfss" | "abfs" | "az" | "azure" | "adl" | "s3" | "s3a" | "gs" => {
-                url::Url::parse(loc).map(|_| ()).map_err(|e| format!("not a valid URL: {e}"))
+                url::Url::parse(loc)
+                    .map(|_| ())
+                    .map_err(|e| format!("not a valid URL: {e}"))
             }
             other => Err(format!(
                 "unsupported scheme `{other}://`; use a local folder, abfss://, az://, s3:// or gs://"
@@ -809,18 +843,12 @@ fn explain_serde(msg: &str) -> String {
     }
 }
 
-fn substitute(
-    v: &mut serde_yaml_ng::Value,
-    path: String,
-    report: &mut dyn FnMut(String, String),
-) {
+fn substitute(v: &mut serde_yaml_ng::Value, path: String, report: &mut dyn FnMut(String, String)) {
     match v {
-        serde_yaml_ng::Value::String(s) => {
-            if s.contains("${") {
-                match expand_env(s, &|name| std::env::var(name).ok()) {
-                    Ok(expanded) => *s = expanded,
-                    Err(e) => report(path, e),
-                }
+        serde_yaml_ng::Value::String(s) if s.contains("${") => {
+            match expand_env(s, &|name| std::env::var(name).ok()) {
+                Ok(expanded) => *s = expanded,
+                Err(e) => report(path, e),
             }
         }
         serde_yaml_ng::Value::Mapping(m) => {
@@ -832,7 +860,11 @@ fn substitute(
                         .trim()
                         .to_string(),
                 };
-                let p = if path.is_empty() { key } else { format!("{path}.{key}") };
+                let p = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
                 substitute(child, p, report);
             }
         }
@@ -900,7 +932,8 @@ mod tests {
         std::fs::write(p, text).unwrap();
     }
 
-    const PROJECT: &str = "name: t\nlake: ./lake\nconnections:\n  erp: { type: sqlite, path: erp.db }\n";
+    const PROJECT: &str =
+        "name: t\nlake: ./lake\nconnections:\n  erp: { type: sqlite, path: erp.db }\n";
 
     #[test]
     fn env_expansion() {
@@ -928,7 +961,11 @@ mod tests {
         assert_eq!(p[0].file, PathBuf::from("ingest/erp.yaml"));
         assert_eq!(p[0].line, Some(4));
         assert_eq!(p[0].key, "tables[0].mdoe");
-        assert!(p[0].message.contains("unknown field `mdoe`"), "{}", p[0].message);
+        assert!(
+            p[0].message.contains("unknown field `mdoe`"),
+            "{}",
+            p[0].message
+        );
     }
 
     #[test]
@@ -940,16 +977,29 @@ mod tests {
             "ingest/a.yaml",
             "connection: erp\ntables:\n  - name: orders\n    mode: incremental\n  - name: main.orders\n",
         );
-        write(d.path(), "ingest/b.yaml", "connection: crm\ntables:\n  - name: x\n");
+        write(
+            d.path(),
+            "ingest/b.yaml",
+            "connection: crm\ntables:\n  - name: x\n",
+        );
         let ConfigError::Problems(p) = Project::load(d.path()).unwrap_err() else {
             panic!("expected problems")
         };
         let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
         assert_eq!(p.len(), 3, "{text:#?}");
-        assert!(text[0].starts_with("ingest/a.yaml:4: key `tables[0].mode`"), "{text:#?}");
-        assert!(text[1].contains("two tables load into `bronze.erp_orders`"), "{text:#?}");
+        assert!(
+            text[0].starts_with("ingest/a.yaml:4: key `tables[0].mode`"),
+            "{text:#?}"
+        );
+        assert!(
+            text[1].contains("two tables load into `bronze.erp_orders`"),
+            "{text:#?}"
+        );
         assert!(text[1].starts_with("ingest/a.yaml:5:"), "{text:#?}");
-        assert!(text[2].starts_with("ingest/b.yaml:1: key `connection`"), "{text:#?}");
+        assert!(
+            text[2].starts_with("ingest/b.yaml:1: key `connection`"),
+            "{text:#?}"
+        );
         assert!(text[2].contains("`crm` is not defined"), "{text:#?}");
     }
 
@@ -966,14 +1016,21 @@ mod tests {
         };
         assert_eq!(p[0].line, Some(6));
         assert_eq!(p[0].key, "connections.erp.url");
-        assert!(p[0].message.contains("TRIBUTARY_TEST_SURELY_UNSET is not set"));
+        assert!(
+            p[0].message
+                .contains("TRIBUTARY_TEST_SURELY_UNSET is not set")
+        );
     }
 
     #[test]
     fn wrong_type_and_bad_yaml() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), PROJECT_FILE, PROJECT);
-        write(d.path(), "ingest/a.yaml", "connection: erp\ntables:\n  - name: o\n    primary_key: 3\n");
+        write(
+            d.path(),
+            "ingest/a.yaml",
+            "connection: erp\ntables:\n  - name: o\n    primary_key: 3\n",
+        );
         let ConfigError::Problems(p) = Project::load(d.path()).unwrap_err() else {
             panic!("expected problems")
         };

@@ -84,20 +84,34 @@ impl CursorValue {
             return Ok(None);
         }
         let v = match array.data_type() {
-            DataType::Int8 => compute::max(array.as_primitive::<deltalake::arrow::datatypes::Int8Type>())
-                .map(|v| CursorValue::Int(v as i64)),
-            DataType::Int16 => compute::max(array.as_primitive::<deltalake::arrow::datatypes::Int16Type>())
-                .map(|v| CursorValue::Int(v as i64)),
-            DataType::Int32 => compute::max(array.as_primitive::<deltalake::arrow::datatypes::Int32Type>())
-                .map(|v| CursorValue::Int(v as i64)),
-            DataType::Int64 => compute::max(array.as_primitive::<deltalake::arrow::datatypes::Int64Type>())
-                .map(CursorValue::Int),
-            DataType::UInt8 => compute::max(array.as_primitive::<deltalake::arrow::datatypes::UInt8Type>())
-                .map(|v| CursorValue::Int(v as i64)),
-            DataType::UInt16 => compute::max(array.as_primitive::<deltalake::arrow::datatypes::UInt16Type>())
-                .map(|v| CursorValue::Int(v as i64)),
-            DataType::UInt32 => compute::max(array.as_primitive::<deltalake::arrow::datatypes::UInt32Type>())
-                .map(|v| CursorValue::Int(v as i64)),
+            DataType::Int8 => {
+                compute::max(array.as_primitive::<deltalake::arrow::datatypes::Int8Type>())
+                    .map(|v| CursorValue::Int(v as i64))
+            }
+            DataType::Int16 => {
+                compute::max(array.as_primitive::<deltalake::arrow::datatypes::Int16Type>())
+                    .map(|v| CursorValue::Int(v as i64))
+            }
+            DataType::Int32 => {
+                compute::max(array.as_primitive::<deltalake::arrow::datatypes::Int32Type>())
+                    .map(|v| CursorValue::Int(v as i64))
+            }
+            DataType::Int64 => {
+                compute::max(array.as_primitive::<deltalake::arrow::datatypes::Int64Type>())
+                    .map(CursorValue::Int)
+            }
+            DataType::UInt8 => {
+                compute::max(array.as_primitive::<deltalake::arrow::datatypes::UInt8Type>())
+                    .map(|v| CursorValue::Int(v as i64))
+            }
+            DataType::UInt16 => {
+                compute::max(array.as_primitive::<deltalake::arrow::datatypes::UInt16Type>())
+                    .map(|v| CursorValue::Int(v as i64))
+            }
+            DataType::UInt32 => {
+                compute::max(array.as_primitive::<deltalake::arrow::datatypes::UInt32Type>())
+                    .map(|v| CursorValue::Int(v as i64))
+            }
             DataType::Decimal128(_, s) => {
                 compute::max(array.as_primitive::<deltalake::arrow::datatypes::Decimal128Type>())
                     .map(|v| CursorValue::Decimal {
@@ -117,8 +131,10 @@ impl CursorValue {
                     }
                 })
             }
-            DataType::Date32 => compute::max(array.as_primitive::<deltalake::arrow::datatypes::Date32Type>())
-                .map(CursorValue::Date),
+            DataType::Date32 => {
+                compute::max(array.as_primitive::<deltalake::arrow::datatypes::Date32Type>())
+                    .map(CursorValue::Date)
+            }
             DataType::Utf8 => compute::max_string(array.as_string::<i32>())
                 .map(|s| CursorValue::Text(s.to_string())),
             other => {
@@ -136,15 +152,15 @@ impl CursorValue {
         use std::sync::Arc;
         let mismatch = || format!("cursor value {self} does not fit a column of type {data_type}");
         let arr: ArrayRef = match (self, data_type) {
-            (CursorValue::Int(v), DataType::Int8) => {
-                Arc::new(Int8Array::from(vec![i8::try_from(*v).map_err(|_| mismatch())?]))
-            }
-            (CursorValue::Int(v), DataType::Int16) => {
-                Arc::new(Int16Array::from(vec![i16::try_from(*v).map_err(|_| mismatch())?]))
-            }
-            (CursorValue::Int(v), DataType::Int32) => {
-                Arc::new(Int32Array::from(vec![i32::try_from(*v).map_err(|_| mismatch())?]))
-            }
+            (CursorValue::Int(v), DataType::Int8) => Arc::new(Int8Array::from(vec![
+                i8::try_from(*v).map_err(|_| mismatch())?,
+            ])),
+            (CursorValue::Int(v), DataType::Int16) => Arc::new(Int16Array::from(vec![
+                i16::try_from(*v).map_err(|_| mismatch())?,
+            ])),
+            (CursorValue::Int(v), DataType::Int32) => Arc::new(Int32Array::from(vec![
+                i32::try_from(*v).map_err(|_| mismatch())?,
+            ])),
             (CursorValue::Int(v), DataType::Int64) => Arc::new(Int64Array::from(vec![*v])),
             (CursorValue::Int(v), DataType::UInt8) => {
                 Arc::new(UInt8Array::from(vec![u8::try_from(*v).unwrap_or(0)]))
@@ -155,7 +171,9 @@ impl CursorValue {
             (CursorValue::Int(v), DataType::UInt32) => {
                 Arc::new(UInt32Array::from(vec![u32::try_from(*v).unwrap_or(0)]))
             }
-            (CursorValue::Decimal { unscaled, scale }, DataType::Decimal128(p, s)) if s == scale => {
+            (CursorValue::Decimal { unscaled, scale }, DataType::Decimal128(p, s))
+                if s == scale =>
+            {
                 let v: i128 = unscaled.parse().map_err(|_| mismatch())?;
                 Arc::new(
                     Decimal128Array::from(vec![v])
@@ -163,9 +181,10 @@ impl CursorValue {
                         .map_err(|_| mismatch())?,
                 )
             }
-            (CursorValue::TimestampUtc(v), DataType::Timestamp(TimeUnit::Microsecond, tz @ Some(_))) => {
-                Arc::new(TimestampMicrosecondArray::from(vec![*v]).with_timezone_opt(tz.clone()))
-            }
+            (
+                CursorValue::TimestampUtc(v),
+                DataType::Timestamp(TimeUnit::Microsecond, tz @ Some(_)),
+            ) => Arc::new(TimestampMicrosecondArray::from(vec![*v]).with_timezone_opt(tz.clone())),
             (CursorValue::Timestamp(v), DataType::Timestamp(TimeUnit::Microsecond, None)) => {
                 Arc::new(TimestampMicrosecondArray::from(vec![*v]))
             }
@@ -239,7 +258,10 @@ mod tests {
 
     #[test]
     fn lookback_subtracts_in_the_cursor_unit() {
-        assert_eq!(CursorValue::Int(100).minus(Some(Lookback::Units(30))), CursorValue::Int(70));
+        assert_eq!(
+            CursorValue::Int(100).minus(Some(Lookback::Units(30))),
+            CursorValue::Int(70)
+        );
         assert_eq!(
             CursorValue::TimestampUtc(10_000_000).minus(Some(Lookback::Micros(4_000_000))),
             CursorValue::TimestampUtc(6_000_000)
@@ -249,8 +271,15 @@ mod tests {
             CursorValue::Date(8)
         );
         assert_eq!(
-            CursorValue::Decimal { unscaled: "1050".into(), scale: 2 }.minus(Some(Lookback::Units(1))),
-            CursorValue::Decimal { unscaled: "950".into(), scale: 2 }
+            CursorValue::Decimal {
+                unscaled: "1050".into(),
+                scale: 2
+            }
+            .minus(Some(Lookback::Units(1))),
+            CursorValue::Decimal {
+                unscaled: "950".into(),
+                scale: 2
+            }
         );
     }
 
@@ -259,14 +288,20 @@ mod tests {
         let a: ArrayRef = Arc::new(
             TimestampMicrosecondArray::from(vec![Some(5), None, Some(9)]).with_timezone("UTC"),
         );
-        assert_eq!(CursorValue::max_of(&a), Ok(Some(CursorValue::TimestampUtc(9))));
+        assert_eq!(
+            CursorValue::max_of(&a),
+            Ok(Some(CursorValue::TimestampUtc(9)))
+        );
         let n: ArrayRef = Arc::new(Int64Array::from(vec![None, None]));
         assert_eq!(CursorValue::max_of(&n), Ok(None));
     }
 
     #[test]
     fn serde_round_trip() {
-        let v = CursorValue::Decimal { unscaled: "123".into(), scale: 1 };
+        let v = CursorValue::Decimal {
+            unscaled: "123".into(),
+            scale: 1,
+        };
         let s = serde_json::to_string(&v).unwrap();
         assert_eq!(serde_json::from_str::<CursorValue>(&s).unwrap(), v);
     }

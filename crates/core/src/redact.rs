@@ -62,6 +62,9 @@ mod tests {
 
     #[test]
     fn scrub_removes_secret_values() {
-        assert_eq!(scrub("bad token abc123 here", &["abc123"]), "bad token *** here");
+        assert_eq!(
+            scrub("bad token abc123 here", &["abc123"]),
+            "bad token *** here"
+        );
     }
 }

@@ -24,7 +24,9 @@ impl Positions {
         if parser.load(&mut walker, false).is_err() {
             return Positions::default();
         }
-        Positions { lines: walker.lines }
+        Positions {
+            lines: walker.lines,
+        }
     }
 
     /// The line of `path`, or of its nearest ancestor that has one.
@@ -56,10 +58,8 @@ impl Walker {
     fn enter_value(&mut self, line: usize) -> Option<String> {
         match self.stack.last_mut() {
             None => Some(String::new()),
-            Some(Frame::Map { key, path }) => match key.take() {
-                Some(k) => Some(join(path, &k)),
-                None => None, // a complex (non-scalar) key: not tracked
-            },
+            // `None` for a complex (non-scalar) key: not tracked.
+            Some(Frame::Map { key, path }) => key.take().map(|k| join(path, &k)),
             Some(Frame::Seq { path, index }) => {
                 let p = format!("{path}[{index}]");
                 *index += 1;
@@ -117,7 +117,8 @@ mod tests {
 
     #[test]
     fn finds_nested_keys_and_items() {
-        let text = "connection: erp\ntables:\n  - name: a\n    mode: full\n  - name: b\n    cursor: x\n";
+        let text =
+            "connection: erp\ntables:\n  - name: a\n    mode: full\n  - name: b\n    cursor: x\n";
         let p = Positions::of(text);
         assert_eq!(p.line("connection"), Some(1));
         assert_eq!(p.line("tables"), Some(2));

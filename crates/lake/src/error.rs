@@ -19,7 +19,7 @@ pub enum LakeError {
         /// What we were doing (open, write, commit, …).
         operation: &'static str,
         /// delta-rs's error (part of the message, not a separate cause, so chains print once).
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
     /// New rows do not fit the table's schema.
     #[error("table {table}: {reason}")]
@@ -33,7 +33,9 @@ pub enum LakeError {
     #[error("query failed: {0}")]
     Query(String),
     /// A table's stored watermark cannot be read.
-    #[error("table {table}: the stored watermark is unreadable ({reason}); run with --full-refresh to reload the table")]
+    #[error(
+        "table {table}: the stored watermark is unreadable ({reason}); run with --full-refresh to reload the table"
+    )]
     Watermark {
         /// `layer.name`.
         table: String,
@@ -47,7 +49,7 @@ impl LakeError {
         LakeError::Delta {
             table: table.to_string(),
             operation,
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -55,7 +57,7 @@ impl LakeError {
     pub fn is_retryable(&self) -> bool {
         match self {
             LakeError::Delta { source, .. } => matches!(
-                source,
+                source.as_ref(),
                 DeltaTableError::ObjectStore { .. } | DeltaTableError::Io { .. }
             ),
             _ => false,

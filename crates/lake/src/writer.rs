@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use deltalake::DeltaTable;
 use deltalake::arrow::array::{RecordBatch, new_null_array};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
@@ -11,7 +12,6 @@ use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as DeltaWriteMode};
-use deltalake::DeltaTable;
 use futures::StreamExt;
 use url::Url;
 
@@ -163,14 +163,14 @@ impl TableWriter {
             // First load, or a full load with a new schema: create (or replace) the table with
             // its data in one commit. Replacing computes the protocol the new schema needs
             // (e.g. timestampNtz) and removes the previous files in the same commit.
-            let kernel_schema: StructType = self
-                .target_schema
-                .as_ref()
-                .try_into_kernel()
-                .map_err(|e| LakeError::Schema {
-                    table: name.clone(),
-                    reason: format!("the schema cannot be stored in Delta: {e}"),
-                })?;
+            let kernel_schema: StructType =
+                self.target_schema
+                    .as_ref()
+                    .try_into_kernel()
+                    .map_err(|e| LakeError::Schema {
+                        table: name.clone(),
+                        reason: format!("the schema cannot be stored in Delta: {e}"),
+                    })?;
             let mut configuration: HashMap<String, Option<String>> = HashMap::new();
             if let Some(json) = watermark_json {
                 configuration.insert(WATERMARK_PROPERTY.to_string(), Some(json));
@@ -220,14 +220,14 @@ impl TableWriter {
         let current_metadata = snapshot.metadata().clone();
         let mut metadata = current_metadata.clone();
         if self.schema_changed {
-            let kernel_schema: StructType = self
-                .target_schema
-                .as_ref()
-                .try_into_kernel()
-                .map_err(|e| LakeError::Schema {
-                    table: name.clone(),
-                    reason: format!("the schema cannot be stored in Delta: {e}"),
-                })?;
+            let kernel_schema: StructType =
+                self.target_schema
+                    .as_ref()
+                    .try_into_kernel()
+                    .map_err(|e| LakeError::Schema {
+                        table: name.clone(),
+                        reason: format!("the schema cannot be stored in Delta: {e}"),
+                    })?;
             metadata = metadata
                 .with_schema(&kernel_schema)
                 .map_err(|e| LakeError::delta(&name, "change schema", e.into()))?;
@@ -320,9 +320,9 @@ fn same_type(a: &DataType, b: &DataType) -> bool {
         }
         (DataType::Struct(x), DataType::Struct(y)) => {
             x.len() == y.len()
-                && x.iter().zip(y.iter()).all(|(p, q)| {
-                    p.name() == q.name() && same_type(p.data_type(), q.data_type())
-                })
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|(p, q)| p.name() == q.name() && same_type(p.data_type(), q.data_type()))
         }
         (DataType::Timestamp(u1, t1), DataType::Timestamp(u2, t2)) => {
             u1 == u2 && t1.is_some() == t2.is_some()
@@ -337,7 +337,11 @@ fn merge_for_append(
     current: &SchemaRef,
     incoming: &SchemaRef,
 ) -> Result<(SchemaRef, bool), LakeError> {
-    let mut fields: Vec<Field> = current.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = current
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     let mut changed = false;
     for f in incoming.fields() {
         match current.field_with_name(f.name()) {
@@ -366,7 +370,11 @@ fn merge_for_append(
 
 /// Reorder a batch's columns into `target` (by name), filling missing ones with NULL and
 /// casting to the table's exact types (e.g. list item names, time zone spelling).
-fn conform(table_name: &str, batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, LakeError> {
+fn conform(
+    table_name: &str,
+    batch: &RecordBatch,
+    target: &SchemaRef,
+) -> Result<RecordBatch, LakeError> {
     if batch.schema() == *target {
         return Ok(batch.clone());
     }

@@ -16,7 +16,10 @@ fn create_container(name: &str) -> Option<()> {
     let out = Command::new("python3").args(["-c", &script]).output();
     match out {
         Ok(o) if o.status.success() => Some(()),
-        Ok(o) => unavailable("python azure-storage-blob", String::from_utf8_lossy(&o.stderr)),
+        Ok(o) => unavailable(
+            "python azure-storage-blob",
+            String::from_utf8_lossy(&o.stderr),
+        ),
         Err(e) => unavailable("python3", e),
     }
 }
@@ -24,7 +27,10 @@ fn create_container(name: &str) -> Option<()> {
 #[test]
 fn load_into_azurite_and_read_back() {
     if !azurite_up() {
-        unavailable::<()>("Azurite", "nothing listens on 127.0.0.1:10000 (.ci/run starts it)");
+        unavailable::<()>(
+            "Azurite",
+            "nothing listens on 127.0.0.1:10000 (.ci/run starts it)",
+        );
         return;
     }
     let container = unique_name("lake").replace('_', "-");
@@ -48,13 +54,22 @@ fn load_into_azurite_and_read_back() {
     let out = p.ok(&["validate", "--connections"]);
     assert!(out.contains("lake") && out.contains("ok"), "{out}");
     p.ok(&["run"]);
-    assert_eq!(p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"), 2500);
+    assert_eq!(
+        p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"),
+        2500
+    );
     conn.execute_batch("INSERT INTO orders VALUES (2501, '1.00', '2026-01-02 00:00:00');")
         .unwrap();
     p.ok(&["run"]);
-    assert_eq!(p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"), 2501);
+    assert_eq!(
+        p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"),
+        2501
+    );
     let tables = p.ok(&["tables"]);
-    assert!(tables.contains("bronze.erp_orders") && tables.contains("2,501"), "{tables}");
+    assert!(
+        tables.contains("bronze.erp_orders") && tables.contains("2,501"),
+        "{tables}"
+    );
     // Nothing was written to a local lake folder.
     assert!(!p.path().join("acme").exists());
 }

@@ -3,7 +3,8 @@
 
 use crate::support::*;
 
-const PROJECT: &str = "name: t\nlake: ./lake\nconnections:\n  erp: { type: sqlite, path: erp.db }\n";
+const PROJECT: &str =
+    "name: t\nlake: ./lake\nconnections:\n  erp: { type: sqlite, path: erp.db }\n";
 
 fn sqlite_project() -> TestProject {
     let p = TestProject::new(PROJECT);
@@ -23,12 +24,19 @@ fn sqlite_project() -> TestProject {
 #[test]
 fn malformed_yaml_exits_2_naming_file_and_line() {
     let p = sqlite_project();
-    p.write("ingest/bad.yaml", "connection: erp\ntables:\n  - name: x\n   mode: full\n");
+    p.write(
+        "ingest/bad.yaml",
+        "connection: erp\ntables:\n  - name: x\n   mode: full\n",
+    );
     let out = p.run(&["run"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("ingest/bad.yaml:4"), "{err}");
-    assert!(p.lake_listing().is_empty(), "nothing may be written: {:?}", p.lake_listing());
+    assert!(
+        p.lake_listing().is_empty(),
+        "nothing may be written: {:?}",
+        p.lake_listing()
+    );
 }
 
 #[test]
@@ -41,7 +49,10 @@ fn unknown_key_exits_2_naming_key_and_line() {
     let out = p.run(&["validate"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("ingest/erp.yaml:5: key `tables[0].primery_key`"), "{err}");
+    assert!(
+        err.contains("ingest/erp.yaml:5: key `tables[0].primery_key`"),
+        "{err}"
+    );
     assert!(err.contains("unknown field `primery_key`"), "{err}");
 }
 
@@ -53,21 +64,39 @@ fn missing_env_var_exits_2_and_never_prints_other_values() {
     let out = p.run(&["validate"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("tributary.yaml:6: key `connections.erp.url`"), "{err}");
-    assert!(err.contains("TRIBUTARY_TEST_UNSET_PASSWORD is not set"), "{err}");
+    assert!(
+        err.contains("tributary.yaml:6: key `connections.erp.url`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("TRIBUTARY_TEST_UNSET_PASSWORD is not set"),
+        "{err}"
+    );
 }
 
 #[test]
 fn duplicate_target_and_missing_connection_are_reported_together() {
     let p = sqlite_project();
-    p.write("ingest/more.yaml", "connection: erp\ntables:\n  - name: main.orders\n");
-    p.write("ingest/other.yaml", "connection: crm\ntables:\n  - name: accounts\n");
+    p.write(
+        "ingest/more.yaml",
+        "connection: erp\ntables:\n  - name: main.orders\n",
+    );
+    p.write(
+        "ingest/other.yaml",
+        "connection: crm\ntables:\n  - name: accounts\n",
+    );
     let out = p.run(&["validate"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("2 problems"), "{err}");
-    assert!(err.contains("two tables load into `bronze.erp_orders`"), "{err}");
-    assert!(err.contains("ingest/other.yaml:1: key `connection`"), "{err}");
+    assert!(
+        err.contains("two tables load into `bronze.erp_orders`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ingest/other.yaml:1: key `connection`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -103,7 +132,10 @@ fn wrong_password_is_reported_without_the_password() {
     let p = TestProject::new(
         "name: t\nlake: ./lake\nconnections:\n  shop: { type: mysql, url: \"mysql://root:wrongpass123@127.0.0.1:3306/test\" }\n",
     );
-    p.write("ingest/shop.yaml", "connection: shop\ntables:\n  - name: t\n");
+    p.write(
+        "ingest/shop.yaml",
+        "connection: shop\ntables:\n  - name: t\n",
+    );
     let out = p.run(&["validate", "--connections"]);
     let text = stdout(&out);
     if text.contains("shop") && text.contains(" ok") {
@@ -125,7 +157,10 @@ fn malformed_csv_row_fails_naming_file_and_line_and_skip_mode_counts_it() {
     let p = TestProject::new(
         "name: t\nlake: ./lake\nconnections:\n  landing: { type: files, url: ./landing }\n",
     );
-    p.write("landing/rates/a.csv", "day,rate\n2026-01-01,1.5\n2026-01-02,1.6,oops\n2026-01-03,1.7\n");
+    p.write(
+        "landing/rates/a.csv",
+        "day,rate\n2026-01-01,1.5\n2026-01-02,1.6,oops\n2026-01-03,1.7\n",
+    );
     p.write(
         "ingest/landing.yaml",
         "connection: landing\ntables:\n  - name: rates\n    glob: \"rates/*.csv\"\n",
@@ -134,13 +169,20 @@ fn malformed_csv_row_fails_naming_file_and_line_and_skip_mode_counts_it() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("a.csv") && err.contains("line 3"), "{err}");
-    assert!(p.lake_listing().iter().all(|(path, _)| !path.to_string_lossy().contains("_delta_log")));
+    assert!(
+        p.lake_listing()
+            .iter()
+            .all(|(path, _)| !path.to_string_lossy().contains("_delta_log"))
+    );
     p.write(
         "ingest/landing.yaml",
         "connection: landing\ntables:\n  - name: rates\n    glob: \"rates/*.csv\"\n    on_error: skip\n",
     );
     p.ok(&["run"]);
-    assert_eq!(p.query_i64("SELECT count(*) AS n FROM bronze.landing_rates"), 2);
+    assert_eq!(
+        p.query_i64("SELECT count(*) AS n FROM bronze.landing_rates"),
+        2
+    );
 }
 
 #[test]

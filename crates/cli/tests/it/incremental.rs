@@ -31,7 +31,9 @@ fn duplicates(p: &TestProject, table: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn new_and_changed_rows_are_appended_exactly_once() {
-    let Some(db) = PgSchema::new().await else { return };
+    let Some(db) = PgSchema::new().await else {
+        return;
+    };
     let s = &db.schema;
     db.client
         .batch_execute(&format!(
@@ -67,7 +69,9 @@ async fn new_and_changed_rows_are_appended_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_row_committed_late_below_the_watermark_is_not_lost() {
-    let Some(db) = PgSchema::new().await else { return };
+    let Some(db) = PgSchema::new().await else {
+        return;
+    };
     let s = &db.schema;
     db.client
         .batch_execute(&format!(
@@ -77,15 +81,21 @@ async fn a_row_committed_late_below_the_watermark_is_not_lost() {
         .await
         .unwrap();
     // A second session opens a transaction and writes a row whose cursor is "now" ...
-    let Some(late) = PgSchema::new().await else { return };
+    let Some(late) = PgSchema::new().await else {
+        return;
+    };
     late.client
-        .batch_execute(&format!("BEGIN; INSERT INTO {s}.events (id, v) VALUES (1000, 'late');"))
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO {s}.events (id, v) VALUES (1000, 'late');"
+        ))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     // ... while other rows with later cursors commit.
     db.client
-        .batch_execute(&format!("INSERT INTO {s}.events (id, v) VALUES (1001, 'after');"))
+        .batch_execute(&format!(
+            "INSERT INTO {s}.events (id, v) VALUES (1001, 'after');"
+        ))
         .await
         .unwrap();
     let p = pg_project(s, "events", "");
@@ -97,7 +107,10 @@ async fn a_row_committed_late_below_the_watermark_is_not_lost() {
     late.client.batch_execute("COMMIT").await.unwrap();
     tokio::task::block_in_place(|| {
         p.ok(&["run"]);
-        assert_eq!(p.query_i64("SELECT count(*) AS n FROM bronze.erp_events WHERE id = 1000"), 1);
+        assert_eq!(
+            p.query_i64("SELECT count(*) AS n FROM bronze.erp_events WHERE id = 1000"),
+            1
+        );
         assert_eq!(count(&p, "events"), 102);
         assert_eq!(duplicates(&p, "events"), 0);
     });
@@ -122,7 +135,9 @@ fn run_and_kill(p: &TestProject, delay: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_killed_at_any_moment_neither_lose_nor_double_rows() {
-    let Some(db) = PgSchema::new().await else { return };
+    let Some(db) = PgSchema::new().await else {
+        return;
+    };
     let s = &db.schema;
     db.client
         .batch_execute(&format!(

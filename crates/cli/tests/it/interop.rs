@@ -5,7 +5,9 @@ use crate::support::*;
 
 #[test]
 fn python_deltalake_reads_our_bronze_table() {
-    let p = TestProject::new("name: t\nlake: ./lake\nconnections:\n  erp: { type: sqlite, path: erp.db }\n");
+    let p = TestProject::new(
+        "name: t\nlake: ./lake\nconnections:\n  erp: { type: sqlite, path: erp.db }\n",
+    );
     let conn = rusqlite::Connection::open(p.path().join("erp.db")).unwrap();
     conn.execute_batch(
         "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price DECIMAL(12,2), day DATE, at DATETIME, data BLOB, ok BOOLEAN, w REAL);
@@ -14,7 +16,10 @@ fn python_deltalake_reads_our_bronze_table() {
                                   (3, 'line\nbreak \"q\"', NULL, NULL, NULL, x'', NULL, -2.25);",
     )
     .unwrap();
-    p.write("ingest/erp.yaml", "connection: erp\ntables:\n  - name: items\n");
+    p.write(
+        "ingest/erp.yaml",
+        "connection: erp\ntables:\n  - name: items\n",
+    );
     p.ok(&["run"]);
     let path = p.path().join("lake/bronze/erp_items");
     let script = format!(
@@ -46,7 +51,12 @@ print(json.dumps({{
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f[0].as_str().unwrap().to_string(), f[1].as_str().unwrap().to_string()))
+        .map(|f| {
+            (
+                f[0].as_str().unwrap().to_string(),
+                f[1].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let expect = [
         ("id", "long"),
@@ -66,9 +76,15 @@ print(json.dumps({{
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
     assert_eq!(fields, expect);
-    assert_eq!(v["names"], serde_json::json!(["Zoë", null, "line\nbreak \"q\""]));
+    assert_eq!(
+        v["names"],
+        serde_json::json!(["Zoë", null, "line\nbreak \"q\""])
+    );
     assert_eq!(v["price_sum"], "12.33");
-    assert_eq!(v["days"], serde_json::json!(["0001-01-01", "9999-12-31", null]));
+    assert_eq!(
+        v["days"],
+        serde_json::json!(["0001-01-01", "9999-12-31", null])
+    );
     assert_eq!(
         v["at"],
         serde_json::json!(["2026-03-29 01:59:59.999999", "2026-03-29 03:00:00", null])

@@ -2,7 +2,8 @@
 
 use crate::support::*;
 
-const PROJECT: &str = "name: t\nlake: ./lake\nconnections:\n  erp: { type: sqlite, path: erp.db }\n";
+const PROJECT: &str =
+    "name: t\nlake: ./lake\nconnections:\n  erp: { type: sqlite, path: erp.db }\n";
 
 fn project() -> (TestProject, rusqlite::Connection) {
     let p = TestProject::new(PROJECT);
@@ -19,8 +20,13 @@ fn project() -> (TestProject, rusqlite::Connection) {
             .unwrap();
         for i in 1..=1000i64 {
             let ts = format!("2026-01-01 00:{:02}:{:02}.{:06}", i / 60 % 60, i % 60, i);
-            stmt.execute(rusqlite::params![i, i % 3 + 1, format!("{}.{:02}", i, i % 100), ts])
-                .unwrap();
+            stmt.execute(rusqlite::params![
+                i,
+                i % 3 + 1,
+                format!("{}.{:02}", i, i % 100),
+                ts
+            ])
+            .unwrap();
         }
     }
     p.write(
@@ -34,8 +40,14 @@ fn project() -> (TestProject, rusqlite::Connection) {
 fn load_query_and_list() {
     let (p, _conn) = project();
     let out = p.ok(&["run"]);
-    assert!(out.contains("bronze.erp_orders") && out.contains("1,000"), "{out}");
-    assert_eq!(p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"), 1000);
+    assert!(
+        out.contains("bronze.erp_orders") && out.contains("1,000"),
+        "{out}"
+    );
+    assert_eq!(
+        p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"),
+        1000
+    );
     // Decimal precision kept: the sum is exact.
     let rows = p.query("SELECT CAST(sum(amount) AS VARCHAR) AS s FROM bronze.erp_orders");
     let expected: i64 = (1..=1000i64).map(|i| i * 100 + i % 100).sum();
@@ -57,8 +69,16 @@ fn load_query_and_list() {
     assert_eq!(meta[0]["n"], 1000);
     let tables = p.ok(&["tables"]);
     assert!(tables.contains("bronze.erp_customers"), "{tables}");
-    assert!(tables.contains("updated_at = 2026-01-01 00:16:40.001000"), "{tables}");
-    let csv = p.ok(&["query", "--format", "csv", "SELECT id, name FROM bronze.erp_customers ORDER BY id"]);
+    assert!(
+        tables.contains("updated_at = 2026-01-01 00:16:40.001000"),
+        "{tables}"
+    );
+    let csv = p.ok(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT id, name FROM bronze.erp_customers ORDER BY id",
+    ]);
     assert_eq!(csv.lines().next(), Some("id,name"));
     assert_eq!(csv.lines().nth(1), Some("1,José Müller"));
 }
@@ -69,7 +89,10 @@ fn incremental_appends_exactly_new_and_changed_rows() {
     p.ok(&["run"]);
     // Nothing changed: nothing appended, no new version.
     p.ok(&["run", "--select", "bronze.erp_orders"]);
-    assert_eq!(p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"), 1000);
+    assert_eq!(
+        p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"),
+        1000
+    );
     // 5 inserts and 3 updates; one update keeps an old timestamp inside the lookback window
     // (a late commit) and one row is re-written identically (must not be appended again).
     conn.execute_batch(
@@ -81,7 +104,10 @@ fn incremental_appends_exactly_new_and_changed_rows() {
     )
     .unwrap();
     p.ok(&["run", "--select", "erp"]);
-    assert_eq!(p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"), 1008);
+    assert_eq!(
+        p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"),
+        1008
+    );
     assert_eq!(
         p.query_i64("SELECT count(*) AS n FROM (SELECT id, updated_at FROM bronze.erp_orders GROUP BY id, updated_at HAVING count(*) > 1)"),
         0
@@ -93,11 +119,20 @@ fn incremental_appends_exactly_new_and_changed_rows() {
     conn.execute_batch("INSERT INTO orders VALUES (1007, 1, '7.00', '2026-01-02 00:00:03.5');")
         .unwrap();
     p.ok(&["run"]);
-    assert_eq!(p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders WHERE id = 1007"), 1);
-    assert_eq!(p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"), 1009);
+    assert_eq!(
+        p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders WHERE id = 1007"),
+        1
+    );
+    assert_eq!(
+        p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"),
+        1009
+    );
     // Full refresh: exactly the source's rows again.
     p.ok(&["run", "--full-refresh"]);
-    assert_eq!(p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"), 1007);
+    assert_eq!(
+        p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders"),
+        1007
+    );
 }
 
 #[test]
@@ -123,7 +158,10 @@ fn demo_runs_and_advances() {
         let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
         v[0]["n"].as_i64().unwrap()
     };
-    assert_eq!(count("SELECT count(*) AS n FROM bronze.erp_orders"), 100_000);
+    assert_eq!(
+        count("SELECT count(*) AS n FROM bronze.erp_orders"),
+        100_000
+    );
     let out = std::process::Command::new(bin())
         .arg("demo")
         .arg(&demo)

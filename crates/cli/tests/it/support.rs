@@ -21,7 +21,11 @@ pub fn unavailable<T>(service: &str, reason: impl std::fmt::Display) -> Option<T
 
 pub fn unique_name(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn pg_url() -> String {
@@ -120,8 +124,15 @@ impl TestProject {
     /// A single integer from a query.
     pub fn query_i64(&self, sql: &str) -> i64 {
         let rows = self.query(sql);
-        let v = rows[0].as_object().unwrap().values().next().unwrap().clone();
-        v.as_i64().unwrap_or_else(|| v.as_str().unwrap().parse().unwrap())
+        let v = rows[0]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .clone();
+        v.as_i64()
+            .unwrap_or_else(|| v.as_str().unwrap().parse().unwrap())
     }
 
     /// Every file under the lake folder with its size, to prove a failed run changed nothing.
@@ -178,7 +189,10 @@ pub fn python(script: &str) -> Option<String> {
         Ok(o) => return unavailable("python deltalake", String::from_utf8_lossy(&o.stderr)),
         Err(e) => return unavailable("python3", e),
     }
-    let out = Command::new("python3").args(["-c", script]).output().unwrap();
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "python failed:\n{}\n{}",

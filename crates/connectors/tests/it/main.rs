@@ -1,7 +1,6 @@
 //! Integration tests of the connectors against real services (the machine's PostgreSQL and
 //! MariaDB) and real files. One test binary for the crate.
 
-
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod files;
 mod mysql;
