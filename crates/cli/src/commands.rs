@@ -23,7 +23,10 @@ pub async fn dispatch(
 ) -> Result<(), Failure> {
     match command {
         Command::Init { dir, demo } => init(&dir, demo),
-        Command::Demo { dir, advance } => run_demo(&dir, advance, progress).await,
+        Command::Demo { dir, advance } => {
+            let dir = dir.unwrap_or_else(|| demo_dir_default(&project_dir));
+            run_demo(&dir, advance, progress).await
+        }
         Command::Validate { connections } => validate(&project_dir, connections).await,
         Command::Run {
             select,
@@ -75,6 +78,19 @@ fn init(dir: &Path, with_demo: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `acme-demo`, unless the project folder already is the demo project (so `tributary demo
+/// --advance` works from inside it).
+fn demo_dir_default(project_dir: &Path) -> PathBuf {
+    let is_demo = std::fs::read_to_string(project_dir.join(tributary_core::config::PROJECT_FILE))
+        .map(|t| t.lines().any(|l| l.trim() == "name: acme"))
+        .unwrap_or(false);
+    if is_demo {
+        project_dir.to_path_buf()
+    } else {
+        PathBuf::from("acme-demo")
+    }
+}
+
 async fn run_demo(dir: &Path, advance: bool, progress: bool) -> Result<(), Failure> {
     let started = Instant::now();
     if dir.join(tributary_core::config::PROJECT_FILE).exists() {
@@ -97,13 +113,13 @@ async fn run_demo(dir: &Path, advance: bool, progress: bool) -> Result<(), Failu
     }
     let outcomes = run(dir, &[], false, 2, progress).await?;
     let total_rows: u64 = outcomes.iter().map(|o| o.rows).sum();
+    let shown = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     println!(
-        "\nLoaded {} rows into {} tables in {:.1}s. Try next:\n  cd {}\n  tributary tables\n  tributary query \"SELECT status, count(*) AS orders, sum(total) AS revenue FROM bronze.erp_orders GROUP BY status ORDER BY orders DESC\"\n  tributary demo --advance {}   # a day of new and changed orders, then an incremental load",
+        "\nLoaded {} rows into {} tables in {:.1}s. Try next:\n  cd {}\n  tributary tables\n  tributary query \"SELECT status, count(*) AS orders, sum(total) AS revenue FROM bronze.erp_orders GROUP BY status ORDER BY orders DESC\"\n  tributary demo --advance      # a day of new and changed orders, then an incremental load\n(`tributary` is the binary: `cargo install --path crates/cli`, or use `cargo run --release --` in the source folder.)",
         thousands(total_rows),
         outcomes.len(),
         started.elapsed().as_secs_f64(),
-        dir.display(),
-        dir.display(),
+        shown.display(),
     );
     Ok(())
 }

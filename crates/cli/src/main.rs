@@ -60,9 +60,9 @@ enum Command {
     },
     /// Write the ACME sample project, load it, and print a summary.
     Demo {
-        /// Folder of the demo project (reused when it exists).
-        #[arg(default_value = "acme-demo")]
-        dir: PathBuf,
+        /// Folder of the demo project, reused when it exists. Default: `acme-demo`, or the
+        /// current folder (or --project) when it already holds the demo project.
+        dir: Option<PathBuf>,
         /// Before loading, simulate a day of new and updated orders and a new landing file.
         #[arg(long)]
         advance: bool,
