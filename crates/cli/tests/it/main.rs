@@ -5,6 +5,7 @@
 
 mod azure;
 mod config_errors;
+mod fidelity;
 mod incremental;
 mod interop;
 mod sqlite_e2e;
