@@ -248,6 +248,13 @@ pub async fn run(
         )
         .map_err(Failure::task)?;
 
+    tracing::info!(
+        run_id = %ctx.run_id,
+        tables = outcomes.len(),
+        failed = failed.len(),
+        rows = outcomes.iter().map(|o| o.rows).sum::<u64>(),
+        "Run finished."
+    );
     let rows: Vec<Vec<String>> = outcomes
         .iter()
         .map(|o| {

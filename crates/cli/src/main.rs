@@ -124,10 +124,12 @@ impl Failure {
 fn init_logging(format: LogFormat, verbose: u8) {
     // In text mode a failed table is reported once, in the run summary; JSON logs carry the
     // `tributary::load` error events instead.
+    const OURS_INFO: &str =
+        "warn,tributary=info,tributary_core=info,tributary_connectors=info,tributary_lake=info";
     let default = match (format, verbose) {
-        (_, 0) if format == LogFormat::Json => "info",
+        (_, 0) if format == LogFormat::Json => OURS_INFO,
         (_, 0) => "warn,tributary::load=off",
-        (_, 1) => "info,deltalake=warn,datafusion=warn",
+        (_, 1) => OURS_INFO,
         _ => "debug",
     };
     let filter = std::env::var("TRIBUTARY_LOG")
