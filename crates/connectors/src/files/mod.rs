@@ -155,19 +155,13 @@ impl FilesSource {
         let location = if url.contains("://") {
             let parsed =
                 url::Url::parse(url).map_err(|e| connect_error(format!("invalid URL: {e}")))?;
-            if parsed.scheme() == "file" {
-                let path = parsed
-                    .to_file_path()
-                    .map_err(|()| connect_error("not a local file URL".into()))?;
-                Location::Local(path)
-            } else {
-                let (store, prefix) = parse_url_opts(&parsed, storage_options)
-                    .map_err(|e| connect_error(e.to_string()))?;
-                Location::Remote {
-                    store: Arc::from(store),
-                    prefix,
-                    url: redact_url(url),
-                }
+            // `file://` URLs go through object_store too (LocalFileSystem), like remote ones.
+            let (store, prefix) = parse_url_opts(&parsed, storage_options)
+                .map_err(|e| connect_error(e.to_string()))?;
+            Location::Remote {
+                store: Arc::from(store),
+                prefix,
+                url: redact_url(url),
             }
         } else {
             let p = Path::new(url);

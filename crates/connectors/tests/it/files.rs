@@ -712,3 +712,80 @@ async fn parquet_nanoseconds_that_are_not_whole_microseconds_are_a_bad_value() {
         "{at:?}"
     );
 }
+
+/// The object-store path (listing, streaming each object to a temporary file) through a
+/// `file://` URL, which object_store serves with its LocalFileSystem.
+#[tokio::test]
+async fn object_store_urls_list_and_stream_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket").join("landing");
+    write(&root, "orders/2024-01-02.csv", b"id,amount\n2,20.5\n");
+    write(
+        &root,
+        "orders/2024-01-01.csv",
+        b"\xEF\xBB\xBFid,amount\n1,10.0\n",
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"id,amount\n3,\n").unwrap();
+    write(&root, "orders/old/2023.csv.gz", &gz.finish().unwrap());
+    write(&root, "other/x.csv", b"nope\n");
+    let url = url::Url::from_directory_path(&root).unwrap().to_string();
+    let src = FilesSource::new("lake", &url, BTreeMap::new(), Path::new("/")).unwrap();
+    src.check().await.unwrap();
+    let (schema, batches) = read(
+        &src,
+        request(serde_json::json!({"name": "orders", "glob": "orders/**/*.csv*"})),
+    )
+    .await
+    .unwrap();
+    let origins: Vec<&str> = batches.iter().map(|(o, _)| o.as_str()).collect();
+    assert_eq!(
+        origins,
+        vec![
+            "lake:orders/2024-01-01.csv",
+            "lake:orders/2024-01-02.csv",
+            "lake:orders/old/2023.csv.gz"
+        ]
+    );
+    assert_eq!(schema.field(0).name(), "id");
+    assert_eq!(schema.field(1).data_type(), &DataType::Float64);
+    let all: Vec<RecordBatch> = batches.into_iter().map(|(_, b)| b).collect();
+    let b = concat_batches(&schema, &all).unwrap();
+    assert_eq!(ints(b.column(0)), vec![Some(1), Some(2), Some(3)]);
+    let amount = b.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+    assert_eq!(
+        amount.iter().collect::<Vec<_>>(),
+        vec![Some(10.0), Some(20.5), None]
+    );
+
+    // Errors name the object's URL.
+    write(&root, "bad/a.csv", b"id\n1\n2,3\n");
+    let err = read(
+        &src,
+        request(serde_json::json!({"name": "bad", "glob": "bad/*.csv"})),
+    )
+    .await
+    .unwrap_err();
+    match &err {
+        SourceError::BadRecord { file, line, .. } => {
+            assert!(
+                file.starts_with("file://") && file.ends_with("landing/bad/a.csv"),
+                "{file}"
+            );
+            assert_eq!(*line, 3);
+        }
+        other => panic!("expected BadRecord, got {other:?}"),
+    }
+    match src
+        .read(request(
+            serde_json::json!({"name": "none", "glob": "nothing/*.csv"}),
+        ))
+        .await
+    {
+        Err(SourceError::Io { reason, .. }) => {
+            assert!(reason.contains("no file matches"), "{reason}")
+        }
+        Err(other) => panic!("expected Io, got {other:?}"),
+        Ok(_) => panic!("expected an error"),
+    }
+}
