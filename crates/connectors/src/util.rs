@@ -23,8 +23,10 @@ pub fn batch_channel() -> (mpsc::Sender<Result<SourceBatch, SourceError>>, Batch
 }
 
 fn tokio_stream_from(rx: mpsc::Receiver<Result<SourceBatch, SourceError>>) -> BatchStream {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
-        .boxed()
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -419,7 +421,10 @@ mod parse_tests {
             parse_timestamp("1969-12-31T19:00:00-0500"),
             Some(ParsedTimestamp::Utc(0))
         );
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(ParsedTimestamp::Utc(0)));
+        assert_eq!(
+            parse_timestamp("1970-01-01T00:00:00Z"),
+            Some(ParsedTimestamp::Utc(0))
+        );
         assert_eq!(parse_timestamp("1970-01-01 24:00:00"), None);
         assert_eq!(parse_timestamp("1970-1-01 00:00:00"), None);
         assert_eq!(parse_date("0001-01-01"), Some(-719_162));
