@@ -5,6 +5,7 @@
 //! (the next run re-reads the same rows); a run killed after it has nothing left to redo.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::prelude::{SessionContext, ident, lit};
 use futures::StreamExt;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tracing::{Instrument, info, warn};
 use tributary_core::config::{LoadMode, LoadSpec, Project};
 use tributary_core::cursor::Lookback;
@@ -87,8 +88,20 @@ pub async fn load_table(ctx: &RunContext, spec: &LoadSpec) -> TableOutcome {
     let bar = ctx.progress.add(ProgressBar::new_spinner());
     bar.set_style(
         ProgressStyle::with_template(
-            "{prefix:.bold} {spinner} {human_pos} rows  {per_sec}  {elapsed}  {msg}",
+            "{prefix:.bold} {spinner} {human_pos} rows  {rate}  {elapsed}  {msg}",
         )
+        .map(|style| {
+            style.with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(
+                        w,
+                        "{} rows/s",
+                        crate::output::thousands(state.per_sec() as u64)
+                    );
+                },
+            )
+        })
         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.set_prefix(target.clone());
