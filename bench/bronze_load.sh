@@ -30,8 +30,7 @@ gen_pg() {
     INSERT INTO bench.orders SELECT g, (g * 7919) % 50000, (ARRAY['new','paid','shipped','returned'])[1 + g % 4],
       ((g * 31) % 100000) / 100.0, 'EUR', CASE WHEN g % 10 = 0 THEN NULL ELSE 'order note ' || g END,
       timestamptz '2026-01-01' + g * interval '1 second', timestamptz '2026-01-01' + g * interval '1 second' + interval '1 hour'
-      FROM generate_series(1, $n) g;
-    VACUUM ANALYZE bench.orders;"
+      FROM generate_series(1::bigint, $n) g;" -c "VACUUM ANALYZE bench.orders"
   "${PSQL[@]}" -c "SELECT pg_table_size('bench.orders')"
 }
 
@@ -40,7 +39,6 @@ gen_my() {
   "${MYSQL[@]}" -e "DROP DATABASE IF EXISTS bench; CREATE DATABASE bench;
     CREATE TABLE bench.orders (id bigint PRIMARY KEY, customer_id int NOT NULL, status varchar(16) NOT NULL,
       total decimal(12,2), currency char(3), note text, created_at timestamp(6) NOT NULL, updated_at datetime(6) NOT NULL);
-    SET SESSION cte_max_recursion_depth = 100000000;
     INSERT INTO bench.orders
       SELECT seq, (seq * 7919) % 50000, ELT(1 + seq % 4, 'new','paid','shipped','returned'), ((seq * 31) % 100000) / 100.0, 'EUR',
         IF(seq % 10 = 0, NULL, CONCAT('order note ', seq)),

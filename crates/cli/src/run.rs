@@ -5,7 +5,6 @@
 //! (the next run re-reads the same rows); a run killed after it has nothing left to redo.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
