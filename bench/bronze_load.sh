@@ -36,7 +36,7 @@ gen_pg() {
 
 gen_my() {
   local n=$1
-  "${MYSQL[@]}" -e "DROP DATABASE IF EXISTS bench; CREATE DATABASE bench;
+  "${MYSQL[@]}" -e "DROP DATABASE IF EXISTS bench; CREATE DATABASE bench; USE bench;
     CREATE TABLE bench.orders (id bigint PRIMARY KEY, customer_id int NOT NULL, status varchar(16) NOT NULL,
       total decimal(12,2), currency char(3), note text, created_at timestamp(6) NOT NULL, updated_at datetime(6) NOT NULL);
     INSERT INTO bench.orders
