@@ -135,6 +135,17 @@ impl TableWriter {
             .map_err(|e| LakeError::delta(&self.table_name, "write", e))
     }
 
+    /// The target schema as a Delta (kernel) schema.
+    fn kernel_schema(&self) -> Result<StructType, LakeError> {
+        self.target_schema
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| LakeError::Schema {
+                table: self.table_name.clone(),
+                reason: format!("the schema cannot be stored in Delta: {e}"),
+            })
+    }
+
     /// Commit everything written, with `watermark` stored in the same commit, and
     /// `app_metadata` in the commit info (run id, source, …).
     pub async fn commit(
@@ -163,14 +174,7 @@ impl TableWriter {
             // First load, or a full load with a new schema: create (or replace) the table with
             // its data in one commit. Replacing computes the protocol the new schema needs
             // (e.g. timestampNtz) and removes the previous files in the same commit.
-            let kernel_schema: StructType =
-                self.target_schema
-                    .as_ref()
-                    .try_into_kernel()
-                    .map_err(|e| LakeError::Schema {
-                        table: name.clone(),
-                        reason: format!("the schema cannot be stored in Delta: {e}"),
-                    })?;
+            let kernel_schema = self.kernel_schema()?;
             let mut configuration: HashMap<String, Option<String>> = HashMap::new();
             if let Some(json) = watermark_json {
                 configuration.insert(WATERMARK_PROPERTY.to_string(), Some(json));
@@ -220,14 +224,7 @@ impl TableWriter {
         let current_metadata = snapshot.metadata().clone();
         let mut metadata = current_metadata.clone();
         if self.schema_changed {
-            let kernel_schema: StructType =
-                self.target_schema
-                    .as_ref()
-                    .try_into_kernel()
-                    .map_err(|e| LakeError::Schema {
-                        table: name.clone(),
-                        reason: format!("the schema cannot be stored in Delta: {e}"),
-                    })?;
+            let kernel_schema = self.kernel_schema()?;
             metadata = metadata
                 .with_schema(&kernel_schema)
                 .map_err(|e| LakeError::delta(&name, "change schema", e.into()))?;

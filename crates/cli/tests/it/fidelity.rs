@@ -96,8 +96,7 @@ async fn postgres_edge_values_survive_the_lake() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_edge_values_survive_the_lake() {
-    let url = std::env::var("TRIBUTARY_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let url = mysql_url();
     let pool = mysql_async::Pool::new(url.as_str());
     let mut conn = match pool.get_conn().await {
         Ok(c) => c,

@@ -1,37 +1,10 @@
 //! Running the binary in a temporary project, and finding the test services.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 
-/// True when services are required (CI).
-pub fn services_required() -> bool {
-    std::env::var("TRIBUTARY_REQUIRE_SERVICES").as_deref() == Ok("1")
-}
-
-/// Skip (return `None`) or fail, with the reason.
-pub fn unavailable<T>(service: &str, reason: impl std::fmt::Display) -> Option<T> {
-    if services_required() {
-        panic!("{service} is required (TRIBUTARY_REQUIRE_SERVICES=1) but unavailable: {reason}");
-    }
-    eprintln!("SKIPPED: {service} unavailable: {reason}");
-    None
-}
-
-pub fn unique_name(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-pub fn pg_url() -> String {
-    std::env::var("TRIBUTARY_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+pub use tributary_testkit::{mysql_url, pg_url, services_required, unavailable, unique_name};
 
 /// A PostgreSQL client with a fresh schema (dropped on drop of the returned guard).
 pub struct PgSchema {
