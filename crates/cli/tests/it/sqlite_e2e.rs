@@ -172,3 +172,46 @@ fn demo_runs_and_advances() {
     let orders = count("SELECT count(DISTINCT id) AS n FROM bronze.erp_orders");
     assert!(orders > 100_000, "new orders appended: {orders}");
 }
+
+#[test]
+fn new_source_columns_are_added_and_type_changes_are_refused() {
+    let (p, conn) = project();
+    p.ok(&["run"]);
+    conn.execute_batch(
+        "ALTER TABLE orders ADD COLUMN channel TEXT;
+         INSERT INTO orders VALUES (2001, 1, '1.00', '2026-01-05 00:00:00', 'web');",
+    )
+    .unwrap();
+    p.ok(&["run", "--select", "bronze.erp_orders"]);
+    let rows =
+        p.query("SELECT id, channel FROM bronze.erp_orders WHERE id IN (1, 2001) ORDER BY id");
+    assert!(
+        rows[0].get("channel").is_none_or(|v| v.is_null()),
+        "{rows:?}"
+    );
+    assert_eq!(rows[1]["channel"], "web");
+    let before = delta_logs(&p.lake_listing());
+    // The amount column changes type in the source: refused, naming the column and both types.
+    conn.execute_batch(
+        "CREATE TABLE orders2 (id INTEGER PRIMARY KEY, customer_id INTEGER, amount TEXT, updated_at DATETIME, channel TEXT);
+         INSERT INTO orders2 SELECT * FROM orders;
+         INSERT INTO orders2 VALUES (2002, 1, 'n/a', '2026-01-06 00:00:00', 'shop');
+         DROP TABLE orders; ALTER TABLE orders2 RENAME TO orders;",
+    )
+    .unwrap();
+    let out = p.run(&["run", "--select", "bronze.erp_orders"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("column amount is Decimal128(12, 2) in the table but Utf8 in the source"),
+        "{err}"
+    );
+    assert!(err.contains("--full-refresh"), "{err}");
+    assert_eq!(delta_logs(&p.lake_listing()), before);
+    // A full refresh reloads the table with the new type.
+    p.ok(&["run", "--full-refresh", "--select", "bronze.erp_orders"]);
+    assert_eq!(
+        p.query_i64("SELECT count(*) AS n FROM bronze.erp_orders WHERE amount = 'n/a'"),
+        1
+    );
+}
