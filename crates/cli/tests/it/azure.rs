@@ -73,3 +73,45 @@ fn load_into_azurite_and_read_back() {
     // Nothing was written to a local lake folder.
     assert!(!p.path().join("acme").exists());
 }
+
+#[test]
+fn files_from_an_azurite_container() {
+    if !azurite_up() {
+        unavailable::<()>(
+            "Azurite",
+            "nothing listens on 127.0.0.1:10000 (.ci/run starts it)",
+        );
+        return;
+    }
+    let container = unique_name("landing").replace('_', "-");
+    if create_container(&container).is_none() {
+        return;
+    }
+    let upload = format!(
+        "from azure.storage.blob import BlobServiceClient\nimport gzip\nc = BlobServiceClient.from_connection_string('UseDevelopmentStorage=true').get_container_client('{container}')\nc.upload_blob('drop/rates/2026-01-01.csv', b'\\xef\\xbb\\xbfday,currency,rate\\n2026-01-01,EUR,1.1\\n2026-01-01,GBP,1.3\\n')\nc.upload_blob('drop/rates/2026-01-02.csv.gz', gzip.compress(b'day,currency,rate\\n2026-01-02,EUR,1.2\\n'))\nc.upload_blob('drop/other/ignore.csv', b'x\\n1\\n')\n"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &upload])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = TestProject::new(&format!(
+        "name: t\nlake: ./lake\nconnections:\n  landing:\n    type: files\n    url: az://{container}/drop\n    storage_options:\n      azure_storage_use_emulator: \"true\"\n"
+    ));
+    p.write(
+        "ingest/landing.yaml",
+        "connection: landing\ntables:\n  - name: rates\n    glob: \"rates/*\"\n    format: csv\n",
+    );
+    p.ok(&["run"]);
+    let rows = p.query(
+        "SELECT day, currency, rate, _tributary_source AS src FROM bronze.landing_rates ORDER BY day, currency",
+    );
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[0]["currency"], "EUR");
+    assert_eq!(rows[0]["src"], "landing:rates/2026-01-01.csv");
+    assert_eq!(rows[2]["src"], "landing:rates/2026-01-02.csv.gz");
+}
