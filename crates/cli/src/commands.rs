@@ -201,6 +201,13 @@ pub async fn run(
 ) -> Result<Vec<TableOutcome>, Failure> {
     let project = load_project(dir)?;
     let specs = select(project.load_specs(), selectors).map_err(Failure::config)?;
+    if specs.is_empty() {
+        println!(
+            "No tables configured in {}: add an ingest/*.yaml file (see ingest/example.yaml.disabled).",
+            project.root.display()
+        );
+        return Ok(Vec::new());
+    }
     let lake = open_lake(&project)?;
     let state = StateStore::open(&project.root, &project.config.state).map_err(Failure::task)?;
     let ctx = RunContext::new(
