@@ -37,6 +37,21 @@ pub async fn dispatch(
             .map(|_| ()),
         Command::Query { sql, format } => query(&project_dir, &sql, format).await,
         Command::Tables => tables(&project_dir).await,
+        Command::Maintain {
+            select,
+            retention_hours,
+            force,
+            dry_run,
+            target_file_mb,
+        } => {
+            let options = tributary_lake::MaintainOptions {
+                target_file_bytes: target_file_mb.saturating_mul(1024 * 1024),
+                retention_hours,
+                force,
+                dry_run,
+            };
+            maintain(&project_dir, &select, &options).await
+        }
     }
 }
 
@@ -390,4 +405,79 @@ fn human_age(secs: i64) -> String {
         s if s < 86_400 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
+}
+
+async fn maintain(
+    dir: &Path,
+    selectors: &[String],
+    options: &tributary_lake::MaintainOptions,
+) -> Result<(), Failure> {
+    options
+        .check()
+        .map_err(|e| Failure::config(anyhow::anyhow!(e)))?;
+    let project = load_project(dir)?;
+    let lake = open_lake(&project)?;
+    let mut names = lake.table_names().await.map_err(Failure::task)?;
+    if !selectors.is_empty() {
+        let mut matchers = Vec::new();
+        for s in selectors {
+            let g = globset::Glob::new(s)
+                .map_err(|e| Failure::config(anyhow::anyhow!("--select {s}: {e}")))?
+                .compile_matcher();
+            matchers.push(g);
+        }
+        names.retain(|(l, n)| {
+            let t = format!("{l}.{n}");
+            matchers.iter().any(|m| m.is_match(&t))
+        });
+    }
+    let mut rows = Vec::new();
+    let mut failed = 0;
+    for (layer, name) in &names {
+        match tributary_lake::maintain_table(&lake, layer, name, options).await {
+            Ok(r) => rows.push(vec![
+                format!("{layer}.{name}"),
+                r.files_removed.to_string(),
+                r.files_added.to_string(),
+                r.version.to_string(),
+                format!(
+                    "{}{}",
+                    r.files_vacuumed,
+                    if options.dry_run { " (dry run)" } else { "" }
+                ),
+                "ok".into(),
+            ]),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{layer}.{name}: {e}");
+                rows.push(vec![
+                    format!("{layer}.{name}"),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "FAILED".into(),
+                ]);
+            }
+        }
+    }
+    print!(
+        "{}",
+        text_table(
+            &[
+                "table",
+                "compacted",
+                "written",
+                "version",
+                "vacuumed",
+                "status"
+            ],
+            &rows,
+            &[false, true, true, true, true, false]
+        )
+    );
+    if failed > 0 {
+        return Err(Failure::task(anyhow::anyhow!("{failed} table(s) failed")));
+    }
+    Ok(())
 }

@@ -96,6 +96,25 @@ enum Command {
     },
     /// List the lake's tables with version, rows, size, freshness and watermark.
     Tables,
+    /// Compact small files (OPTIMIZE), write a checkpoint, and VACUUM unreferenced files.
+    Maintain {
+        /// Only these tables (targets or globs such as `bronze.erp_*`); default all.
+        #[arg(long, short, value_delimiter = ',')]
+        select: Vec<String>,
+        /// Delete unreferenced files older than this many hours. Below 168 (Delta's 7-day
+        /// default) needs --force.
+        #[arg(long, default_value_t = tributary_lake::SAFE_RETENTION_HOURS)]
+        retention_hours: u64,
+        /// Allow a retention below 168 hours.
+        #[arg(long)]
+        force: bool,
+        /// List what vacuum would delete without deleting it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Target size of compacted files, in MiB.
+        #[arg(long, default_value_t = 128)]
+        target_file_mb: u64,
+    },
 }
 
 /// An error with its exit code.

@@ -9,10 +9,12 @@
 
 mod error;
 mod lake;
+mod maintain;
 mod writer;
 
 pub use error::LakeError;
 pub use lake::{Lake, TableInfo, table_info, watermark_of};
+pub use maintain::{MaintainOptions, MaintainReport, SAFE_RETENTION_HOURS, maintain_table};
 pub use writer::{CommitSummary, TableWriter, WriteMode};
 
 use serde::{Deserialize, Serialize};

@@ -8,5 +8,6 @@ mod config_errors;
 mod fidelity;
 mod incremental;
 mod interop;
+mod maintain;
 mod sqlite_e2e;
 mod support;
