@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::support::micros;
 use deltalake::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int16Array,
     Int64Array, ListArray, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray,
@@ -78,13 +79,6 @@ fn ints(a: &ArrayRef) -> Vec<Option<i64>> {
         .unwrap()
         .iter()
         .collect()
-}
-
-fn micros(s: &str) -> i64 {
-    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
-        .unwrap()
-        .and_utc()
-        .timestamp_micros()
 }
 
 fn owned(v: &[Option<&str>]) -> Vec<Option<String>> {

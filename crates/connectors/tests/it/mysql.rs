@@ -17,6 +17,7 @@ use tributary_core::config::{ColumnCast, TableConfig};
 use tributary_core::{CursorValue, ReadRequest, Source, SourceError};
 
 use crate::support;
+use crate::support::{days, micros};
 
 /// A database of its own for one test; dropped by `drop_db`.
 struct TestDb {
@@ -122,18 +123,6 @@ fn row_with_id(ids: &Int32Array, id: i32) -> usize {
     (0..ids.len())
         .find(|r| ids.value(*r) == id)
         .unwrap_or_else(|| panic!("no row with id {id}"))
-}
-
-fn micros(s: &str) -> i64 {
-    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
-        .unwrap()
-        .and_utc()
-        .timestamp_micros()
-}
-
-fn days(s: &str) -> i32 {
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32
 }
 
 #[tokio::test]

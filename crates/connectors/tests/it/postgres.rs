@@ -18,6 +18,7 @@ use tributary_core::cursor::CursorValue;
 use tributary_core::{ReadRequest, Source, SourceError};
 
 use crate::support;
+use crate::support::days;
 
 /// A schema of the test database for one test; `drop` it at the end.
 struct TestSchema {
@@ -126,11 +127,6 @@ fn naive_micros(text: &str) -> i64 {
         .unwrap()
         .and_utc()
         .timestamp_micros()
-}
-
-fn days(ymd: &str) -> i32 {
-    let d = chrono::NaiveDate::parse_from_str(ymd, "%Y-%m-%d").unwrap();
-    (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32
 }
 
 fn list_i32(a: &ListArray, row: usize) -> Option<Vec<Option<i32>>> {

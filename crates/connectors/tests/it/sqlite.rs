@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::support::{days, micros};
 use deltalake::arrow::array::{
     Array, AsArray, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array,
     Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
@@ -60,18 +61,6 @@ async fn read_one(src: &SqliteSource, req: ReadRequest) -> RecordBatch {
         all.push(b.unwrap().batch);
     }
     concat_batches(&schema, &all).unwrap()
-}
-
-fn micros(s: &str) -> i64 {
-    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
-        .unwrap()
-        .and_utc()
-        .timestamp_micros()
-}
-
-fn days(s: &str) -> i32 {
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32
 }
 
 #[tokio::test]
