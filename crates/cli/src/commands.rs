@@ -1,5 +1,6 @@
 //! One function per command.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use tributary_core::Project;
 use tributary_lake::Lake;
 
 use crate::output::{human_bytes, text_table, thousands};
+use crate::models::{ModelRun, load_models, print_summary, run_models, select_models};
 use crate::run::{RunContext, TableOutcome, load_table, select};
 use crate::state::{LoadRecord, StateStore};
 use crate::{Command, Failure, QueryFormat, demo};
@@ -35,6 +37,7 @@ pub async fn dispatch(
         } => run(&project_dir, &select, full_refresh, parallel, progress)
             .await
             .map(|_| ()),
+        Command::Test { filter } => test(&project_dir, filter.as_deref()).await,
         Command::Query { sql, format } => query(&project_dir, &sql, format).await,
         Command::Tables => tables(&project_dir).await,
         Command::Maintain {
@@ -162,6 +165,28 @@ async fn validate(dir: &Path, connections: bool) -> Result<(), Failure> {
             s.table.mode
         );
     }
+    let models = load_models(&project)?;
+    if !models.models.is_empty() {
+        println!("Models ({}), in run order:", models.models.len());
+        for m in &models.models {
+            let ups = models
+                .upstream
+                .get(&m.id())
+                .map(|u| u.iter().cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            println!(
+                "  {:<40} <- {} ({}{})",
+                m.id(),
+                if ups.is_empty() { "-".to_string() } else { ups },
+                m.config.materialized.as_str(),
+                if m.expectations.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} expectations", m.expectations.len())
+                }
+            );
+        }
+    }
     if !connections {
         return Ok(());
     }
@@ -215,10 +240,36 @@ pub async fn run(
     progress: bool,
 ) -> Result<Vec<TableOutcome>, Failure> {
     let project = load_project(dir)?;
-    let specs = select(project.load_specs(), selectors).map_err(Failure::config)?;
-    if specs.is_empty() {
+    let models = load_models(&project)?;
+    let (model_ids, used_by_models) = select_models(&models, selectors);
+    let ingest_selectors: Vec<String> = selectors
+        .iter()
+        .filter(|s| !used_by_models.contains(*s))
+        .map(|s| s.trim_end_matches('+').to_string())
+        .collect();
+    let specs = if !selectors.is_empty() && ingest_selectors.is_empty() {
+        Vec::new()
+    } else {
+        select(project.load_specs(), &ingest_selectors).map_err(Failure::config)?
+    };
+    // `bronze.erp_orders+` also runs the models downstream of the selected tables.
+    let mut model_ids = model_ids;
+    if !selectors.is_empty() {
+        let extra: BTreeSet<String> = selectors
+            .iter()
+            .filter(|s| s.ends_with('+') && !used_by_models.contains(*s))
+            .flat_map(|_| specs.iter().flat_map(|spec| models.downstream(&spec.target())))
+            .collect();
+        model_ids = models
+            .models
+            .iter()
+            .map(|m| m.id())
+            .filter(|id| model_ids.contains(id) || extra.contains(id))
+            .collect();
+    }
+    if specs.is_empty() && model_ids.is_empty() {
         println!(
-            "No tables configured in {}: add an ingest/*.yaml file (see ingest/example.yaml.disabled).",
+            "No tables configured in {}: add an ingest/*.yaml file (see ingest/example.yaml.disabled) or a model under models/<layer>/.",
             project.root.display()
         );
         return Ok(Vec::new());
@@ -235,7 +286,7 @@ pub async fn run(
     state
         .start_run(&ctx.run_id, "run", &started_at)
         .map_err(Failure::task)?;
-    tracing::info!(run_id = %ctx.run_id, tables = specs.len(), "Run started.");
+    tracing::info!(run_id = %ctx.run_id, tables = specs.len(), models = model_ids.len(), "Run started.");
 
     let mut outcomes: Vec<TableOutcome> = futures::stream::iter(specs.iter())
         .map(|spec| load_table(&ctx, spec))
@@ -262,10 +313,28 @@ pub async fn run(
             .map_err(Failure::task)?;
     }
     let failed: Vec<&TableOutcome> = outcomes.iter().filter(|o| o.error.is_some()).collect();
+    let failed_targets: BTreeSet<String> = failed.iter().map(|o| o.target.clone()).collect();
+    let model_runs = run_models(
+        &ctx.lake,
+        &models,
+        &model_ids,
+        &ctx.run_id,
+        full_refresh,
+        &failed_targets,
+    )
+    .await;
+    for r in &model_runs {
+        record_model(&state, &ctx.run_id, r).map_err(Failure::task)?;
+    }
+    let failed_models: Vec<&ModelRun> = model_runs.iter().filter(|r| r.result.is_err()).collect();
     state
         .finish_run(
             &ctx.run_id,
-            if failed.is_empty() { "ok" } else { "failed" },
+            if failed.is_empty() && failed_models.is_empty() {
+                "ok"
+            } else {
+                "failed"
+            },
             &chrono::Utc::now().to_rfc3339(),
         )
         .map_err(Failure::task)?;
@@ -273,53 +342,141 @@ pub async fn run(
     tracing::info!(
         run_id = %ctx.run_id,
         tables = outcomes.len(),
-        failed = failed.len(),
+        models = model_runs.len(),
+        failed = failed.len() + failed_models.len(),
         rows = outcomes.iter().map(|o| o.rows).sum::<u64>(),
         "Run finished."
     );
-    let rows: Vec<Vec<String>> = outcomes
-        .iter()
-        .map(|o| {
-            vec![
-                o.target.clone(),
-                o.mode.to_string(),
-                thousands(o.rows),
-                o.version
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                format!("{:.2}", o.seconds),
-                match (&o.error, o.skipped) {
-                    (Some(_), _) => "FAILED".into(),
-                    (None, 0) => "ok".into(),
-                    (None, n) => format!("ok, {n} malformed records skipped"),
-                },
-            ]
-        })
-        .collect();
     println!("Run {}", ctx.run_id);
-    print!(
-        "{}",
-        text_table(
-            &["table", "mode", "rows", "version", "seconds", "status"],
-            &rows,
-            &[false, false, true, true, true, false]
-        )
-    );
-    if !failed.is_empty() {
+    if !outcomes.is_empty() {
+        let rows: Vec<Vec<String>> = outcomes
+            .iter()
+            .map(|o| {
+                vec![
+                    o.target.clone(),
+                    o.mode.to_string(),
+                    thousands(o.rows),
+                    o.version
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    format!("{:.2}", o.seconds),
+                    match (&o.error, o.skipped) {
+                        (Some(_), _) => "FAILED".into(),
+                        (None, 0) => "ok".into(),
+                        (None, n) => format!("ok, {n} malformed records skipped"),
+                    },
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            text_table(
+                &["table", "mode", "rows", "version", "seconds", "status"],
+                &rows,
+                &[false, false, true, true, true, false]
+            )
+        );
+    }
+    print_summary(&model_runs);
+    if !failed.is_empty() || !failed_models.is_empty() {
         eprintln!();
         for o in &failed {
             if let Some(e) = &o.error {
                 eprintln!("{} failed (the table is unchanged): {e:#}", o.target);
             }
         }
+        for r in &failed_models {
+            if let Err(e) = &r.result {
+                if e.starts_with("skipped") {
+                    eprintln!("{} {e}", r.id);
+                } else {
+                    eprintln!("{} failed (the table is unchanged): {e}", r.id);
+                }
+            }
+        }
+        let total = outcomes.len() + model_runs.len();
         return Err(Failure::task(anyhow::anyhow!(
-            "{} of {} table{} failed",
-            failed.len(),
-            outcomes.len(),
-            if outcomes.len() == 1 { "" } else { "s" }
+            "{} of {} step{} failed",
+            failed.len() + failed_models.len(),
+            total,
+            if total == 1 { "" } else { "s" }
         )));
     }
     Ok(outcomes)
+}
+
+fn record_model(state: &StateStore, run_id: &str, r: &ModelRun) -> anyhow::Result<()> {
+    let (status, rows, version, error) = match &r.result {
+        Ok(o) => (
+            "ok",
+            o.rows_inserted + o.rows_updated,
+            o.version.map(|v| v as i64),
+            None,
+        ),
+        Err(e) if e.starts_with("skipped") => ("skipped", 0, None, Some(e.as_str())),
+        Err(e) => ("failed", 0, None, Some(e.as_str())),
+    };
+    state.record_load(
+        run_id,
+        &LoadRecord {
+            target: &r.id,
+            status,
+            rows,
+            version,
+            seconds: r.seconds,
+            error,
+        },
+    )?;
+    for e in &r.expectations {
+        state.record_expectation(run_id, &r.id, e)?;
+    }
+    Ok(())
+}
+
+async fn test(dir: &Path, filter: Option<&str>) -> Result<(), Failure> {
+    let project = load_project(dir)?;
+    let models = load_models(&project)?;
+    let files = tributary_transform::unittest::load_tests(&project.root)
+        .map_err(|p| Failure::config(tributary_core::config::ConfigError::Problems(p)))?;
+    let outcomes =
+        tributary_transform::unittest::run_tests(&project.root, &models, &files, filter).await;
+    if outcomes.is_empty() {
+        println!(
+            "No model tests{} in {}; add tests/*.yaml (see the README, section `tributary test`).",
+            filter.map(|f| format!(" matching `{f}`")).unwrap_or_default(),
+            project.root.join("tests").display()
+        );
+        return Ok(());
+    }
+    let mut failed = 0;
+    for o in &outcomes {
+        let at = match o.line {
+            Some(l) => format!("{}:{l}", o.file.display()),
+            None => o.file.display().to_string(),
+        };
+        match &o.failure {
+            None => println!("PASS  {} — {} ({at})", o.model, o.name),
+            Some(diff) => {
+                failed += 1;
+                println!("FAIL  {} — {} ({at})", o.model, o.name);
+                for line in diff.lines() {
+                    println!("      {line}");
+                }
+            }
+        }
+    }
+    println!(
+        "\n{} passed, {} failed",
+        outcomes.len() - failed,
+        failed
+    );
+    if failed > 0 {
+        return Err(Failure::task(anyhow::anyhow!(
+            "{failed} model test{} failed",
+            if failed == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(())
 }
 
 async fn query(dir: &Path, sql: &str, format: QueryFormat) -> Result<(), Failure> {
@@ -352,6 +509,7 @@ async fn tables(dir: &Path) -> Result<(), Failure> {
         );
         return Ok(());
     }
+    let upstream = table_upstream(&project);
     let now = chrono::Utc::now().timestamp_millis();
     let rows: Vec<Vec<String>> = infos
         .iter()
@@ -365,8 +523,10 @@ async fn tables(dir: &Path) -> Result<(), Failure> {
                 .committed_at_ms
                 .map(|ms| human_age((now - ms).max(0) / 1000))
                 .unwrap_or_default();
+            let id = format!("{}.{}", t.layer, t.name);
             vec![
-                format!("{}.{}", t.layer, t.name),
+                t.layer.clone(),
+                t.name.clone(),
                 t.version.to_string(),
                 t.rows.map(thousands).unwrap_or_else(|| "?".into()),
                 t.files.to_string(),
@@ -376,6 +536,7 @@ async fn tables(dir: &Path) -> Result<(), Failure> {
                     .as_ref()
                     .map(|w| format!("{} = {}", w.column, w.value))
                     .unwrap_or_default(),
+                upstream.get(&id).cloned().unwrap_or_default(),
             ]
         })
         .collect();
@@ -383,19 +544,42 @@ async fn tables(dir: &Path) -> Result<(), Failure> {
         "{}",
         text_table(
             &[
+                "layer",
                 "table",
                 "version",
                 "rows",
                 "files",
                 "size",
                 "last commit",
-                "watermark"
+                "watermark",
+                "upstream"
             ],
             &rows,
-            &[false, true, true, true, true, false, false]
+            &[false, false, true, true, true, true, false, false, false]
         )
     );
     Ok(())
+}
+
+/// What each table is built from: the source of ingested tables, the refs of models, the
+/// model of a quarantine table. Models that do not load (broken files) are left out.
+fn table_upstream(project: &Project) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for s in project.load_specs() {
+        out.insert(s.target(), s.source_label());
+    }
+    if let Ok(models) = load_models(project) {
+        for m in &models.models {
+            let ups = models
+                .upstream
+                .get(&m.id())
+                .map(|u| u.iter().cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            out.insert(m.id(), ups);
+            out.insert(format!("{}.{}", m.layer, m.quarantine_name()), m.id());
+        }
+    }
+    out
 }
 
 fn human_age(secs: i64) -> String {

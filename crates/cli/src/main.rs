@@ -4,6 +4,7 @@
 
 mod commands;
 mod demo;
+mod models;
 mod output;
 mod run;
 mod state;
@@ -85,6 +86,11 @@ enum Command {
         /// How many tables to load at once.
         #[arg(long, default_value_t = 2)]
         parallel: usize,
+    },
+    /// Run the model unit tests in tests/*.yaml on their fixtures, without touching the lake.
+    Test {
+        /// Only tests whose name or model contains this text.
+        filter: Option<String>,
     },
     /// Run SQL over the lake's tables (`bronze.erp_orders`, …).
     Query {

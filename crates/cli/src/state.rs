@@ -49,7 +49,12 @@ impl StateStore {
              CREATE TABLE IF NOT EXISTS table_loads (
                 run_id TEXT NOT NULL, target TEXT NOT NULL, status TEXT NOT NULL,
                 rows INTEGER NOT NULL, version INTEGER, seconds REAL NOT NULL, error TEXT,
-                PRIMARY KEY (run_id, target));",
+                PRIMARY KEY (run_id, target));
+             CREATE TABLE IF NOT EXISTS expectation_results (
+                run_id TEXT NOT NULL, model TEXT NOT NULL, expectation TEXT NOT NULL,
+                rule TEXT NOT NULL, on_fail TEXT NOT NULL, checked_rows INTEGER NOT NULL,
+                failed_rows INTEGER NOT NULL, passed INTEGER NOT NULL,
+                PRIMARY KEY (run_id, model, expectation));",
         )
         .with_context(|| format!("cannot initialise the state store {}", path.display()))?;
         Ok(StateStore { conn })
@@ -68,6 +73,31 @@ impl StateStore {
             "INSERT OR REPLACE INTO table_loads (run_id, target, status, rows, version, seconds, error)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![run_id, r.target, r.status, r.rows as i64, r.version, r.seconds, r.error],
+        )?;
+        Ok(())
+    }
+
+    /// Record one expectation's outcome for a model in a run.
+    pub fn record_expectation(
+        &self,
+        run_id: &str,
+        model: &str,
+        e: &tributary_transform::ExpectationResult,
+    ) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO expectation_results
+               (run_id, model, expectation, rule, on_fail, checked_rows, failed_rows, passed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                run_id,
+                model,
+                e.name,
+                e.rule,
+                e.on_fail,
+                e.checked_rows as i64,
+                e.failed_rows as i64,
+                e.passed
+            ],
         )?;
         Ok(())
     }

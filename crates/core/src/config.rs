@@ -772,12 +772,25 @@ fn load_file<T: DeserializeOwned>(
             return None;
         }
     };
+    parse_yaml_str(&text, rel, 0, problems)
+}
+
+/// Parse YAML `text` (from file `rel`, starting after `line_offset` lines of that file) into `T`,
+/// substituting `${env:…}` in string values. Problems carry file, line and key.
+pub fn parse_yaml_str<T: DeserializeOwned>(
+    text: &str,
+    rel: &Path,
+    line_offset: usize,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<T> {
+    let text = text.to_string();
+    let shift = |l: usize| l + line_offset;
     // Pass 1: the text as written, so errors carry positions. `${env:…}` are plain strings here.
     let de = serde_yaml_ng::Deserializer::from_str(&text);
     if let Err(e) = serde_path_to_error::deserialize::<_, T>(de) {
         let key = e.path().to_string();
         let inner = e.into_inner();
-        let line = inner.location().map(|l| l.line());
+        let line = inner.location().map(|l| shift(l.line()));
         let key = if key == "." { String::new() } else { key };
         problems.push(ConfigProblem {
             file: rel.to_path_buf(),
@@ -793,7 +806,7 @@ fn load_file<T: DeserializeOwned>(
         Err(e) => {
             problems.push(ConfigProblem {
                 file: rel.to_path_buf(),
-                line: e.location().map(|l| l.line()),
+                line: e.location().map(|l| shift(l.line())),
                 key: String::new(),
                 message: e.to_string(),
             });
@@ -805,7 +818,7 @@ fn load_file<T: DeserializeOwned>(
     substitute(&mut value, String::new(), &mut |key, message| {
         problems.push(ConfigProblem {
             file: rel.to_path_buf(),
-            line: positions.line(&key),
+            line: positions.line(&key).map(shift),
             key,
             message,
         })

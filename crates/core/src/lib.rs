@@ -10,7 +10,7 @@ pub mod config;
 pub mod cursor;
 pub mod redact;
 pub mod source;
-mod yamlpos;
+pub mod yamlpos;
 
 pub use config::{ConfigError, ConfigProblem, Project};
 pub use cursor::CursorValue;
