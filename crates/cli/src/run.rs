@@ -245,6 +245,27 @@ async fn load_inner(
             .map_err(|e| anyhow!("cursor column `{}`: {e}", source_schema.field(i).name()))?;
     }
 
+    // The schema check (on_schema_change) comes before anything else touches the table.
+    let out_schema = with_metadata_columns(&source_schema);
+    let mut builder = TableWriter::builder(
+        &ctx.lake,
+        &spec.layer,
+        &spec.name,
+        out_schema.clone(),
+        write_mode,
+    );
+    if !ctx.full_refresh {
+        builder = builder.with_schema_policy(
+            spec.table.on_schema_change,
+            format!("{} (table `{}`)", spec.file.display(), spec.table.name),
+        );
+    }
+    let mut writer = builder.build().await?;
+    let changes = writer.schema_changes();
+    if !changes.is_empty() {
+        info!(table = %target, changes = %changes.summary(), policy = %spec.table.on_schema_change, full_refresh = ctx.full_refresh, "Source schema changed.");
+    }
+
     // Rows already loaded in the lookback window: (key, cursor) pairs to skip.
     let mut seen = match (&since, &existing, write_mode) {
         (Some((col, lower)), Some(_), WriteMode::Append) => Some(
@@ -256,15 +277,6 @@ async fn load_inner(
     };
     let key_columns = key_columns(spec, &source_schema);
 
-    let out_schema = with_metadata_columns(&source_schema);
-    let mut writer = TableWriter::new(
-        &ctx.lake,
-        &spec.layer,
-        &spec.name,
-        out_schema.clone(),
-        write_mode,
-    )
-    .await?;
     let mut max_cursor: Option<CursorValue> = previous.as_ref().map(|w| w.value.clone());
     let mut rows = 0u64;
     let mut batches = stream.batches;

@@ -121,6 +121,42 @@ pub enum ColumnCast {
     Text,
 }
 
+/// What to do when a table's schema differs from the incoming one (`on_schema_change`): for
+/// bronze loads, the source's columns compared with the table's before anything is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaChangePolicy {
+    /// Default: new columns are added (nullable); widening type changes (int8 < int16 < int32 <
+    /// int64, float32 < float64, small ints -> float64, decimal(p,s) -> decimal(p2,s2) holding
+    /// every old value, utf8 -> large utf8, ...) pass; removed columns, narrowing or incompatible
+    /// type changes fail.
+    #[default]
+    Evolve,
+    /// Anything passes: removed columns stay in the table (NULL in new rows) or disappear on a
+    /// full rebuild; type changes are applied by a full rebuild (appends cast, failing per value
+    /// if it does not fit).
+    Allow,
+    /// Any difference fails.
+    Fail,
+}
+
+impl SchemaChangePolicy {
+    /// The name as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemaChangePolicy::Evolve => "evolve",
+            SchemaChangePolicy::Allow => "allow",
+            SchemaChangePolicy::Fail => "fail",
+        }
+    }
+}
+
+impl fmt::Display for SchemaChangePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// File formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -246,6 +282,12 @@ pub struct TableConfig {
     /// Files only: `fail` (default) or `skip` malformed records.
     #[serde(default)]
     pub on_error: OnError,
+    /// What to do when the source's schema differs from the table's: `evolve` (default: add
+    /// new columns, accept widening type changes, refuse removed columns and narrowing or
+    /// incompatible type changes), `allow` (accept everything) or `fail` (refuse any change).
+    /// `--full-refresh` bypasses it and rebuilds the table with the source's schema.
+    #[serde(default)]
+    pub on_schema_change: SchemaChangePolicy,
 }
 
 impl TableConfig {
@@ -1068,6 +1110,43 @@ mod tests {
         let p = Project::load(d.path()).unwrap();
         let t: Vec<String> = p.load_specs().iter().map(|s| s.target()).collect();
         assert_eq!(t, vec!["bronze.erp_orders", "silver.y"]);
+    }
+
+    #[test]
+    fn on_schema_change_defaults_to_evolve_and_rejects_unknown_values() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), PROJECT_FILE, PROJECT);
+        write(
+            d.path(),
+            "ingest/a.yaml",
+            "connection: erp\ntables:\n  - name: a\n  - name: b\n    on_schema_change: allow\n  - name: c\n    on_schema_change: fail\n",
+        );
+        let p = Project::load(d.path()).unwrap();
+        let policies: Vec<SchemaChangePolicy> = p
+            .load_specs()
+            .iter()
+            .map(|s| s.table.on_schema_change)
+            .collect();
+        assert_eq!(
+            policies,
+            vec![
+                SchemaChangePolicy::Evolve,
+                SchemaChangePolicy::Allow,
+                SchemaChangePolicy::Fail
+            ]
+        );
+        write(
+            d.path(),
+            "ingest/a.yaml",
+            "connection: erp\ntables:\n  - name: a\n    on_schema_change: ignore\n",
+        );
+        let ConfigError::Problems(p) = Project::load(d.path()).unwrap_err() else {
+            panic!("expected problems")
+        };
+        assert_eq!(p[0].key, "tables[0].on_schema_change");
+        assert_eq!(p[0].line, Some(4));
+        assert!(p[0].message.contains("unknown variant `ignore`"), "{}", p[0].message);
+        assert!(p[0].message.contains("evolve"), "{}", p[0].message);
     }
 
     #[test]

@@ -29,6 +29,17 @@ pub enum LakeError {
         /// Which column and types clash, and what to do.
         reason: String,
     },
+    /// The incoming schema differs from the table's in a way the `on_schema_change` policy
+    /// refuses. Nothing was written.
+    #[error("table {table}: the schema changed in a way on_schema_change refuses:\n{diff}\n{hint}")]
+    SchemaChange {
+        /// `layer.name`.
+        table: String,
+        /// The whole diff, one aligned line per column ([`crate::schema::SchemaDiff::render`]).
+        diff: String,
+        /// Which rule refused it and how to proceed.
+        hint: String,
+    },
     /// A query failed.
     #[error("query failed: {0}")]
     Query(String),

@@ -5,17 +5,20 @@
 //! - [`TableWriter`] streams record batches into Parquet files and commits them in **one** Delta
 //!   commit, together with the load's [`Watermark`] (a table property), so data and watermark
 //!   advance together or not at all.
+//! - [`schema`] compares a table's schema with an incoming one and applies the
+//!   `on_schema_change` policy ([`schema::SchemaChangePolicy`]).
 #![warn(missing_docs)]
 
 mod error;
 mod lake;
 mod maintain;
+pub mod schema;
 mod writer;
 
 pub use error::LakeError;
 pub use lake::{Lake, TableInfo, table_info, watermark_of};
 pub use maintain::{MaintainOptions, MaintainReport, SAFE_RETENTION_HOURS, maintain_table};
-pub use writer::{CommitSummary, TableWriter, WriteMode};
+pub use writer::{CommitSummary, TableWriter, TableWriterBuilder, WriteMode};
 
 use serde::{Deserialize, Serialize};
 use tributary_core::CursorValue;

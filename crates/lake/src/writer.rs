@@ -2,7 +2,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{RecordBatch, new_null_array};
+use deltalake::arrow::array::{Array, ArrayRef, RecordBatch, new_null_array};
+use deltalake::arrow::compute::kernels::cmp::distinct;
+use deltalake::arrow::compute::{CastOptions, cast_with_options};
+use deltalake::arrow::util::display::array_value_to_string;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -15,6 +18,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as DeltaWriteM
 use futures::StreamExt;
 use url::Url;
 
+use crate::schema::{SchemaChangePolicy, SchemaDiff, diff_schemas, is_numeric, same_type, type_name};
 use crate::{Lake, LakeError, WATERMARK_PROPERTY, Watermark};
 
 /// Target size of the Parquet files a load writes; larger loads roll over to new files.
@@ -58,37 +62,69 @@ pub struct TableWriter {
     /// Schema of the table after the commit (existing columns first, then new ones).
     target_schema: SchemaRef,
     schema_changed: bool,
+    changes: SchemaDiff,
     writer: RecordBatchWriter,
     rows: u64,
 }
 
-impl TableWriter {
-    /// Prepare a load of `schema`-shaped batches into `<layer>.<name>`.
+/// Prepares a [`TableWriter`]: [`TableWriter::builder`], optional settings, [`build`](Self::build).
+pub struct TableWriterBuilder<'a> {
+    lake: &'a Lake,
+    layer: String,
+    name: String,
+    schema: SchemaRef,
+    mode: WriteMode,
+    policy: Option<(SchemaChangePolicy, String)>,
+}
+
+impl TableWriterBuilder<'_> {
+    /// Compare the table's schema with the new one and refuse, before anything is written,
+    /// what `policy` refuses ([`SchemaDiff::check`]); `config_hint` says where the policy is
+    /// configured (`ingest/erp.yaml (table orders)`), for the error message.
     ///
-    /// Appends to an existing table accept new columns (added to the table) and missing columns
-    /// (written as NULL); a column whose type differs is an error naming it. Overwrites replace
-    /// the schema.
-    pub async fn new(
-        lake: &Lake,
-        layer: &str,
-        name: &str,
-        schema: SchemaRef,
-        mode: WriteMode,
-    ) -> Result<TableWriter, LakeError> {
+    /// Without this (`--full-refresh`, or a caller that checked itself) every change is
+    /// accepted, as under [`SchemaChangePolicy::Allow`].
+    pub fn with_schema_policy(
+        mut self,
+        policy: SchemaChangePolicy,
+        config_hint: impl Into<String>,
+    ) -> Self {
+        self.policy = Some((policy, config_hint.into()));
+        self
+    }
+
+    /// Open the table, compare schemas, apply the policy and prepare the Parquet writer.
+    pub async fn build(self) -> Result<TableWriter, LakeError> {
+        let TableWriterBuilder {
+            lake,
+            layer,
+            name,
+            schema,
+            mode,
+            policy,
+        } = self;
         let table_name = format!("{layer}.{name}");
-        let url = lake.table_url(layer, name)?;
-        let existing = lake.open(layer, name).await?;
-        let (target_schema, schema_changed) = match (&existing, mode) {
-            (None, _) => (normalize(&schema), true),
-            (Some(t), WriteMode::Overwrite) => {
+        let url = lake.table_url(&layer, &name)?;
+        let existing = lake.open(&layer, &name).await?;
+        let (target_schema, schema_changed, changes) = match &existing {
+            None => (normalize(&schema), true, SchemaDiff::default()),
+            Some(t) => {
                 let current = table_arrow_schema(&table_name, t)?;
-                let new = normalize(&schema);
-                let changed = !same_fields(&current, &new);
-                (new, changed)
-            }
-            (Some(t), WriteMode::Append) => {
-                let current = table_arrow_schema(&table_name, t)?;
-                merge_for_append(&table_name, &current, &schema)?
+                let changes = diff_schemas(&current, &schema);
+                if let Some((policy, hint)) = &policy {
+                    changes.check(&table_name, *policy, hint)?;
+                }
+                match mode {
+                    WriteMode::Overwrite => {
+                        let new = normalize(&schema);
+                        let changed = !same_fields(&current, &new);
+                        (new, changed, changes)
+                    }
+                    WriteMode::Append => {
+                        let (merged, changed) = merge_for_append(&current, &schema);
+                        (merged, changed, changes)
+                    }
+                }
             }
         };
         let props = WriterProperties::builder()
@@ -112,9 +148,54 @@ impl TableWriter {
             mode,
             target_schema,
             schema_changed,
+            changes,
             writer,
             rows: 0,
         })
+    }
+}
+
+impl TableWriter {
+    /// Prepare a load of `schema`-shaped batches into `<layer>.<name>`, accepting every schema
+    /// change (as [`SchemaChangePolicy::Allow`]); [`TableWriter::builder`] with
+    /// [`TableWriterBuilder::with_schema_policy`] applies a policy instead.
+    ///
+    /// Appends to an existing table add new columns to it, write missing columns as NULL and
+    /// keep the table's column types, casting each value (a value that does not fit is an
+    /// error naming table, column and types). Overwrites replace the schema.
+    pub async fn new(
+        lake: &Lake,
+        layer: &str,
+        name: &str,
+        schema: SchemaRef,
+        mode: WriteMode,
+    ) -> Result<TableWriter, LakeError> {
+        TableWriter::builder(lake, layer, name, schema, mode)
+            .build()
+            .await
+    }
+
+    /// Start preparing a load of `schema`-shaped batches into `<layer>.<name>`.
+    pub fn builder<'a>(
+        lake: &'a Lake,
+        layer: &str,
+        name: &str,
+        schema: SchemaRef,
+        mode: WriteMode,
+    ) -> TableWriterBuilder<'a> {
+        TableWriterBuilder {
+            lake,
+            layer: layer.to_string(),
+            name: name.to_string(),
+            schema,
+            mode,
+            policy: None,
+        }
+    }
+
+    /// How the new schema differs from the table's (empty for a new table).
+    pub fn schema_changes(&self) -> &SchemaDiff {
+        &self.changes
     }
 
     /// The schema batches are written in.
@@ -308,32 +389,9 @@ fn same_fields(a: &SchemaRef, b: &SchemaRef) -> bool {
             .all(|(x, y)| x.name() == y.name() && same_type(x.data_type(), y.data_type()))
 }
 
-/// Types equal, ignoring nullability and the names of list item fields.
-fn same_type(a: &DataType, b: &DataType) -> bool {
-    match (a, b) {
-        (DataType::List(x), DataType::List(y))
-        | (DataType::LargeList(x), DataType::LargeList(y)) => {
-            same_type(x.data_type(), y.data_type())
-        }
-        (DataType::Struct(x), DataType::Struct(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y.iter())
-                    .all(|(p, q)| p.name() == q.name() && same_type(p.data_type(), q.data_type()))
-        }
-        (DataType::Timestamp(u1, t1), DataType::Timestamp(u2, t2)) => {
-            u1 == u2 && t1.is_some() == t2.is_some()
-        }
-        _ => a == b,
-    }
-}
-
-/// The schema of an append: the table's columns in order, then columns new in the source.
-fn merge_for_append(
-    table_name: &str,
-    current: &SchemaRef,
-    incoming: &SchemaRef,
-) -> Result<(SchemaRef, bool), LakeError> {
+/// The schema of an append: the table's columns (and types) in order, then columns new in the
+/// source; whether it differs from the table's.
+fn merge_for_append(current: &SchemaRef, incoming: &SchemaRef) -> (SchemaRef, bool) {
     let mut fields: Vec<Field> = current
         .fields()
         .iter()
@@ -341,32 +399,17 @@ fn merge_for_append(
         .collect();
     let mut changed = false;
     for f in incoming.fields() {
-        match current.field_with_name(f.name()) {
-            Ok(existing) => {
-                if !same_type(existing.data_type(), f.data_type()) {
-                    return Err(LakeError::Schema {
-                        table: table_name.to_string(),
-                        reason: format!(
-                            "column {} is {} in the table but {} in the source; \
-                             run `tributary run --full-refresh --select {table_name}` to reload it with the new type",
-                            f.name(),
-                            existing.data_type(),
-                            f.data_type()
-                        ),
-                    });
-                }
-            }
-            Err(_) => {
-                fields.push(f.as_ref().clone().with_nullable(true));
-                changed = true;
-            }
+        if current.field_with_name(f.name()).is_err() {
+            fields.push(f.as_ref().clone().with_nullable(true));
+            changed = true;
         }
     }
-    Ok((Arc::new(Schema::new(fields)), changed))
+    (Arc::new(Schema::new(fields)), changed)
 }
 
 /// Reorder a batch's columns into `target` (by name), filling missing ones with NULL and
-/// casting to the table's exact types (e.g. list item names, time zone spelling).
+/// casting to the table's exact types: cosmetic differences (list item names, time zone
+/// spelling) and type changes, value by value.
 fn conform(
     table_name: &str,
     batch: &RecordBatch,
@@ -383,17 +426,7 @@ fn conform(
                 if c.data_type() == f.data_type() {
                     c.clone()
                 } else {
-                    deltalake::arrow::compute::cast(c, f.data_type()).map_err(|e| {
-                        LakeError::Schema {
-                            table: table_name.to_string(),
-                            reason: format!(
-                                "column {}: cannot store {} as {}: {e}",
-                                f.name(),
-                                c.data_type(),
-                                f.data_type()
-                            ),
-                        }
-                    })?
+                    cast_checked(table_name, f.name(), c, f.data_type())?
                 }
             }
             Err(_) => new_null_array(f.data_type(), batch.num_rows()),
@@ -404,4 +437,115 @@ fn conform(
         table: table_name.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// Cast a column to the table's type. A value that does not fit (overflow, digits lost,
+/// unparsable text) is an error naming table, column, types and the value: never NULL, never
+/// rounded.
+fn cast_checked(
+    table_name: &str,
+    column: &str,
+    c: &ArrayRef,
+    to: &DataType,
+) -> Result<ArrayRef, LakeError> {
+    let from = c.data_type();
+    let not_fit = |detail: String| LakeError::Schema {
+        table: table_name.to_string(),
+        reason: format!(
+            "column {column}: {detail}; the table stores {} and the new rows bring {}. \
+             Run `tributary run --full-refresh --select {table_name}` to rebuild the table with \
+             the new type",
+            type_name(to),
+            type_name(from)
+        ),
+    };
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    let out = cast_with_options(c, to, &options)
+        .map_err(|e| not_fit(format!("a value does not fit ({e})")))?;
+    if !same_type(from, to) && is_numeric(from) && is_numeric(to) {
+        // Numeric casts may round or truncate without an error (1.5 -> 1, f64 -> f32, a
+        // decimal losing scale): every value must come back unchanged.
+        let back = cast_with_options(&out, from, &options)
+            .map_err(|e| not_fit(format!("a value does not fit ({e})")))?;
+        let differs = distinct(&back, c).map_err(|e| not_fit(format!("cannot compare ({e})")))?;
+        if let Some(i) = (0..differs.len()).find(|&i| differs.is_valid(i) && differs.value(i)) {
+            let value = array_value_to_string(c, i).unwrap_or_else(|_| format!("in row {i}"));
+            return Err(not_fit(format!("the value {value} does not fit")));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::arrow::array::{Decimal128Array, Float64Array, Int32Array, Int64Array};
+
+    fn one_column(name: &str, a: ArrayRef) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            name,
+            a.data_type().clone(),
+            true,
+        )]));
+        RecordBatch::try_new(schema, vec![a]).unwrap()
+    }
+
+    fn target(cols: &[(&str, DataType)]) -> SchemaRef {
+        Arc::new(Schema::new(
+            cols.iter()
+                .map(|(n, t)| Field::new(*n, t.clone(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    #[test]
+    fn values_that_fit_are_cast_to_the_table_type() {
+        let b = one_column(
+            "q",
+            Arc::new(Int64Array::from(vec![Some(1), None, Some(-2_147_483_648)])),
+        );
+        let out = conform("bronze.t", &b, &target(&[("q", DataType::Int32), ("gone", DataType::Utf8)]))
+            .unwrap();
+        let q = out.column(0).as_any().downcast_ref::<Int32Array>().unwrap();
+        assert_eq!(q, &Int32Array::from(vec![Some(1), None, Some(-2_147_483_648)]));
+        assert_eq!(out.column(1).null_count(), 3);
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_is_an_error_naming_table_column_and_types() {
+        let b = one_column("q", Arc::new(Int64Array::from(vec![1, 3_000_000_000])));
+        let e = conform("bronze.t", &b, &target(&[("q", DataType::Int32)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("table bronze.t: column q: "), "{e}");
+        assert!(e.contains("3000000000"), "{e}");
+        assert!(e.contains("stores int and the new rows bring bigint"), "{e}");
+        // Decimal precision: 1234567890.12 fits decimal(12,2), not decimal(10,2).
+        let d = Decimal128Array::from(vec![12_345_678_901_2_i128, 1])
+            .with_precision_and_scale(12, 2)
+            .unwrap();
+        let b = one_column("amount", Arc::new(d));
+        let e = conform("bronze.t", &b, &target(&[("amount", DataType::Decimal128(10, 2))]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("column amount"), "{e}");
+        assert!(e.contains("decimal(10,2)"), "{e}");
+        // Truncation and rounding are refused, not applied.
+        let b = one_column("price", Arc::new(Float64Array::from(vec![2.0, 1.5])));
+        let e = conform("bronze.t", &b, &target(&[("price", DataType::Int64)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the value 1.5 does not fit"), "{e}");
+        let b = one_column("price", Arc::new(Float64Array::from(vec![0.1])));
+        let e = conform("bronze.t", &b, &target(&[("price", DataType::Float32)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the value 0.1 does not fit"), "{e}");
+        let b = one_column("price", Arc::new(Float64Array::from(vec![2.0, 0.5])));
+        let out = conform("bronze.t", &b, &target(&[("price", DataType::Float32)])).unwrap();
+        assert_eq!(out.column(0).data_type(), &DataType::Float32);
+    }
 }

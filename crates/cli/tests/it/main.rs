@@ -9,5 +9,6 @@ mod fidelity;
 mod incremental;
 mod interop;
 mod maintain;
+mod schema_change;
 mod sqlite_e2e;
 mod support;

@@ -203,7 +203,7 @@ fn new_source_columns_are_added_and_type_changes_are_refused() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("column amount is Decimal128(12, 2) in the table but Utf8 in the source"),
+        err.contains("~ amount  decimal(12,2) -> text  (incompatible)"),
         "{err}"
     );
     assert!(err.contains("--full-refresh"), "{err}");
