@@ -133,7 +133,7 @@ async fn run_demo(dir: &Path, advance: bool, progress: bool) -> Result<(), Failu
     let total_rows: u64 = outcomes.iter().map(|o| o.rows).sum();
     let shown = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     println!(
-        "\nLoaded {} rows into {} tables in {:.1}s. Try next:\n  cd {}\n  tributary tables\n  tributary query \"SELECT status, count(*) AS orders, sum(total) AS revenue FROM bronze.erp_orders GROUP BY status ORDER BY orders DESC\"\n  tributary demo --advance      # a day of new and changed orders, then an incremental load\n(`tributary` is the binary: `cargo install --path crates/cli`, or use `cargo run --release --` in the source folder.)",
+        "\nLoaded {} rows into {} tables in {:.1}s. Try next:\n  cd {}\n  tributary tables\n  tributary query \"SELECT * FROM gold.monthly_revenue ORDER BY month DESC, revenue DESC LIMIT 10\"\n  tributary query \"SELECT * FROM silver._quarantine_orders\"   # rows an expectation dropped\n  tributary test                # the model unit tests in tests/\n  tributary demo --advance      # a day of new and changed orders, then an incremental load and merge\n(`tributary` is the binary: `cargo install --path crates/cli`, or use `cargo run --release --` in the source folder.)",
         thousands(total_rows),
         outcomes.len(),
         started.elapsed().as_secs_f64(),

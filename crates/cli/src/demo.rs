@@ -116,6 +116,9 @@ pub fn write_demo_project(dir: &Path, overwrite: bool) -> Result<DemoFiles> {
     let landing_files = write_landing(dir)?;
     write_file(dir, "ingest/erp.yaml", ERP_INGEST.as_bytes())?;
     write_file(dir, "ingest/landing.yaml", LANDING_INGEST.as_bytes())?;
+    for (rel, text) in DEMO_MODELS {
+        write_file(dir, rel, text.as_bytes())?;
+    }
     write_file(dir, ".gitignore", GITIGNORE.as_bytes())?;
     write_file(dir, "README.md", demo_readme(&erp_rows).as_bytes())?;
     // Last, so that a failure above does not leave something that looks like a finished project.
@@ -822,6 +825,35 @@ tables:
     mode: full
 "#;
 
+/// The demo's SQL models, macros and model tests (files under `crates/cli/demo/`).
+pub const DEMO_MODELS: &[(&str, &str)] = &[
+    (
+        "models/silver/customers.sql",
+        include_str!("../demo/models/silver/customers.sql"),
+    ),
+    (
+        "models/silver/orders.sql",
+        include_str!("../demo/models/silver/orders.sql"),
+    ),
+    (
+        "models/silver/customer_history.sql",
+        include_str!("../demo/models/silver/customer_history.sql"),
+    ),
+    (
+        "models/gold/monthly_revenue.sql",
+        include_str!("../demo/models/gold/monthly_revenue.sql"),
+    ),
+    (
+        "models/gold/top_products.sql",
+        include_str!("../demo/models/gold/top_products.sql"),
+    ),
+    ("macros/currency.sql", include_str!("../demo/macros/currency.sql")),
+    (
+        "tests/silver_orders.yaml",
+        include_str!("../demo/tests/silver_orders.yaml"),
+    ),
+];
+
 const LANDING_INGEST: &str = r#"# Files dropped into the landing folder (connection `landing` in tributary.yaml).
 # Each file set lands in bronze.landing_<name>; every row records the file it came from.
 connection: landing
@@ -1015,6 +1047,10 @@ fn yaml_string(s: &str) -> String {
 
 fn write_file(dir: &Path, rel: &str, bytes: &[u8]) -> Result<()> {
     let path = dir.join(rel);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
     std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -1,0 +1,4 @@
+{# Macros are callable from every model. #}
+{% macro normalise_currency(column) -%}
+upper(coalesce({{ column }}, '{{ var("default_currency", "EUR") }}'))
+{%- endmacro %}
