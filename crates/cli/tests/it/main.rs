@@ -9,6 +9,7 @@ mod fidelity;
 mod incremental;
 mod interop;
 mod maintain;
+mod models;
 mod schema_change;
 mod sqlite_e2e;
 mod support;
