@@ -56,7 +56,8 @@ pub enum LakeError {
 }
 
 impl LakeError {
-    pub(crate) fn delta(table: &str, operation: &'static str, source: DeltaTableError) -> Self {
+    /// A delta-rs failure on `table` while doing `operation`.
+    pub fn delta(table: &str, operation: &'static str, source: DeltaTableError) -> Self {
         LakeError::Delta {
             table: table.to_string(),
             operation,

@@ -16,6 +16,8 @@ use deltalake::datafusion::common::Column;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::execution::memory_pool::FairSpillPool;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use deltalake::datafusion::execution::session_state::SessionStateBuilder;
+use deltalake::delta_datafusion::planner::DeltaPlanner;
 use deltalake::datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
@@ -115,13 +117,13 @@ fn engine(model: &Model, action: &str) -> impl Fn(deltalake::datafusion::error::
     }
 }
 
-fn delta(table: &str, action: &str) -> impl Fn(deltalake::DeltaTableError) -> TransformError {
+fn delta(table: &str, action: &'static str) -> impl Fn(deltalake::DeltaTableError) -> TransformError {
     let table = table.to_string();
-    let action = action.to_string();
-    move |e| TransformError::Lake(LakeError::delta(&table, &action, e))
+    move |e| TransformError::Lake(LakeError::delta(&table, action, e))
 }
 
-/// A new session with a bounded, spilling memory pool.
+/// A new session with a bounded, spilling memory pool and delta-rs's planner (needed by its
+/// write and merge operations).
 pub fn new_session(memory_limit_bytes: usize) -> Result<SessionContext, TransformError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit_bytes)))
@@ -134,7 +136,13 @@ pub fn new_session(memory_limit_bytes: usize) -> Result<SessionContext, Transfor
     let config = SessionConfig::new()
         .with_information_schema(false)
         .with_batch_size(8192);
-    Ok(SessionContext::new_with_config_rt(config, runtime))
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_query_planner(DeltaPlanner::new())
+        .build();
+    Ok(SessionContext::new_with_state(state))
 }
 
 /// Register `provider` as `schema.name` in `ctx`.
@@ -194,7 +202,7 @@ fn file_paths(t: &DeltaTable) -> Result<Vec<String>, deltalake::DeltaTableError>
 struct Upstream {
     id: String,
     table: DeltaTable,
-    version: i64,
+    version: u64,
 }
 
 impl<'a> ModelRunner<'a> {
@@ -275,7 +283,7 @@ impl<'a> ModelRunner<'a> {
             let wants_new = probe.refs.get(dep) == Some(&false);
             if model.config.materialized == Materialized::Incremental && !full && wants_new {
                 match consumed.get(dep) {
-                    Some(v) if *v == up.version => {
+                    Some(v) if *v == up.version as i64 => {
                         register(
                             &ctx,
                             &format!("{NEW_PREFIX}{}", split_id(dep).0),
@@ -284,7 +292,7 @@ impl<'a> ModelRunner<'a> {
                         )?;
                     }
                     Some(v) => {
-                        let p = new_files_provider(&up.table, dep, *v).await?;
+                        let p = new_files_provider(&up.table, dep, (*v).max(0) as u64).await?;
                         register(&ctx, &format!("{NEW_PREFIX}{}", split_id(dep).0), split_id(dep).1, p)?;
                         anything_new = true;
                     }
@@ -370,7 +378,7 @@ impl<'a> ModelRunner<'a> {
         // Commit metadata: consumed upstream versions as app transactions.
         let txns: Vec<Transaction> = upstreams
             .iter()
-            .map(|u| Transaction::new(format!("{UPSTREAM_TXN_PREFIX}{}", u.id), u.version))
+            .map(|u| Transaction::new(format!("{UPSTREAM_TXN_PREFIX}{}", u.id), u.version as i64))
             .collect();
         let mut meta: HashMap<String, serde_json::Value> = HashMap::new();
         meta.insert("tributary.run_id".into(), self.opts.run_id.clone().into());
@@ -408,9 +416,19 @@ impl<'a> ModelRunner<'a> {
             }
             Materialized::Incremental => {
                 if model.unique_key().is_empty() {
-                    self.append(model, &ctx, table, output, props).await?
+                    let before = table.version();
+                    let t = self.append(model, &ctx, table, output, props).await?;
+                    outcome.rows_inserted = rows_added_since(&t, before).await;
+                    if outcome.rows_in == 0 {
+                        outcome.rows_in = outcome.rows_inserted;
+                    }
+                    t
                 } else {
-                    let (t, inserted, updated) = self.merge(model, &ctx, table, output, props).await?;
+                    let (t, source, inserted, updated) =
+                        self.merge(model, &ctx, table, output, props).await?;
+                    if outcome.rows_in == 0 {
+                        outcome.rows_in = source;
+                    }
                     outcome.rows_inserted = inserted;
                     outcome.rows_updated = updated;
                     t
@@ -449,14 +467,15 @@ impl<'a> ModelRunner<'a> {
         };
         let info = table_info(layer, name, &table)?;
         outcome.version = Some(info.version);
-        if outcome.rows_inserted == 0 && outcome.rows_updated == 0 {
-            outcome.rows_inserted = match model.config.materialized {
-                Materialized::Incremental if !full => rows_in,
-                _ => info.rows.unwrap_or(rows_in),
-            };
-        }
-        if outcome.rows_in == 0 {
-            outcome.rows_in = outcome.rows_inserted;
+        let rebuilt = match model.config.materialized {
+            Materialized::Table => true,
+            Materialized::Incremental | Materialized::Scd2 => full,
+        };
+        if rebuilt {
+            outcome.rows_inserted = info.rows.unwrap_or(rows_in);
+            if outcome.rows_in == 0 {
+                outcome.rows_in = outcome.rows_inserted + outcome.rows_quarantined;
+            }
         }
         outcome.elapsed = started.elapsed();
         Ok(outcome)
@@ -711,7 +730,7 @@ impl<'a> ModelRunner<'a> {
         table: DeltaTable,
         output: DataFrame,
         props: CommitProperties,
-    ) -> Result<(DeltaTable, u64, u64), TransformError> {
+    ) -> Result<(DeltaTable, u64, u64, u64), TransformError> {
         let id = model.id();
         let keys = model.unique_key();
         let cols: Vec<String> = output
@@ -755,6 +774,7 @@ impl<'a> ModelRunner<'a> {
             .map_err(delta(&id, "merge"))?;
         Ok((
             table,
+            metrics.num_source_rows as u64,
             metrics.num_target_rows_inserted as u64,
             metrics.num_target_rows_updated as u64,
         ))
@@ -810,7 +830,7 @@ impl<'a> ModelRunner<'a> {
         } else {
             compare
                 .iter()
-                .map(|c| format!("s.{q} IS NOT DISTINCT FROM c.{q}", q = quote_ident(c)))
+                .map(|c| format!("(s.{q} IS NOT DISTINCT FROM c.{q})", q = quote_ident(c)))
                 .collect::<Vec<_>>()
                 .join(" AND ")
         };
@@ -857,13 +877,13 @@ impl<'a> ModelRunner<'a> {
             .collect::<Vec<_>>()
             .join(", ");
         let mut branches = vec![
-            format!("SELECT {mk_set}, {plain}, valid_from, FALSE AS __delete FROM __scd2_changes"),
-            format!("SELECT {mk_null}, {plain}, valid_from, FALSE AS __delete FROM __scd2_changes WHERE __existing"),
+            format!("SELECT {mk_set}, {plain}, valid_from, FALSE AS __delete, TRUE AS __current FROM __scd2_changes"),
+            format!("SELECT {mk_null}, {plain}, valid_from, FALSE AS __delete, TRUE AS __current FROM __scd2_changes WHERE __existing"),
         ];
         if model.config.hard_deletes == HardDeletes::Invalidate {
             let now_lit = format!("CAST('{}' AS TIMESTAMP) AT TIME ZONE 'UTC'", now.format("%Y-%m-%dT%H:%M:%S%.6f"));
             branches.push(format!(
-                "SELECT {mk_c}, {plain_c}, {now_lit} AS valid_from, TRUE AS __delete FROM \"__scd2\".\"target\" c \
+                "SELECT {mk_c}, {plain_c}, {now_lit} AS valid_from, TRUE AS __delete, TRUE AS __current FROM \"__scd2\".\"target\" c \
                  WHERE c.is_current AND NOT EXISTS (SELECT 1 FROM __scd2_source s WHERE {on})",
                 mk_c = keys
                     .iter()
@@ -897,12 +917,12 @@ impl<'a> ModelRunner<'a> {
             .map(|(i, k)| format!("t.{} = s.{}", quote_ident(k), mk(i)))
             .collect::<Vec<_>>()
             .join(" AND ")
-            + " AND t.is_current";
+            + " AND t.is_current = s.__current";
         let (table, metrics) = table
             .merge(source, on)
             .with_source_alias("s")
             .with_target_alias("t")
-            .with_merge_schema(true)
+            .with_merge_schema(false)
             .with_session_state(Arc::new(ctx.state()))
             .with_commit_properties(props)
             .when_matched_update(|u| {
@@ -935,7 +955,11 @@ async fn provider(t: &DeltaTable, id: &str) -> Result<Arc<dyn TableProvider>, Tr
     let p = t
         .table_provider()
         .await
-        .map_err(delta(id, "open for reading"))?;
+        .map_err(|e| TransformError::Engine {
+            model: String::new(),
+            action: format!("open {id} for reading"),
+            message: e.to_string(),
+        })?;
     Ok(p)
 }
 
@@ -954,7 +978,7 @@ fn empty_like(t: &DeltaTable, id: &str) -> Result<Arc<dyn TableProvider>, Transf
 async fn new_files_provider(
     t: &DeltaTable,
     id: &str,
-    since: i64,
+    since: u64,
 ) -> Result<Arc<dyn TableProvider>, TransformError> {
     let mut old = t.clone();
     let old_paths: HashSet<String> = match old.load_version(since).await {
@@ -985,7 +1009,7 @@ async fn new_files_provider(
     Ok(Arc::new(scan))
 }
 
-async fn rows_added_since(t: &DeltaTable, before: Option<i64>) -> u64 {
+async fn rows_added_since(t: &DeltaTable, before: Option<u64>) -> u64 {
     let Ok(now) = file_paths(t) else { return 0 };
     let old: HashSet<String> = match before {
         Some(v) => {

@@ -242,8 +242,9 @@ pub fn render(model: &Model, macros: &Macros, ctx: &RenderContext) -> Result<Ren
             message,
         }
     };
+    let name = model.file.to_string_lossy().into_owned();
     let tmpl = env
-        .template_from_named_str(model.file.to_string_lossy().into_owned(), &source)
+        .template_from_named_str(&name, &source)
         .map_err(|e| template_error(&e))?;
     let out = tmpl.render(()).map_err(|e| template_error(&e))?;
     let sql = match out.find(MODEL_MARKER) {

@@ -94,7 +94,7 @@ impl Env {
         out
     }
 
-    pub async fn version(&self, layer: &str, name: &str) -> Option<i64> {
+    pub async fn version(&self, layer: &str, name: &str) -> Option<u64> {
         self.lake
             .open(layer, name)
             .await

@@ -5,7 +5,7 @@ materialized: table
 unique_key: id            # keep one row per id ...
 order_by: _tributary_loaded_at   # ... the one loaded last
 columns:
-  email: { description: Lower-cased, trimmed e-mail address; NULL when the ERP has none. }
+  email: { description: "Lower-cased, trimmed e-mail address; NULL when the ERP has none." }
 expectations:
   - not_null: id
   - unique: id
