@@ -41,6 +41,9 @@ pub struct ModelRun {
 /// `+name` (with upstream models). Ingest selectors select the models downstream of nothing;
 /// the caller reports selectors matching neither.
 pub fn select_models(models: &Models, selectors: &[String]) -> (Vec<String>, BTreeSet<String>) {
+    if selectors.is_empty() {
+        return (models.models.iter().map(|m| m.id()).collect(), BTreeSet::new());
+    }
     let mut picked: BTreeSet<String> = BTreeSet::new();
     let mut used = BTreeSet::new();
     for s in selectors {
