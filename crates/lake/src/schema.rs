@@ -166,9 +166,9 @@ impl SchemaDiff {
     /// A readable, aligned diff, one line per change:
     ///
     /// ```text
-    ///   + discount     (new)     decimal(10,2)
-    ///   - legacy_code  text      (removed)
     ///   ~ quantity     bigint -> int  (narrowing)
+    ///   - legacy_code  text      (removed)
+    ///   + discount     (new)     decimal(10,2)
     /// ```
     pub fn render(&self) -> String {
         self.render_marking(&[])

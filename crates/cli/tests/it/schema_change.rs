@@ -23,6 +23,14 @@ fn ingest(mode: Mode, extra: &str) -> String {
     format!("connection: erp\ntables:\n  - name: items\n    primary_key: [id]\n{mode}{extra}")
 }
 
+/// Set `on_schema_change: allow` on the table.
+fn allow(p: &TestProject, mode: Mode) {
+    p.write(
+        "ingest/erp.yaml",
+        &ingest(mode, "    on_schema_change: allow\n"),
+    );
+}
+
 /// `items` with three rows, loaded once.
 fn loaded(mode: Mode, extra: &str) -> (TestProject, rusqlite::Connection) {
     let p = TestProject::new(PROJECT);
@@ -121,6 +129,34 @@ fn added_column_is_added_with_old_rows_null() {
             assert!(is_null(r, "discount"), "{mode:?}: {rows:?}");
         }
         assert_eq!(rows[3]["discount"], "0.40", "{mode:?}");
+        // An independent reader sees the evolved schema and the rows.
+        let path = p.path().join("lake/bronze/erp_items");
+        let script = format!(
+            r#"
+import json
+from deltalake import DeltaTable
+import polars as pl
+dt = DeltaTable({path:?})
+fields = {{f.name: str(f.type) for f in dt.schema().fields}}
+df = pl.read_delta({path:?}).sort("id")
+print(json.dumps({{"version": dt.version(), "discount": fields.get("discount"),
+  "values": [None if d is None else str(d) for d in df["discount"].to_list()]}}))
+"#,
+            path = path.to_string_lossy()
+        );
+        let Some(out) = python(&script) else { return };
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["version"], 1, "{mode:?}: {v}");
+        assert!(
+            v["discount"].as_str().unwrap().contains("decimal(10,2)")
+                || v["discount"].as_str().unwrap().contains("10, 2"),
+            "{mode:?}: {v}"
+        );
+        assert_eq!(
+            v["values"],
+            serde_json::json!([null, null, null, "0.40"]),
+            "{mode:?}: {v}"
+        );
     }
 }
 
@@ -145,10 +181,7 @@ fn removed_column_is_refused_with_the_diff_then_allowed() {
             "{mode:?}: {err}"
         );
 
-        p.write(
-            "ingest/erp.yaml",
-            &ingest(mode, "    on_schema_change: allow\n"),
-        );
+        allow(&p, mode);
         p.ok(&["run"]);
         assert_eq!(version(&p), 1, "{mode:?}");
         assert_eq!(p.query_i64("SELECT count(*) FROM bronze.erp_items"), 4);
@@ -205,10 +238,7 @@ fn narrowed_type_is_refused_naming_old_and_new_type() {
         );
         assert!(err.contains("on_schema_change: evolve"), "{mode:?}: {err}");
 
-        p.write(
-            "ingest/erp.yaml",
-            &ingest(mode, "    on_schema_change: allow\n"),
-        );
+        allow(&p, mode);
         p.ok(&["run"]);
         let expected = match mode {
             // An append keeps the table's type; 7 fits a double exactly.
@@ -240,10 +270,7 @@ fn incompatible_type_is_refused_and_allow_casts_value_by_value() {
         "{err}"
     );
     // Allowed, the text is stored in the table's decimal column as long as every value fits.
-    p.write(
-        "ingest/erp.yaml",
-        &ingest(Mode::Incremental, "    on_schema_change: allow\n"),
-    );
+    allow(&p, Mode::Incremental);
     p.ok(&["run"]);
     assert_eq!(
         typed(&p, "amount", 4),
