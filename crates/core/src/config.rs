@@ -1145,7 +1145,11 @@ mod tests {
         };
         assert_eq!(p[0].key, "tables[0].on_schema_change");
         assert_eq!(p[0].line, Some(4));
-        assert!(p[0].message.contains("unknown variant `ignore`"), "{}", p[0].message);
+        assert!(
+            p[0].message.contains("unknown variant `ignore`"),
+            "{}",
+            p[0].message
+        );
         assert!(p[0].message.contains("evolve"), "{}", p[0].message);
     }
 

@@ -166,9 +166,9 @@ impl SchemaDiff {
     /// A readable, aligned diff, one line per change:
     ///
     /// ```text
-    ///   + discount     (new)     decimal(10,2)
-    ///   - legacy_code  text      (removed)
     ///   ~ quantity     bigint -> int  (narrowing)
+    ///   - legacy_code  text      (removed)
+    ///   + discount     (new)     decimal(10,2)
     /// ```
     pub fn render(&self) -> String {
         self.render_marking(&[])
@@ -329,10 +329,7 @@ fn decimal_info(t: &DataType) -> Option<(i16, i16)> {
 pub(crate) fn is_numeric(t: &DataType) -> bool {
     int_info(t).is_some()
         || decimal_info(t).is_some()
-        || matches!(
-            t,
-            DataType::Float16 | DataType::Float32 | DataType::Float64
-        )
+        || matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64)
 }
 
 /// Whether every value of `old` is a value of `new`.
@@ -621,7 +618,10 @@ mod tests {
         let d = diff_schemas(&current, &incoming);
         let names = |v: Vec<&ColumnChange>| v.iter().map(|c| c.column.clone()).collect::<Vec<_>>();
         assert!(d.refused(SchemaChangePolicy::Allow).is_empty());
-        assert_eq!(names(d.refused(SchemaChangePolicy::Evolve)), vec!["q", "old"]);
+        assert_eq!(
+            names(d.refused(SchemaChangePolicy::Evolve)),
+            vec!["q", "old"]
+        );
         assert_eq!(
             names(d.refused(SchemaChangePolicy::Fail)),
             vec!["id", "q", "old", "new"]
@@ -696,7 +696,10 @@ mod tests {
         assert!(hint.contains("tributary run --full-refresh --select bronze.erp_orders"));
         let msg = err.to_string();
         assert!(msg.starts_with("table bronze.erp_orders: "), "{msg}");
-        assert!(msg.contains(diff.as_str()) && msg.contains(hint.as_str()), "{msg}");
+        assert!(
+            msg.contains(diff.as_str()) && msg.contains(hint.as_str()),
+            "{msg}"
+        );
         // `fail` refuses the addition too; with every line refused, none is marked.
         let LakeError::SchemaChange { diff, hint, .. } = d
             .check("bronze.erp_orders", SchemaChangePolicy::Fail, "here")
@@ -705,7 +708,10 @@ mod tests {
             panic!("expected SchemaChange")
         };
         assert!(!diff.contains("refused"), "{diff}");
-        assert!(hint.starts_with("on_schema_change: fail refuses any schema change"), "{hint}");
+        assert!(
+            hint.starts_with("on_schema_change: fail refuses any schema change"),
+            "{hint}"
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@ use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, ArrayRef, RecordBatch, new_null_array};
 use deltalake::arrow::compute::kernels::cmp::distinct;
 use deltalake::arrow::compute::{CastOptions, cast_with_options};
-use deltalake::arrow::util::display::array_value_to_string;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::arrow::util::display::array_value_to_string;
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, MetadataExt, StructType};
@@ -18,7 +18,9 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as DeltaWriteM
 use futures::StreamExt;
 use url::Url;
 
-use crate::schema::{SchemaChangePolicy, SchemaDiff, diff_schemas, is_numeric, same_type, type_name};
+use crate::schema::{
+    SchemaChangePolicy, SchemaDiff, diff_schemas, is_numeric, same_type, type_name,
+};
 use crate::{Lake, LakeError, WATERMARK_PROPERTY, Watermark};
 
 /// Target size of the Parquet files a load writes; larger loads roll over to new files.
@@ -507,10 +509,17 @@ mod tests {
             "q",
             Arc::new(Int64Array::from(vec![Some(1), None, Some(-2_147_483_648)])),
         );
-        let out = conform("bronze.t", &b, &target(&[("q", DataType::Int32), ("gone", DataType::Utf8)]))
-            .unwrap();
+        let out = conform(
+            "bronze.t",
+            &b,
+            &target(&[("q", DataType::Int32), ("gone", DataType::Utf8)]),
+        )
+        .unwrap();
         let q = out.column(0).as_any().downcast_ref::<Int32Array>().unwrap();
-        assert_eq!(q, &Int32Array::from(vec![Some(1), None, Some(-2_147_483_648)]));
+        assert_eq!(
+            q,
+            &Int32Array::from(vec![Some(1), None, Some(-2_147_483_648)])
+        );
         assert_eq!(out.column(1).null_count(), 3);
     }
 
@@ -522,15 +531,22 @@ mod tests {
             .to_string();
         assert!(e.starts_with("table bronze.t: column q: "), "{e}");
         assert!(e.contains("3000000000"), "{e}");
-        assert!(e.contains("stores int and the new rows bring bigint"), "{e}");
+        assert!(
+            e.contains("stores int and the new rows bring bigint"),
+            "{e}"
+        );
         // Decimal precision: 1234567890.12 fits decimal(12,2), not decimal(10,2).
-        let d = Decimal128Array::from(vec![12_345_678_901_2_i128, 1])
+        let d = Decimal128Array::from(vec![123_456_789_012_i128, 1])
             .with_precision_and_scale(12, 2)
             .unwrap();
         let b = one_column("amount", Arc::new(d));
-        let e = conform("bronze.t", &b, &target(&[("amount", DataType::Decimal128(10, 2))]))
-            .unwrap_err()
-            .to_string();
+        let e = conform(
+            "bronze.t",
+            &b,
+            &target(&[("amount", DataType::Decimal128(10, 2))]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("column amount"), "{e}");
         assert!(e.contains("decimal(10,2)"), "{e}");
         // Truncation and rounding are refused, not applied.

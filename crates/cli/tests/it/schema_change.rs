@@ -23,6 +23,14 @@ fn ingest(mode: Mode, extra: &str) -> String {
     format!("connection: erp\ntables:\n  - name: items\n    primary_key: [id]\n{mode}{extra}")
 }
 
+/// Set `on_schema_change: allow` on the table.
+fn allow(p: &TestProject, mode: Mode) {
+    p.write(
+        "ingest/erp.yaml",
+        &ingest(mode, "    on_schema_change: allow\n"),
+    );
+}
+
 /// `items` with three rows, loaded once.
 fn loaded(mode: Mode, extra: &str) -> (TestProject, rusqlite::Connection) {
     let p = TestProject::new(PROJECT);
@@ -74,9 +82,17 @@ fn refused(p: &TestProject, args: &[&str]) -> String {
     err
 }
 
-fn columns(p: &TestProject) -> Vec<String> {
-    let rows = p.query("SELECT * FROM bronze.erp_items WHERE id = 1");
-    rows[0].as_object().unwrap().keys().cloned().collect()
+/// Whether the table has `column` (query output leaves NULL values out, so ask for it by name).
+fn has_column(p: &TestProject, column: &str) -> bool {
+    let out = p.run(&[
+        "query",
+        &format!("SELECT count({column}) AS n FROM bronze.erp_items"),
+    ]);
+    if !out.status.success() {
+        let err = stderr(&out);
+        assert!(err.contains(column), "{err}");
+    }
+    out.status.success()
 }
 
 fn is_null(v: &serde_json::Value, key: &str) -> bool {
@@ -104,7 +120,7 @@ fn added_column_is_added_with_old_rows_null() {
         .unwrap();
         p.ok(&["run"]);
         assert_eq!(version(&p), 1, "{mode:?}");
-        assert!(columns(&p).contains(&"discount".to_string()), "{mode:?}");
+        assert!(has_column(&p, "discount"), "{mode:?}");
         let rows = p.query(
             "SELECT id, CAST(discount AS VARCHAR) AS discount FROM bronze.erp_items ORDER BY id",
         );
@@ -113,6 +129,34 @@ fn added_column_is_added_with_old_rows_null() {
             assert!(is_null(r, "discount"), "{mode:?}: {rows:?}");
         }
         assert_eq!(rows[3]["discount"], "0.40", "{mode:?}");
+        // An independent reader sees the evolved schema and the rows.
+        let path = p.path().join("lake/bronze/erp_items");
+        let script = format!(
+            r#"
+import json
+from deltalake import DeltaTable
+import polars as pl
+dt = DeltaTable({path:?})
+fields = {{f.name: str(f.type) for f in dt.schema().fields}}
+df = pl.read_delta({path:?}).sort("id")
+print(json.dumps({{"version": dt.version(), "discount": fields.get("discount"),
+  "values": [None if d is None else str(d) for d in df["discount"].to_list()]}}))
+"#,
+            path = path.to_string_lossy()
+        );
+        let Some(out) = python(&script) else { return };
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["version"], 1, "{mode:?}: {v}");
+        assert!(
+            v["discount"].as_str().unwrap().contains("decimal(10,2)")
+                || v["discount"].as_str().unwrap().contains("10, 2"),
+            "{mode:?}: {v}"
+        );
+        assert_eq!(
+            v["values"],
+            serde_json::json!([null, null, null, "0.40"]),
+            "{mode:?}: {v}"
+        );
     }
 }
 
@@ -137,26 +181,21 @@ fn removed_column_is_refused_with_the_diff_then_allowed() {
             "{mode:?}: {err}"
         );
 
-        p.write(
-            "ingest/erp.yaml",
-            &ingest(mode, "    on_schema_change: allow\n"),
-        );
+        allow(&p, mode);
         p.ok(&["run"]);
         assert_eq!(version(&p), 1, "{mode:?}");
         assert_eq!(p.query_i64("SELECT count(*) FROM bronze.erp_items"), 4);
         match mode {
             // An append keeps the column: old rows keep their values, new rows get NULL.
             Mode::Incremental => {
-                let rows =
-                    p.query("SELECT id, legacy_code FROM bronze.erp_items ORDER BY id");
+                let rows = p.query("SELECT id, legacy_code FROM bronze.erp_items ORDER BY id");
                 assert_eq!(rows[0]["legacy_code"], "L1", "{rows:?}");
                 assert!(is_null(&rows[3], "legacy_code"), "{rows:?}");
             }
             // A full load rebuilds the table: the column is gone.
             Mode::Full => {
-                let cols = columns(&p);
-                assert!(!cols.contains(&"legacy_code".to_string()), "{cols:?}");
-                assert!(cols.contains(&"price".to_string()), "{cols:?}");
+                assert!(!has_column(&p, "legacy_code"));
+                assert!(has_column(&p, "price"));
             }
         }
     }
@@ -170,7 +209,7 @@ fn full_refresh_bypasses_the_policy() {
     refused(&p, &["run"]);
     p.ok(&["run", "--full-refresh", "--select", "bronze.erp_items"]);
     assert_eq!(version(&p), 1);
-    assert!(!columns(&p).contains(&"legacy_code".to_string()));
+    assert!(!has_column(&p, "legacy_code"));
     // The next incremental load compares with the rebuilt table: nothing to refuse.
     conn.execute_batch("INSERT INTO items VALUES (4, 'd', 4.0, '4.00', '2026-01-02 00:00:00');")
         .unwrap();
@@ -199,10 +238,7 @@ fn narrowed_type_is_refused_naming_old_and_new_type() {
         );
         assert!(err.contains("on_schema_change: evolve"), "{mode:?}: {err}");
 
-        p.write(
-            "ingest/erp.yaml",
-            &ingest(mode, "    on_schema_change: allow\n"),
-        );
+        allow(&p, mode);
         p.ok(&["run"]);
         let expected = match mode {
             // An append keeps the table's type; 7 fits a double exactly.
@@ -234,10 +270,7 @@ fn incompatible_type_is_refused_and_allow_casts_value_by_value() {
         "{err}"
     );
     // Allowed, the text is stored in the table's decimal column as long as every value fits.
-    p.write(
-        "ingest/erp.yaml",
-        &ingest(Mode::Incremental, "    on_schema_change: allow\n"),
-    );
+    allow(&p, Mode::Incremental);
     p.ok(&["run"]);
     assert_eq!(
         typed(&p, "amount", 4),
@@ -282,7 +315,10 @@ fn widened_type_appends_in_the_table_type_with_overflow_checks() {
         err.contains("the table stores decimal(10,2) and the new rows bring decimal(14,2)"),
         "{err}"
     );
-    assert!(err.contains("--full-refresh --select bronze.erp_items"), "{err}");
+    assert!(
+        err.contains("--full-refresh --select bronze.erp_items"),
+        "{err}"
+    );
     // Rebuilt, the table takes the source's type and the value.
     p.ok(&["run", "--full-refresh", "--select", "bronze.erp_items"]);
     assert_eq!(
@@ -308,15 +344,12 @@ fn fail_policy_refuses_an_added_column() {
         )
         .unwrap();
         let err = refused(&p, &["run"]);
-        assert!(
-            err.contains("+ discount  (new)"),
-            "{mode:?}: {err}"
-        );
+        assert!(err.contains("+ discount  (new)"), "{mode:?}: {err}");
         assert!(err.contains("decimal(10,2)"), "{mode:?}: {err}");
         assert!(
             err.contains("on_schema_change: fail refuses any schema change"),
             "{mode:?}: {err}"
         );
-        assert!(!columns(&p).contains(&"discount".to_string()), "{mode:?}");
+        assert!(!has_column(&p, "discount"), "{mode:?}");
     }
 }
