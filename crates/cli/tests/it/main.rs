@@ -11,3 +11,4 @@ mod interop;
 mod maintain;
 mod sqlite_e2e;
 mod support;
+mod targets;
