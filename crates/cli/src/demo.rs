@@ -1594,7 +1594,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         // Only the configuration matters here; the database is written too, which is fine.
         write_demo_project(tmp.path(), false).unwrap();
-        let project = tributary_core::Project::load(tmp.path()).unwrap();
+        let project = tributary_core::Project::load_with_target(tmp.path(), Some("ci")).unwrap();
+        assert_eq!(project.config.lake, ".tributary/ci/lake");
+        assert_eq!(project.config.state, "sqlite://.tributary/ci/state.db");
+        assert!(tmp.path().join(CI_WORKFLOW_PATH).is_file());
+        let project = tributary_core::Project::load_with_target(tmp.path(), None).unwrap();
         assert_eq!(project.config.name, "acme");
         assert_eq!(project.config.lake, "./lake");
         let targets: Vec<String> = project.load_specs().iter().map(|s| s.target()).collect();
@@ -1823,8 +1827,10 @@ mod tests {
     fn empty_project_and_example_are_valid() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("new");
-        write_empty_project(&dir, "my project").unwrap();
-        let project = tributary_core::Project::load(&dir).unwrap();
+        assert!(write_empty_project(&dir, "my project").unwrap());
+        let ci = tributary_core::Project::load_with_target(&dir, Some("ci")).unwrap();
+        assert_eq!(ci.config.lake, ".tributary/ci/lake");
+        let project = tributary_core::Project::load_with_target(&dir, None).unwrap();
         assert_eq!(project.config.name, "my project");
         assert_eq!(project.config.lake, "./lake");
         assert!(project.config.connections.is_empty());

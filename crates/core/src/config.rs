@@ -931,29 +931,26 @@ fn check_values(
             );
         }
         let url_key = format!("{conn_key}.url");
-        match conn {
-            ConnectionConfig::Postgres { url } if known(&url.as_str()) => {
-                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                    report(
-                        &url_key,
-                        "a postgres url starts with postgres:// (postgres://user:password@host:5432/database)".into(),
-                    );
-                }
-            }
-            ConnectionConfig::Mysql { url } if known(&url.as_str()) => {
-                if !(url.starts_with("mysql://") || url.starts_with("mariadb://")) {
-                    report(
-                        &url_key,
-                        "a mysql url starts with mysql:// (mysql://user:password@host:3306/database)".into(),
-                    );
-                }
-            }
+        let problem = match conn {
+            ConnectionConfig::Postgres { url } => (known(&url.as_str())
+                && !(url.starts_with("postgres://") || url.starts_with("postgresql://")))
+            .then(|| {
+                "a postgres url starts with postgres:// (postgres://user:password@host:5432/database)"
+                    .to_string()
+            }),
+            ConnectionConfig::Mysql { url } => (known(&url.as_str())
+                && !(url.starts_with("mysql://") || url.starts_with("mariadb://")))
+            .then(|| {
+                "a mysql url starts with mysql:// (mysql://user:password@host:3306/database)"
+                    .to_string()
+            }),
             ConnectionConfig::Files { url, .. } if known(&url.as_str()) => {
-                if let Err(e) = check_location(url) {
-                    report(&url_key, e);
-                }
+                check_location(url).err()
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(message) = problem {
+            report(&url_key, message);
         }
     }
 }

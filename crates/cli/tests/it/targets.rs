@@ -124,14 +124,15 @@ fn unknown_target_exits_2_naming_the_defined_ones() {
     );
 }
 
-fn init(args: &[&str], cwd: &std::path::Path) -> String {
+/// Run the binary in `cwd` (no `--project` added), asserting success; returns stdout.
+fn ok_in(cwd: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new(bin())
         .args(args)
         .current_dir(cwd)
         .env_remove("TRIBUTARY_TARGET")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "tributary {args:?}: {}", stderr(&out));
     stdout(&out)
 }
 
@@ -161,7 +162,7 @@ fn workflow_commands(path: &std::path::Path) -> Vec<String> {
 #[test]
 fn init_writes_a_ci_workflow_that_validates_and_tests() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = init(&["init", "proj"], tmp.path());
+    let out = ok_in(tmp.path(), &["init", "proj"]);
     assert!(out.contains(".github/workflows/tributary.yml"), "{out}");
     let dir = tmp.path().join("proj");
     let runs = workflow_commands(&dir.join(".github/workflows/tributary.yml"));
@@ -174,25 +175,14 @@ fn init_writes_a_ci_workflow_that_validates_and_tests() {
         "{runs:#?}"
     );
     // The `ci` target the workflow uses exists and validates.
-    let out = Command::new(bin())
-        .args([
-            "--project",
-            dir.to_str().unwrap(),
-            "validate",
-            "--target",
-            "ci",
-        ])
-        .env_remove("TRIBUTARY_TARGET")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("(target ci)"), "{}", stdout(&out));
+    let out = ok_in(&dir, &["validate", "--target", "ci"]);
+    assert!(out.contains("(target ci)"), "{out}");
 
     // An existing workflow is kept as it is.
     let other = tmp.path().join("other");
     std::fs::create_dir_all(other.join(".github/workflows")).unwrap();
     std::fs::write(other.join(".github/workflows/tributary.yml"), "mine\n").unwrap();
-    let out = init(&["init", "other"], tmp.path());
+    let out = ok_in(tmp.path(), &["init", "other"]);
     assert!(out.contains("kept the existing"), "{out}");
     assert_eq!(
         std::fs::read_to_string(other.join(".github/workflows/tributary.yml")).unwrap(),
@@ -201,17 +191,18 @@ fn init_writes_a_ci_workflow_that_validates_and_tests() {
     assert!(other.join("tributary.yaml").is_file());
 
     // The demo project gets it too, with a `ci` target.
-    init(&["init", "demo", "--demo"], tmp.path());
+    ok_in(tmp.path(), &["init", "demo", "--demo"]);
     let runs = workflow_commands(&tmp.path().join("demo/.github/workflows/tributary.yml"));
     assert!(
         runs.iter().any(|r| r == "tributary test --target ci"),
         "{runs:#?}"
     );
-    let out = Command::new(bin())
-        .args(["--project", "demo", "--target", "ci", "validate"])
-        .current_dir(tmp.path())
-        .env_remove("TRIBUTARY_TARGET")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ok_in(
+        tmp.path(),
+        &["--project", "demo", "--target", "ci", "validate"],
+    );
+    assert!(
+        out.starts_with("acme (target ci): configuration is valid"),
+        "{out}"
+    );
 }
