@@ -18,28 +18,56 @@ use crate::{Command, Failure, QueryFormat, demo};
 /// Rows shown by `query --format table` before it asks for csv/json.
 const MAX_TABLE_ROWS: usize = 1000;
 
+/// Which project to load: its folder and the selected target (`--target` / `TRIBUTARY_TARGET`).
+#[derive(Debug, Clone)]
+pub struct ProjectRef {
+    pub dir: PathBuf,
+    pub target: Option<String>,
+}
+
+impl ProjectRef {
+    fn at(&self, dir: &Path) -> ProjectRef {
+        ProjectRef {
+            dir: dir.to_path_buf(),
+            target: self.target.clone(),
+        }
+    }
+
+    fn load(&self) -> Result<Project, Failure> {
+        Project::load_with_target(&self.dir, self.target.as_deref()).map_err(Failure::config)
+    }
+}
+
+/// ` (target NAME)` when a target is selected, for output headers.
+fn target_note(project: &Project) -> String {
+    match &project.target {
+        Some(t) => format!(" (target {t})"),
+        None => String::new(),
+    }
+}
+
 pub async fn dispatch(
     command: Command,
-    project_dir: PathBuf,
+    project: ProjectRef,
     progress: bool,
 ) -> Result<(), Failure> {
     match command {
         Command::Init { dir, demo } => init(&dir, demo),
         Command::Demo { dir, advance } => {
-            let dir = dir.unwrap_or_else(|| demo_dir_default(&project_dir));
-            run_demo(&dir, advance, progress).await
+            let dir = dir.unwrap_or_else(|| demo_dir_default(&project.dir));
+            run_demo(&project.at(&dir), advance, progress).await
         }
-        Command::Validate { connections } => validate(&project_dir, connections).await,
+        Command::Validate { connections } => validate(&project, connections).await,
         Command::Run {
             select,
             full_refresh,
             parallel,
-        } => run(&project_dir, &select, full_refresh, parallel, progress)
+        } => run(&project, &select, full_refresh, parallel, progress)
             .await
             .map(|_| ()),
-        Command::Test { filter } => test(&project_dir, filter.as_deref()).await,
-        Command::Query { sql, format } => query(&project_dir, &sql, format).await,
-        Command::Tables => tables(&project_dir).await,
+        Command::Test { filter } => test(&project, filter.as_deref()).await,
+        Command::Query { sql, format } => query(&project, &sql, format).await,
+        Command::Tables => tables(&project).await,
         Command::Maintain {
             select,
             retention_hours,
@@ -53,13 +81,9 @@ pub async fn dispatch(
                 force,
                 dry_run,
             };
-            maintain(&project_dir, &select, &options).await
+            maintain(&project, &select, &options).await
         }
     }
-}
-
-fn load_project(dir: &Path) -> Result<Project, Failure> {
-    Project::load(dir).map_err(Failure::config)
 }
 
 fn open_lake(project: &Project) -> Result<Lake, Failure> {
@@ -78,16 +102,29 @@ fn init(dir: &Path, with_demo: bool) -> Result<(), Failure> {
             dir.display()
         )));
     }
-    if with_demo {
-        demo::write_demo_project(dir, false).map_err(Failure::task)?;
+    let ci_workflow = if with_demo {
+        let files = demo::write_demo_project(dir, false).map_err(Failure::task)?;
         println!("Created the ACME demo project in {}.", dir.display());
+        files.ci_workflow
     } else {
         let name = dir
             .file_name()
             .map(|n| tributary_core::config::sanitize(&n.to_string_lossy()))
             .unwrap_or_else(|| "project".into());
-        demo::write_empty_project(dir, &name).map_err(Failure::task)?;
+        let ci_workflow = demo::write_empty_project(dir, &name).map_err(Failure::task)?;
         println!("Created project {name} in {}.", dir.display());
+        ci_workflow
+    };
+    if ci_workflow {
+        println!(
+            "CI: {} runs `tributary validate` and `tributary test` with --target ci on every push; its header says how it installs tributary.",
+            demo::CI_WORKFLOW_PATH
+        );
+    } else {
+        println!(
+            "CI: kept the existing {}; see the README (CI/CD) for a workflow that validates and tests the project.",
+            demo::CI_WORKFLOW_PATH
+        );
     }
     println!(
         "Next: cd {} && tributary validate && tributary run",
@@ -109,7 +146,8 @@ fn demo_dir_default(project_dir: &Path) -> PathBuf {
     }
 }
 
-async fn run_demo(dir: &Path, advance: bool, progress: bool) -> Result<(), Failure> {
+async fn run_demo(project: &ProjectRef, advance: bool, progress: bool) -> Result<(), Failure> {
+    let dir = project.dir.as_path();
     let started = Instant::now();
     if dir.join(tributary_core::config::PROJECT_FILE).exists() {
         println!("Using the existing demo project in {}.", dir.display());
@@ -129,7 +167,7 @@ async fn run_demo(dir: &Path, advance: bool, progress: bool) -> Result<(), Failu
         let summary = demo::simulate_source_changes(dir).map_err(Failure::task)?;
         println!("Simulated a day of source changes: {summary}.");
     }
-    let outcomes = run(dir, &[], false, 2, progress).await?;
+    let outcomes = run(project, &[], false, 2, progress).await?;
     let total_rows: u64 = outcomes.iter().map(|o| o.rows).sum();
     let shown = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     println!(
@@ -142,12 +180,13 @@ async fn run_demo(dir: &Path, advance: bool, progress: bool) -> Result<(), Failu
     Ok(())
 }
 
-async fn validate(dir: &Path, connections: bool) -> Result<(), Failure> {
-    let project = load_project(dir)?;
+async fn validate(project: &ProjectRef, connections: bool) -> Result<(), Failure> {
+    let project = project.load()?;
     let specs = project.load_specs();
     println!(
-        "{}: configuration is valid ({} connection{}, {} table{}).",
+        "{}{}: configuration is valid ({} connection{}, {} table{}).",
         project.config.name,
+        target_note(&project),
         project.config.connections.len(),
         if project.config.connections.len() == 1 {
             ""
@@ -233,13 +272,13 @@ async fn validate(dir: &Path, connections: bool) -> Result<(), Failure> {
 }
 
 pub async fn run(
-    dir: &Path,
+    project: &ProjectRef,
     selectors: &[String],
     full_refresh: bool,
     parallel: usize,
     progress: bool,
 ) -> Result<Vec<TableOutcome>, Failure> {
-    let project = load_project(dir)?;
+    let project = project.load()?;
     let models = load_models(&project)?;
     let (model_ids, used_by_models) = select_models(&models, selectors);
     let ingest_selectors: Vec<String> = selectors
@@ -276,6 +315,7 @@ pub async fn run(
     }
     let lake = open_lake(&project)?;
     let state = StateStore::open(&project.root, &project.config.state).map_err(Failure::task)?;
+    let target = target_note(&project);
     let ctx = RunContext::new(
         project,
         lake,
@@ -286,7 +326,13 @@ pub async fn run(
     state
         .start_run(&ctx.run_id, "run", &started_at)
         .map_err(Failure::task)?;
-    tracing::info!(run_id = %ctx.run_id, tables = specs.len(), models = model_ids.len(), "Run started.");
+    tracing::info!(
+        run_id = %ctx.run_id,
+        environment = ctx.project.target.as_deref().unwrap_or(""),
+        tables = specs.len(),
+        models = model_ids.len(),
+        "Run started."
+    );
 
     let mut outcomes: Vec<TableOutcome> = futures::stream::iter(specs.iter())
         .map(|spec| load_table(&ctx, spec))
@@ -347,7 +393,7 @@ pub async fn run(
         rows = outcomes.iter().map(|o| o.rows).sum::<u64>(),
         "Run finished."
     );
-    println!("Run {}", ctx.run_id);
+    println!("Run {}{target}", ctx.run_id);
     if !outcomes.is_empty() {
         let rows: Vec<Vec<String>> = outcomes
             .iter()
@@ -433,8 +479,8 @@ fn record_model(state: &StateStore, run_id: &str, r: &ModelRun) -> anyhow::Resul
     Ok(())
 }
 
-async fn test(dir: &Path, filter: Option<&str>) -> Result<(), Failure> {
-    let project = load_project(dir)?;
+async fn test(project: &ProjectRef, filter: Option<&str>) -> Result<(), Failure> {
+    let project = project.load()?;
     let models = load_models(&project)?;
     let files = tributary_transform::unittest::load_tests(&project.root)
         .map_err(|p| Failure::config(tributary_core::config::ConfigError::Problems(p)))?;
@@ -479,8 +525,8 @@ async fn test(dir: &Path, filter: Option<&str>) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn query(dir: &Path, sql: &str, format: QueryFormat) -> Result<(), Failure> {
-    let project = load_project(dir)?;
+async fn query(project: &ProjectRef, sql: &str, format: QueryFormat) -> Result<(), Failure> {
+    let project = project.load()?;
     let lake = open_lake(&project)?;
     let ctx = lake.session().await.map_err(Failure::task)?;
     let df = ctx
@@ -498,8 +544,8 @@ async fn query(dir: &Path, sql: &str, format: QueryFormat) -> Result<(), Failure
     Ok(())
 }
 
-async fn tables(dir: &Path) -> Result<(), Failure> {
-    let project = load_project(dir)?;
+async fn tables(project: &ProjectRef) -> Result<(), Failure> {
+    let project = project.load()?;
     let lake = open_lake(&project)?;
     let infos = lake.tables().await.map_err(Failure::task)?;
     if infos.is_empty() {
@@ -592,14 +638,14 @@ fn human_age(secs: i64) -> String {
 }
 
 async fn maintain(
-    dir: &Path,
+    project: &ProjectRef,
     selectors: &[String],
     options: &tributary_lake::MaintainOptions,
 ) -> Result<(), Failure> {
     options
         .check()
         .map_err(|e| Failure::config(anyhow::anyhow!(e)))?;
-    let project = load_project(dir)?;
+    let project = project.load()?;
     let lake = open_lake(&project)?;
     let mut names = lake.table_names().await.map_err(Failure::task)?;
     if !selectors.is_empty() {

@@ -60,7 +60,12 @@ pub struct DemoFiles {
     pub erp_rows: Vec<(String, u64)>,
     /// The landing files, relative to the project folder (`landing/stores/stores.csv`).
     pub landing_files: Vec<PathBuf>,
+    /// Whether [`CI_WORKFLOW_PATH`] was written (false: an existing file was kept).
+    pub ci_workflow: bool,
 }
+
+/// The GitHub Actions workflow `tributary init` writes, relative to the project folder.
+pub const CI_WORKFLOW_PATH: &str = ".github/workflows/tributary.yml";
 
 /// Write the ACME sample project into `dir` (created if missing). Refuse (error) if `dir` already
 /// contains a tributary.yaml unless `overwrite` is true; never delete anything outside `dir`.
@@ -121,19 +126,23 @@ pub fn write_demo_project(dir: &Path, overwrite: bool) -> Result<DemoFiles> {
     }
     write_file(dir, ".gitignore", GITIGNORE.as_bytes())?;
     write_file(dir, "README.md", demo_readme(&erp_rows).as_bytes())?;
+    let ci_workflow = write_ci_workflow(dir)?;
     // Last, so that a failure above does not leave something that looks like a finished project.
     write_file(dir, PROJECT_FILE, DEMO_PROJECT.as_bytes())?;
     Ok(DemoFiles {
         erp_rows,
         landing_files,
+        ci_workflow,
     })
 }
 
 /// Write only the project skeleton for `tributary init DIR` without --demo: tributary.yaml with
 /// `lake: ./lake`, no connections but commented examples for every connection type
 /// (sqlite, postgres with ${env:…}, mysql, files local and abfss://), and an ingest/ folder with a
-/// commented example file `ingest/example.yaml.disabled` showing every table option.
-pub fn write_empty_project(dir: &Path, name: &str) -> Result<()> {
+/// commented example file `ingest/example.yaml.disabled` showing every table option, a `ci`
+/// target, and the CI workflow. Returns whether the workflow was written (false: an existing one
+/// was kept).
+pub fn write_empty_project(dir: &Path, name: &str) -> Result<bool> {
     if dir.join(PROJECT_FILE).exists() {
         bail!(
             "{} already contains a {PROJECT_FILE}; choose an empty or new folder",
@@ -148,9 +157,32 @@ pub fn write_empty_project(dir: &Path, name: &str) -> Result<()> {
         EXAMPLE_INGEST.as_bytes(),
     )?;
     write_file(dir, ".gitignore", GITIGNORE.as_bytes())?;
+    let ci_workflow = write_ci_workflow(dir)?;
     let project = EMPTY_PROJECT.replace("{name}", &yaml_string(name));
     write_file(dir, PROJECT_FILE, project.as_bytes())?;
-    Ok(())
+    Ok(ci_workflow)
+}
+
+/// Write [`CI_WORKFLOW_PATH`] unless it exists (an existing file is never overwritten). Returns
+/// whether it was written.
+pub fn write_ci_workflow(dir: &Path) -> Result<bool> {
+    let path = dir.join(CI_WORKFLOW_PATH);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
+    };
+    file.write_all(CI_WORKFLOW.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(true)
 }
 
 /// Simulate a day of activity in the demo's ERP database (for "rerun after the source changes"):
@@ -801,6 +833,13 @@ state: sqlite://.tributary/state.db     # run history
 connections:
   erp: { type: sqlite, path: data/erp.sqlite }
   landing: { type: files, url: ./landing }
+
+# Environments, chosen with `--target NAME` (or TRIBUTARY_TARGET); each may replace the lake,
+# lake_options, state, whole connections and vars. `ci` is used by .github/workflows/tributary.yml.
+targets:
+  ci:
+    lake: .tributary/ci/lake
+    state: sqlite://.tributary/ci/state.db
 "#;
 
 const ERP_INGEST: &str = r#"# Tables read from the ERP (connection `erp` in tributary.yaml).
@@ -973,6 +1012,88 @@ connections: {}
 #     url: abfss://landing@<account>.dfs.core.windows.net/
 #     storage_options:
 #       azure_storage_account_name: <account>
+
+# Template variables for SQL models (`var('name')`); a target's vars override these.
+vars: {}
+#   lookback_days: 3
+
+# Environments ("targets"), chosen with `tributary --target NAME …`, else the environment
+# variable TRIBUTARY_TARGET, else `default_target: NAME`; with none, the settings above apply.
+# A target may replace `lake` (with its own `lake_options`), `lake_options`, `state`, whole
+# connections by name (or add new ones) and vars; everything else comes from above.
+# `${env:…}` inside a target is read only when that target is used.
+targets:
+  # Used by .github/workflows/tributary.yml: `tributary validate --target ci` and
+  # `tributary test --target ci`, which read no source and write no lake. If a connection above
+  # takes a secret through ${env:…}, replace it here (same name) with one that needs none, so
+  # CI needs no secrets.
+  ci:
+    lake: .tributary/ci/lake
+    state: sqlite://.tributary/ci/state.db
+#   prod:
+#     lake: abfss://lake@<account>.dfs.core.windows.net/
+#     lake_options: { azure_storage_account_name: <account> }
+#     state: sqlite://.tributary/prod.db
+#     connections:
+#       crm: { type: postgres, url: "${env:PROD_CRM_URL}" }
+#     vars: { lookback_days: 30 }
+# default_target: dev
+"#;
+
+const CI_WORKFLOW: &str = r#"# Written by `tributary init`: checks this Tributary project on every push and pull request.
+#   tributary validate --target ci   every configuration file (and model) is valid
+#   tributary test --target ci       model unit tests on fixtures; they never touch the lake
+# The `ci` target is defined in tributary.yaml. Neither command reads a source or writes the lake,
+# so CI needs no database and no secrets unless the `ci` target asks for some through ${env:…}
+# (then add them under Settings > Secrets and variables > Actions, and to an `env:` below).
+#
+# Installing tributary: Tributary publishes no release binaries or crates.io package yet, so this
+# workflow downloads a binary you provide. Build it once from the Tributary source on Linux x86_64
+# (`cargo build --release`; the binary is target/release/tributary), put it where this workflow
+# can download it (a release asset of your own repository, an artifact store, ...), then set the
+# repository variables (Settings > Secrets and variables > Actions > Variables):
+#   TRIBUTARY_DOWNLOAD_URL   the binary's URL (required: the install step fails without it)
+#   TRIBUTARY_SHA256         its SHA-256 (`sha256sum tributary`); checked when set
+#
+# GitHub reads workflows only from .github/workflows at the root of the repository. If this
+# project is a subfolder of a larger repository, move this file there and set
+# `working-directory` below to the project's folder.
+name: tributary
+
+on: [push, pull_request]
+
+permissions:
+  contents: read
+
+jobs:
+  check:
+    runs-on: ubuntu-latest
+    defaults:
+      run:
+        working-directory: .
+    steps:
+      - uses: actions/checkout@v4
+      - name: Install tributary
+        env:
+          TRIBUTARY_DOWNLOAD_URL: ${{ vars.TRIBUTARY_DOWNLOAD_URL }}
+          TRIBUTARY_SHA256: ${{ vars.TRIBUTARY_SHA256 }}
+        run: |
+          if [ -z "$TRIBUTARY_DOWNLOAD_URL" ]; then
+            echo "::error::Set the repository variable TRIBUTARY_DOWNLOAD_URL to the URL of a Linux x86_64 tributary binary (see the top of .github/workflows/tributary.yml)."
+            exit 1
+          fi
+          mkdir -p "$HOME/.local/bin"
+          curl --fail --silent --show-error --location --output "$HOME/.local/bin/tributary" "$TRIBUTARY_DOWNLOAD_URL"
+          if [ -n "$TRIBUTARY_SHA256" ]; then
+            echo "$TRIBUTARY_SHA256  $HOME/.local/bin/tributary" | sha256sum --check --strict
+          fi
+          chmod +x "$HOME/.local/bin/tributary"
+          echo "$HOME/.local/bin" >> "$GITHUB_PATH"
+          "$HOME/.local/bin/tributary" --version
+      - name: Validate
+        run: tributary validate --target ci
+      - name: Test
+        run: tributary test --target ci
 "#;
 
 const EXAMPLE_INGEST: &str = r#"# An example ingest file. Rename it to a name ending in .yaml to enable it (files ending in
@@ -1509,7 +1630,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         // Only the configuration matters here; the database is written too, which is fine.
         write_demo_project(tmp.path(), false).unwrap();
-        let project = tributary_core::Project::load(tmp.path()).unwrap();
+        let project = tributary_core::Project::load_with_target(tmp.path(), Some("ci")).unwrap();
+        assert_eq!(project.config.lake, ".tributary/ci/lake");
+        assert_eq!(project.config.state, "sqlite://.tributary/ci/state.db");
+        assert!(tmp.path().join(CI_WORKFLOW_PATH).is_file());
+        let project = tributary_core::Project::load_with_target(tmp.path(), None).unwrap();
         assert_eq!(project.config.name, "acme");
         assert_eq!(project.config.lake, "./lake");
         let targets: Vec<String> = project.load_specs().iter().map(|s| s.target()).collect();
@@ -1738,8 +1863,10 @@ mod tests {
     fn empty_project_and_example_are_valid() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("new");
-        write_empty_project(&dir, "my project").unwrap();
-        let project = tributary_core::Project::load(&dir).unwrap();
+        assert!(write_empty_project(&dir, "my project").unwrap());
+        let ci = tributary_core::Project::load_with_target(&dir, Some("ci")).unwrap();
+        assert_eq!(ci.config.lake, ".tributary/ci/lake");
+        let project = tributary_core::Project::load_with_target(&dir, None).unwrap();
         assert_eq!(project.config.name, "my project");
         assert_eq!(project.config.lake, "./lake");
         assert!(project.config.connections.is_empty());

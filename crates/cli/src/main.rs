@@ -22,6 +22,10 @@ struct Cli {
     /// The project folder (holding tributary.yaml).
     #[arg(long, global = true, default_value = ".", value_name = "DIR")]
     project: PathBuf,
+    /// The environment to use: a name under `targets:` in tributary.yaml (e.g. dev, prod, ci),
+    /// overriding the lake, state, connections and vars. Default: `default_target`, if set.
+    #[arg(long, global = true, env = "TRIBUTARY_TARGET", value_name = "NAME")]
+    target: Option<String>,
     /// Log format on standard error: `text` for people, `json` for machines.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -187,7 +191,14 @@ fn main() -> ExitCode {
         }
     };
     let progress = cli.log_format == LogFormat::Text;
-    let result = runtime.block_on(commands::dispatch(cli.command, cli.project, progress));
+    let result = runtime.block_on(commands::dispatch(
+        cli.command,
+        commands::ProjectRef {
+            dir: cli.project,
+            target: cli.target.filter(|t| !t.is_empty()),
+        },
+        progress,
+    ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

@@ -18,13 +18,13 @@ pub fn load_models(project: &Project) -> Result<Models, Failure> {
 }
 
 /// Template variables of the project (and its target).
-pub fn project_vars(_project: &Project) -> BTreeMap<String, serde_json::Value> {
-    BTreeMap::new()
+pub fn project_vars(project: &Project) -> BTreeMap<String, serde_json::Value> {
+    project.vars.clone().into_iter().collect()
 }
 
 /// The selected target's name.
-pub fn project_target(_project: &Project) -> Option<&str> {
-    None
+pub fn project_target(project: &Project) -> Option<&str> {
+    project.target.as_deref()
 }
 
 /// What a model run produced, or why it did not.

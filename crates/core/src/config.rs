@@ -39,6 +39,103 @@ pub struct ProjectConfig {
     /// Named source connections.
     #[serde(default)]
     pub connections: BTreeMap<String, ConnectionConfig>,
+    /// Project-wide template variables, read by SQL models through `var('name')`. After loading,
+    /// the selected target's `vars` are merged in (a target's value wins).
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Named environments (`dev`, `prod`, `ci`, …), each overriding `lake`, `lake_options`,
+    /// `state`, connections and vars. Selected by `--target NAME`, else the environment variable
+    /// `TRIBUTARY_TARGET`, else `default_target`; with none, the fields above apply as written.
+    ///
+    /// After loading, every target is kept here as written, except that only the selected one
+    /// has its `${env:…}` substituted; the selected one is already applied to the fields above.
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// The target used when neither `--target` nor `TRIBUTARY_TARGET` names one.
+    #[serde(default)]
+    pub default_target: Option<String>,
+}
+
+/// One named environment in `targets:`: what it changes in the base configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Replaces `lake`. The lake's options go with it: a target that sets `lake` uses only its
+    /// own `lake_options` (none when omitted), never the base ones.
+    #[serde(default)]
+    pub lake: Option<String>,
+    /// Replaces `lake_options` as a whole.
+    #[serde(default)]
+    pub lake_options: Option<BTreeMap<String, String>>,
+    /// Replaces `state`.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Whole connection entries: each replaces the base connection of the same name, or adds a
+    /// new one.
+    #[serde(default)]
+    pub connections: BTreeMap<String, ConnectionConfig>,
+    /// Template variables; each replaces the project's variable of the same name, or adds one.
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+}
+
+/// The environment variable that selects a target when `--target` is not given.
+pub const TARGET_ENV: &str = "TRIBUTARY_TARGET";
+
+impl ProjectConfig {
+    /// Apply target `t` over this (base) configuration.
+    fn apply_target(&mut self, t: &TargetConfig) {
+        if let Some(lake) = &t.lake {
+            self.lake = lake.clone();
+            self.lake_options = t.lake_options.clone().unwrap_or_default();
+        } else if let Some(options) = &t.lake_options {
+            self.lake_options = options.clone();
+        }
+        if let Some(state) = &t.state {
+            self.state = state.clone();
+        }
+        for (name, conn) in &t.connections {
+            self.connections.insert(name.clone(), conn.clone());
+        }
+        for (name, value) in &t.vars {
+            self.vars.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// The key paths of `tributary.yaml` whose values are not used when target `selected` is
+/// applied: the other targets, and the base values the selected one replaces. Their
+/// `${env:…}` are not substituted, so a variable only another environment needs may be unset.
+fn unused_paths(raw: &ProjectConfig, selected: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = raw
+        .targets
+        .keys()
+        .filter(|name| Some(name.as_str()) != selected)
+        .map(|name| format!("targets.{name}"))
+        .collect();
+    let Some(t) = selected.and_then(|name| raw.targets.get(name)) else {
+        return out;
+    };
+    if t.lake.is_some() {
+        out.push("lake".into());
+    }
+    if t.lake.is_some() || t.lake_options.is_some() {
+        out.push("lake_options".into());
+    }
+    if t.state.is_some() {
+        out.push("state".into());
+    }
+    out.extend(t.connections.keys().map(|c| format!("connections.{c}")));
+    out.extend(t.vars.keys().map(|v| format!("vars.{v}")));
+    out
+}
+
+/// Whether `path` is one of `prefixes` or inside one.
+fn under_any(path: &str, prefixes: &[String]) -> bool {
+    prefixes.iter().any(|p| {
+        path.strip_prefix(p.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    })
 }
 
 fn default_state() -> String {
@@ -435,22 +532,44 @@ impl LoadSpec {
 pub struct Project {
     /// The project folder.
     pub root: PathBuf,
-    /// `tributary.yaml`, environment substituted.
+    /// `tributary.yaml`, environment substituted, with the selected target applied: `lake`,
+    /// `lake_options`, `state`, `connections` and `vars` are the effective ones.
     pub config: ProjectConfig,
     /// `ingest/*.yaml`, sorted by file name, environment substituted.
     pub ingest: Vec<IngestFile>,
+    /// The selected target, if any (`--target`, `TRIBUTARY_TARGET` or `default_target`).
+    pub target: Option<String>,
+    /// The effective template variables: the project's `vars` with the target's over them.
+    pub vars: BTreeMap<String, serde_json::Value>,
 }
 
 impl Project {
-    /// Load and validate the project in `root`. Every problem found is returned together.
+    /// Load and validate the project in `root`, with the target named by `TRIBUTARY_TARGET` or
+    /// `default_target` (or none). Every problem found is returned together.
     pub fn load(root: &Path) -> Result<Project, ConfigError> {
+        Project::load_with_target(root, None)
+    }
+
+    /// Load and validate the project in `root` with target `target` applied; `None` falls back
+    /// to `TRIBUTARY_TARGET`, then `default_target`, then the base configuration. An unknown
+    /// target is a problem naming the defined ones.
+    pub fn load_with_target(root: &Path, target: Option<&str>) -> Result<Project, ConfigError> {
+        Project::load_with_env(root, target, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`Project::load_with_target`], with environment variables (`TRIBUTARY_TARGET` and every
+    /// `${env:…}`) read through `env` instead of the process environment.
+    pub fn load_with_env(
+        root: &Path,
+        target: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Project, ConfigError> {
         let project_path = root.join(PROJECT_FILE);
         if !project_path.is_file() {
             return Err(ConfigError::NotAProject(root.to_path_buf()));
         }
         let mut problems = Vec::new();
-        let config: Option<ProjectConfig> =
-            load_file(&project_path, Path::new(PROJECT_FILE), &mut problems);
+        let loaded = load_project_file(&project_path, target, env, &mut problems);
 
         let mut ingest = Vec::new();
         let ingest_dir = root.join("ingest");
@@ -475,7 +594,7 @@ impl Project {
             paths.sort();
             for p in paths {
                 let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
-                if let Some(cfg) = load_file::<IngestConfig>(&p, &rel, &mut problems) {
+                if let Some(cfg) = load_file::<IngestConfig>(&p, &rel, env, &mut problems) {
                     ingest.push(IngestFile {
                         path: rel,
                         config: cfg,
@@ -484,13 +603,15 @@ impl Project {
             }
         }
 
-        let Some(config) = config else {
+        let Some((config, target)) = loaded else {
             return Err(ConfigError::Problems(problems));
         };
         let project = Project {
             root: root.to_path_buf(),
+            vars: config.vars.clone(),
             config,
             ingest,
+            target,
         };
         project.check(root, &mut problems);
         if problems.is_empty() {
@@ -537,64 +658,8 @@ impl Project {
         }
     }
 
-    /// Semantic checks across files, after each file parsed.
+    /// Semantic checks of the ingest files against the (effective) project configuration.
     fn check(&self, root: &Path, problems: &mut Vec<ConfigProblem>) {
-        let project_file = PathBuf::from(PROJECT_FILE);
-        let project_text = std::fs::read_to_string(root.join(PROJECT_FILE)).unwrap_or_default();
-        let project_pos = Positions::of(&project_text);
-        let mut p_problem = |key: &str, message: String| {
-            problems.push(ConfigProblem {
-                file: project_file.clone(),
-                line: project_pos.line(key),
-                key: key.to_string(),
-                message,
-            })
-        };
-        if let Err(e) = check_location(&self.config.lake) {
-            p_problem("lake", e);
-        }
-        if !self.config.state.starts_with("sqlite://") {
-            p_problem(
-                "state",
-                format!(
-                    "`{}` is not supported; use `sqlite://PATH` (PostgreSQL state comes with the orchestrator)",
-                    crate::redact::redact_url(&self.config.state)
-                ),
-            );
-        }
-        for (name, conn) in &self.config.connections {
-            if !is_identifier(name) {
-                p_problem(
-                    &format!("connections.{name}"),
-                    "connection names may hold only lowercase letters, digits and `_`, and start with a letter".into(),
-                );
-            }
-            match conn {
-                ConnectionConfig::Postgres { url } => {
-                    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                        p_problem(
-                            &format!("connections.{name}.url"),
-                            "a postgres url starts with postgres:// (postgres://user:password@host:5432/database)".into(),
-                        );
-                    }
-                }
-                ConnectionConfig::Mysql { url } => {
-                    if !(url.starts_with("mysql://") || url.starts_with("mariadb://")) {
-                        p_problem(
-                            &format!("connections.{name}.url"),
-                            "a mysql url starts with mysql:// (mysql://user:password@host:3306/database)".into(),
-                        );
-                    }
-                }
-                ConnectionConfig::Files { url, .. } => {
-                    if let Err(e) = check_location(url) {
-                        p_problem(&format!("connections.{name}.url"), e);
-                    }
-                }
-                ConnectionConfig::Sqlite { .. } => {}
-            }
-        }
-
         let mut targets: HashMap<String, (PathBuf, String)> = HashMap::new();
         for file in &self.ingest {
             let text = std::fs::read_to_string(root.join(&file.path)).unwrap_or_default();
@@ -610,11 +675,31 @@ impl Project {
             let conn = self.config.connections.get(&file.config.connection);
             if conn.is_none() {
                 let known: Vec<&str> = self.config.connections.keys().map(|s| s.as_str()).collect();
+                let elsewhere: Vec<&str> = self
+                    .config
+                    .targets
+                    .iter()
+                    .filter(|(_, t)| t.connections.contains_key(&file.config.connection))
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                let hint = if elsewhere.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; it is defined only in target{} {}: select one with --target",
+                        if elsewhere.len() == 1 { "" } else { "s" },
+                        elsewhere.join(", ")
+                    )
+                };
                 problem(
                     "connection".into(),
                     format!(
-                        "connection `{}` is not defined in {PROJECT_FILE}; defined: {}",
+                        "connection `{}` is not defined in {PROJECT_FILE}{}; defined: {}{hint}",
                         file.config.connection,
+                        match &self.target {
+                            Some(t) => format!(" (target {t})"),
+                            None => String::new(),
+                        },
                         if known.is_empty() {
                             "none".to_string()
                         } else {
@@ -775,6 +860,143 @@ pub fn sanitize(s: &str) -> String {
     out
 }
 
+/// Lowercase letters, digits, `_` and `-`, starting with a letter: `dev`, `prod-eu`.
+fn is_target_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// The target to apply: `requested` (from `--target`), else `TRIBUTARY_TARGET`, else
+/// `default_target`, else none. An empty name counts as none. An unknown name is an error
+/// `(key, message)` naming the defined targets.
+fn select_target(
+    raw: &ProjectConfig,
+    requested: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, (String, String)> {
+    let explicit = requested
+        .map(str::to_string)
+        .or_else(|| env(TARGET_ENV))
+        .filter(|t| !t.is_empty());
+    let (name, key, source) = match (explicit, &raw.default_target) {
+        (Some(name), _) => (name, "targets", format!("--target or {TARGET_ENV}")),
+        (None, Some(name)) if !name.is_empty() => {
+            (name.clone(), "default_target", "default_target".to_string())
+        }
+        (None, _) => return Ok(None),
+    };
+    if raw.targets.contains_key(&name) {
+        return Ok(Some(name));
+    }
+    let known = if raw.targets.is_empty() {
+        format!("none; add a `targets:` section to {PROJECT_FILE} (see the README, Environments)")
+    } else {
+        raw.targets
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err((
+        key.to_string(),
+        format!("target `{name}` (from {source}) is not defined; defined targets: {known}"),
+    ))
+}
+
+/// Checks of `tributary.yaml`'s own values: lake locations, state, connection names and URLs, in
+/// the base configuration and in every target. Values still holding `${` (left unsubstituted
+/// because the selected target does not use them) are skipped.
+fn check_project_values(config: &ProjectConfig, report: &mut dyn FnMut(&str, String)) {
+    check_values(
+        "",
+        Some(&config.lake),
+        Some(&config.state),
+        &config.connections,
+        report,
+    );
+    for (name, t) in &config.targets {
+        let prefix = format!("targets.{name}");
+        if !is_target_name(name) {
+            report(
+                &prefix,
+                "target names may hold only lowercase letters, digits, `_` and `-`, and start with a letter".into(),
+            );
+        }
+        check_values(
+            &prefix,
+            t.lake.as_deref(),
+            t.state.as_deref(),
+            &t.connections,
+            report,
+        );
+    }
+}
+
+fn check_values(
+    prefix: &str,
+    lake: Option<&str>,
+    state: Option<&str>,
+    connections: &BTreeMap<String, ConnectionConfig>,
+    report: &mut dyn FnMut(&str, String),
+) {
+    let key = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    let known = |v: &&str| !v.contains("${");
+    if let Some(lake) = lake.filter(known)
+        && let Err(e) = check_location(lake)
+    {
+        report(&key("lake"), e);
+    }
+    if let Some(state) = state.filter(known)
+        && !state.starts_with("sqlite://")
+    {
+        report(
+            &key("state"),
+            format!(
+                "`{}` is not supported; use `sqlite://PATH` (PostgreSQL state comes with the orchestrator)",
+                crate::redact::redact_url(state)
+            ),
+        );
+    }
+    for (name, conn) in connections {
+        let conn_key = key(&format!("connections.{name}"));
+        if !is_identifier(name) {
+            report(
+                &conn_key,
+                "connection names may hold only lowercase letters, digits and `_`, and start with a letter".into(),
+            );
+        }
+        let url_key = format!("{conn_key}.url");
+        let problem = match conn {
+            ConnectionConfig::Postgres { url } => (known(&url.as_str())
+                && !(url.starts_with("postgres://") || url.starts_with("postgresql://")))
+            .then(|| {
+                "a postgres url starts with postgres:// (postgres://user:password@host:5432/database)"
+                    .to_string()
+            }),
+            ConnectionConfig::Mysql { url } => (known(&url.as_str())
+                && !(url.starts_with("mysql://") || url.starts_with("mariadb://")))
+            .then(|| {
+                "a mysql url starts with mysql:// (mysql://user:password@host:3306/database)"
+                    .to_string()
+            }),
+            ConnectionConfig::Files { url, .. } if known(&url.as_str()) => {
+                check_location(url).err()
+            }
+            _ => None,
+        };
+        if let Some(message) = problem {
+            report(&url_key, message);
+        }
+    }
+}
+
 /// Accept local paths and the object-store schemes we support.
 fn check_location(loc: &str) -> Result<(), String> {
     if loc.trim().is_empty() {
@@ -800,10 +1022,87 @@ fn check_location(loc: &str) -> Result<(), String> {
 fn load_file<T: DeserializeOwned>(
     path: &Path,
     rel: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<T> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let text = read_text(path, rel, problems)?;
+    parse_as_written::<T>(&text, rel, problems)?;
+    let positions = Positions::of(&text);
+    parse_substituted(&text, rel, &positions, env, &|_| false, problems)
+}
+
+/// Parse YAML `text` (from file `rel`, whose first `line_offset` lines come before it) into `T`,
+/// substituting `${env:…}` in string values from the process environment. Problems carry file,
+/// line (in `rel`) and key. Used for YAML embedded in other files, such as model headers.
+pub fn parse_yaml_str<T: DeserializeOwned>(
+    text: &str,
+    rel: &Path,
+    line_offset: usize,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<T> {
+    let start = problems.len();
+    let parsed = parse_as_written::<T>(text, rel, problems).and_then(|_| {
+        let positions = Positions::of(text);
+        let env = |k: &str| std::env::var(k).ok();
+        parse_substituted(text, rel, &positions, &env, &|_| false, problems)
+    });
+    for p in &mut problems[start..] {
+        if let Some(l) = p.line.as_mut() {
+            *l += line_offset;
+        }
+    }
+    parsed
+}
+
+/// `tributary.yaml`: parsed as written, the target selected, `${env:…}` substituted everywhere
+/// except in the values the selected target does not use, values checked, and the target
+/// applied. Returns the effective configuration and the selected target's name. Problems with
+/// values are pushed but still return the configuration, so the ingest files get checked too.
+fn load_project_file(
+    path: &Path,
+    requested: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<(ProjectConfig, Option<String>)> {
+    let rel = Path::new(PROJECT_FILE);
+    let text = read_text(path, rel, problems)?;
+    let raw: ProjectConfig = parse_as_written(&text, rel, problems)?;
+    let positions = Positions::of(&text);
+    let problem = |key: &str, message: String| ConfigProblem {
+        file: rel.to_path_buf(),
+        line: positions.line(key),
+        key: key.to_string(),
+        message,
+    };
+    let selected = match select_target(&raw, requested, env) {
+        Ok(selected) => selected,
+        Err((key, message)) => {
+            problems.push(problem(&key, message));
+            None
+        }
+    };
+    let unused = unused_paths(&raw, selected.as_deref());
+    let mut config: ProjectConfig = parse_substituted(
+        &text,
+        rel,
+        &positions,
+        env,
+        &|path| under_any(path, &unused),
+        problems,
+    )?;
+    check_project_values(&config, &mut |key, message| {
+        problems.push(problem(key, message))
+    });
+    if let Some(t) = selected.as_ref().and_then(|name| config.targets.get(name)) {
+        let t = t.clone();
+        config.apply_target(&t);
+    }
+    Some((config, selected))
+}
+
+fn read_text(path: &Path, rel: &Path, problems: &mut Vec<ConfigProblem>) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Some(t),
         Err(e) => {
             problems.push(ConfigProblem {
                 file: rel.to_path_buf(),
@@ -811,60 +1110,72 @@ fn load_file<T: DeserializeOwned>(
                 key: String::new(),
                 message: format!("cannot read: {e}"),
             });
-            return None;
+            None
         }
-    };
-    parse_yaml_str(&text, rel, 0, problems)
+    }
 }
 
-/// Parse YAML `text` (from file `rel`, starting after `line_offset` lines of that file) into `T`,
-/// substituting `${env:…}` in string values. Problems carry file, line and key.
-pub fn parse_yaml_str<T: DeserializeOwned>(
+/// Pass 1: the text as written, so errors carry positions. `${env:…}` are plain strings here.
+fn parse_as_written<T: DeserializeOwned>(
     text: &str,
     rel: &Path,
-    line_offset: usize,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<T> {
-    let text = text.to_string();
-    let shift = |l: usize| l + line_offset;
-    // Pass 1: the text as written, so errors carry positions. `${env:…}` are plain strings here.
-    let de = serde_yaml_ng::Deserializer::from_str(&text);
-    if let Err(e) = serde_path_to_error::deserialize::<_, T>(de) {
-        let key = e.path().to_string();
-        let inner = e.into_inner();
-        let line = inner.location().map(|l| shift(l.line()));
-        let key = if key == "." { String::new() } else { key };
-        problems.push(ConfigProblem {
-            file: rel.to_path_buf(),
-            line,
-            key,
-            message: explain_serde(&inner.to_string()),
-        });
-        return None;
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner.location().map(|l| l.line());
+            let key = if key == "." { String::new() } else { key };
+            problems.push(ConfigProblem {
+                file: rel.to_path_buf(),
+                line,
+                key,
+                message: explain_serde(&inner.to_string()),
+            });
+            None
+        }
     }
-    // Pass 2: substitute the environment in every string value, then convert.
-    let mut value: serde_yaml_ng::Value = match serde_yaml_ng::from_str(&text) {
+}
+
+/// Pass 2: substitute the environment in every string value whose key path `skip` does not
+/// match, with a problem per missing variable, then convert.
+fn parse_substituted<T: DeserializeOwned>(
+    text: &str,
+    rel: &Path,
+    positions: &Positions,
+    env: &dyn Fn(&str) -> Option<String>,
+    skip: &dyn Fn(&str) -> bool,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<T> {
+    let mut value: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             problems.push(ConfigProblem {
                 file: rel.to_path_buf(),
-                line: e.location().map(|l| shift(l.line())),
+                line: e.location().map(|l| l.line()),
                 key: String::new(),
                 message: e.to_string(),
             });
             return None;
         }
     };
-    let positions = Positions::of(&text);
     let before = problems.len();
-    substitute(&mut value, String::new(), &mut |key, message| {
-        problems.push(ConfigProblem {
-            file: rel.to_path_buf(),
-            line: positions.line(&key).map(shift),
-            key,
-            message,
-        })
-    });
+    let mut substitution = Substitution {
+        env,
+        skip,
+        report: &mut |key, message| {
+            problems.push(ConfigProblem {
+                file: rel.to_path_buf(),
+                line: positions.line(&key),
+                key,
+                message,
+            })
+        },
+    };
+    substitution.apply(&mut value, String::new());
     if problems.len() > before {
         return None;
     }
@@ -898,38 +1209,49 @@ fn explain_serde(msg: &str) -> String {
     }
 }
 
-fn substitute(v: &mut serde_yaml_ng::Value, path: String, report: &mut dyn FnMut(String, String)) {
-    match v {
-        serde_yaml_ng::Value::String(s) if s.contains("${") => {
-            match expand_env(s, &|name| std::env::var(name).ok()) {
+/// `${env:…}` substitution over a YAML tree.
+struct Substitution<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    /// Key paths left as written.
+    skip: &'a dyn Fn(&str) -> bool,
+    report: &'a mut dyn FnMut(String, String),
+}
+
+impl Substitution<'_> {
+    fn apply(&mut self, v: &mut serde_yaml_ng::Value, path: String) {
+        if !path.is_empty() && (self.skip)(&path) {
+            return;
+        }
+        match v {
+            serde_yaml_ng::Value::String(s) if s.contains("${") => match expand_env(s, self.env) {
                 Ok(expanded) => *s = expanded,
-                Err(e) => report(path, e),
+                Err(e) => (self.report)(path, e),
+            },
+            serde_yaml_ng::Value::Mapping(m) => {
+                for (k, child) in m.iter_mut() {
+                    let key = match k {
+                        serde_yaml_ng::Value::String(s) => s.clone(),
+                        other => serde_yaml_ng::to_string(other)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
+                    };
+                    let p = if path.is_empty() {
+                        key
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    self.apply(child, p);
+                }
             }
-        }
-        serde_yaml_ng::Value::Mapping(m) => {
-            for (k, child) in m.iter_mut() {
-                let key = match k {
-                    serde_yaml_ng::Value::String(s) => s.clone(),
-                    other => serde_yaml_ng::to_string(other)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
-                };
-                let p = if path.is_empty() {
-                    key
-                } else {
-                    format!("{path}.{key}")
-                };
-                substitute(child, p, report);
+            serde_yaml_ng::Value::Sequence(items) => {
+                for (i, child) in items.iter_mut().enumerate() {
+                    self.apply(child, format!("{path}[{i}]"));
+                }
             }
+            serde_yaml_ng::Value::Tagged(t) => self.apply(&mut t.value, path),
+            _ => {}
         }
-        serde_yaml_ng::Value::Sequence(items) => {
-            for (i, child) in items.iter_mut().enumerate() {
-                substitute(child, format!("{path}[{i}]"), report);
-            }
-        }
-        serde_yaml_ng::Value::Tagged(t) => substitute(&mut t.value, path, report),
-        _ => {}
     }
 }
 
@@ -1110,6 +1432,246 @@ mod tests {
         let p = Project::load(d.path()).unwrap();
         let t: Vec<String> = p.load_specs().iter().map(|s| s.target()).collect();
         assert_eq!(t, vec!["bronze.erp_orders", "silver.y"]);
+    }
+
+    /// A project with `dev` and `prod` targets.
+    const TARGETS: &str = r#"name: t
+lake: ./lake
+lake_options: { azure_storage_use_emulator: "true" }
+connections:
+  erp: { type: sqlite, path: erp.db }
+  landing: { type: files, url: ./landing }
+vars:
+  schema: raw
+  days: 7
+targets:
+  dev:
+    lake: ./dev-lake
+  prod:
+    lake: abfss://lake@acme.dfs.core.windows.net/prod
+    lake_options: { azure_storage_account_name: acme }
+    state: sqlite://.tributary/prod.db
+    connections:
+      erp: { type: postgres, url: "${env:TT_PROD_URL}" }
+      crm: { type: files, url: ./crm }
+    vars: { schema: prod }
+"#;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn problems(r: Result<Project, ConfigError>) -> Vec<ConfigProblem> {
+        match r {
+            Err(ConfigError::Problems(p)) => p,
+            Err(e) => panic!("expected problems, got {e}"),
+            Ok(p) => panic!("expected problems, got a project: {:?}", p.config),
+        }
+    }
+
+    #[test]
+    fn a_target_overrides_lake_state_connections_and_vars() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), PROJECT_FILE, TARGETS);
+        let env = env_of(&[("TT_PROD_URL", "postgres://app:pw@db:5432/erp")]);
+
+        let p = Project::load_with_env(d.path(), Some("prod"), &env).unwrap();
+        assert_eq!(p.target.as_deref(), Some("prod"));
+        let c = &p.config;
+        assert_eq!(c.lake, "abfss://lake@acme.dfs.core.windows.net/prod");
+        let options: Vec<(&str, &str)> = c
+            .lake_options
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(options, [("azure_storage_account_name", "acme")]);
+        assert_eq!(c.state, "sqlite://.tributary/prod.db");
+        let conns: Vec<(&str, &str)> = c
+            .connections
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.kind()))
+            .collect();
+        assert_eq!(
+            conns,
+            [("crm", "files"), ("erp", "postgres"), ("landing", "files")]
+        );
+        match &c.connections["erp"] {
+            ConnectionConfig::Postgres { url } => assert_eq!(url, "postgres://app:pw@db:5432/erp"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.vars["schema"], serde_json::json!("prod"));
+        assert_eq!(p.vars["days"], serde_json::json!(7));
+        assert_eq!(c.vars, p.vars);
+
+        // A target that sets only `lake` drops the base lake_options and keeps the rest.
+        let p = Project::load_with_env(d.path(), Some("dev"), &env).unwrap();
+        assert_eq!(p.config.lake, "./dev-lake");
+        assert!(
+            p.config.lake_options.is_empty(),
+            "{:?}",
+            p.config.lake_options
+        );
+        assert_eq!(p.config.state, "sqlite://.tributary/state.db");
+        assert_eq!(p.config.connections["erp"].kind(), "sqlite");
+        assert_eq!(p.vars["schema"], serde_json::json!("raw"));
+
+        // No target: the base configuration as written.
+        let p = Project::load_with_env(d.path(), None, &env).unwrap();
+        assert_eq!(p.target, None);
+        assert_eq!(p.config.lake, "./lake");
+        assert_eq!(p.config.lake_options.len(), 1);
+        assert_eq!(p.config.connections.len(), 2);
+        assert_eq!(p.config.targets.len(), 2, "the targets stay listed");
+    }
+
+    #[test]
+    fn target_precedence_flag_then_env_then_default() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            PROJECT_FILE,
+            "name: t\nlake: ./lake\ndefault_target: dev\ntargets:\n  dev: { lake: ./dev }\n  prod: { lake: ./prod }\n  ci: { lake: ./ci }\n",
+        );
+        let lake = |target: Option<&str>, env: &dyn Fn(&str) -> Option<String>| {
+            let p = Project::load_with_env(d.path(), target, env).unwrap();
+            (p.target.unwrap_or_default(), p.config.lake)
+        };
+        let env_prod = env_of(&[(TARGET_ENV, "prod")]);
+        let env_empty = env_of(&[(TARGET_ENV, "")]);
+        let no_env = env_of(&[]);
+        assert_eq!(lake(Some("ci"), &env_prod), ("ci".into(), "./ci".into()));
+        assert_eq!(lake(None, &env_prod), ("prod".into(), "./prod".into()));
+        assert_eq!(lake(None, &no_env), ("dev".into(), "./dev".into()));
+        assert_eq!(lake(None, &env_empty), ("dev".into(), "./dev".into()));
+    }
+
+    #[test]
+    fn unknown_target_names_the_defined_ones_with_line() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), PROJECT_FILE, TARGETS);
+        let env = env_of(&[]);
+        let p = problems(Project::load_with_env(d.path(), Some("nope"), &env));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "targets");
+        assert_eq!(p[0].line, Some(10));
+        assert!(
+            p[0].message
+                .contains("target `nope` (from --target or TRIBUTARY_TARGET) is not defined; defined targets: dev, prod"),
+            "{}",
+            p[0].message
+        );
+
+        let env = env_of(&[(TARGET_ENV, "staging")]);
+        let p = problems(Project::load_with_env(d.path(), None, &env));
+        assert!(p[0].message.contains("`staging`"), "{p:?}");
+
+        write(
+            d.path(),
+            PROJECT_FILE,
+            &format!("{TARGETS}default_target: qa\n"),
+        );
+        let p = problems(Project::load_with_env(d.path(), None, &env_of(&[])));
+        assert_eq!(p[0].key, "default_target");
+        assert_eq!(p[0].line, Some(21));
+        assert!(p[0].message.contains("from default_target"), "{p:?}");
+
+        write(d.path(), PROJECT_FILE, PROJECT);
+        let p = problems(Project::load_with_env(d.path(), Some("dev"), &env_of(&[])));
+        assert!(
+            p[0].message
+                .contains("defined targets: none; add a `targets:` section"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn env_is_substituted_only_in_the_selected_target() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), PROJECT_FILE, TARGETS);
+        let no_env = env_of(&[]);
+        // TT_PROD_URL is unset: dev and the base configuration do not need it ...
+        Project::load_with_env(d.path(), Some("dev"), &no_env).unwrap();
+        Project::load_with_env(d.path(), None, &no_env).unwrap();
+        // ... prod does, and says where.
+        let p = problems(Project::load_with_env(d.path(), Some("prod"), &no_env));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "targets.prod.connections.erp.url");
+        assert_eq!(p[0].line, Some(18));
+        assert!(p[0].message.contains("TT_PROD_URL is not set"), "{p:?}");
+
+        // Base values a target replaces are not substituted either.
+        write(
+            d.path(),
+            PROJECT_FILE,
+            "name: t\nlake: \"${env:TT_LAKE}\"\nconnections:\n  erp: { type: postgres, url: \"${env:TT_ERP}\" }\ntargets:\n  dev:\n    lake: ./lake\n    connections:\n      erp: { type: sqlite, path: erp.db }\n",
+        );
+        let p = Project::load_with_env(d.path(), Some("dev"), &no_env).unwrap();
+        assert_eq!(p.config.connections["erp"].kind(), "sqlite");
+        let p = problems(Project::load_with_env(d.path(), None, &no_env));
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["lake", "connections.erp.url"], "{p:?}");
+    }
+
+    #[test]
+    fn problems_inside_a_target_keep_key_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            PROJECT_FILE,
+            "name: t\nlake: ./lake\ntargets:\n  prod:\n    laek: ./x\n",
+        );
+        let p = problems(Project::load_with_env(d.path(), None, &env_of(&[])));
+        assert_eq!(p[0].key, "targets.prod.laek");
+        assert_eq!(p[0].line, Some(5));
+        assert!(p[0].message.contains("unknown field `laek`"), "{p:?}");
+
+        // Values are checked in every target, selected or not.
+        write(
+            d.path(),
+            PROJECT_FILE,
+            "name: t\nlake: ./lake\ntargets:\n  prod:\n    lake: ftp://host/lake\n    connections:\n      erp: { type: postgres, url: mysql://x }\n  Bad: {}\n",
+        );
+        let p = problems(Project::load_with_env(d.path(), None, &env_of(&[])));
+        let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        assert_eq!(p.len(), 3, "{text:#?}");
+        assert!(
+            text[0].starts_with("tributary.yaml:8: key `targets.Bad`"),
+            "{text:#?}"
+        );
+        assert!(
+            text[1].starts_with("tributary.yaml:5: key `targets.prod.lake`: unsupported scheme"),
+            "{text:#?}"
+        );
+        assert!(
+            text[2].starts_with("tributary.yaml:7: key `targets.prod.connections.erp.url`"),
+            "{text:#?}"
+        );
+    }
+
+    #[test]
+    fn a_connection_of_another_target_is_named_in_the_error() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), PROJECT_FILE, TARGETS);
+        write(
+            d.path(),
+            "ingest/crm.yaml",
+            "connection: crm\ntables:\n  - name: accounts\n    glob: \"*.csv\"\n",
+        );
+        let env = env_of(&[("TT_PROD_URL", "postgres://db/erp")]);
+        Project::load_with_env(d.path(), Some("prod"), &env).unwrap();
+        let p = problems(Project::load_with_env(d.path(), Some("dev"), &env));
+        assert_eq!(p[0].file, PathBuf::from("ingest/crm.yaml"));
+        assert!(
+            p[0].message.contains(
+                "connection `crm` is not defined in tributary.yaml (target dev); defined: erp, landing; it is defined only in target prod"
+            ),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -13,3 +13,4 @@ mod models;
 mod schema_change;
 mod sqlite_e2e;
 mod support;
+mod targets;

@@ -68,6 +68,7 @@ impl TestProject {
         let mut c = Command::new(bin());
         c.arg("--project").arg(self.dir.path()).args(args);
         c.env_remove("TRIBUTARY_LOG");
+        c.env_remove("TRIBUTARY_TARGET");
         c
     }
 
@@ -110,9 +111,13 @@ impl TestProject {
 
     /// Every file under the lake folder with its size, to prove a failed run changed nothing.
     pub fn lake_listing(&self) -> Vec<(PathBuf, u64)> {
+        self.listing("lake")
+    }
+
+    /// Every file under `rel` (relative to the project) with its size.
+    pub fn listing(&self, rel: &str) -> Vec<(PathBuf, u64)> {
         let mut out = Vec::new();
-        let root = self.dir.path().join("lake");
-        walk(&root, &mut out);
+        walk(&self.dir.path().join(rel), &mut out);
         out.sort();
         out
     }
