@@ -9,8 +9,8 @@ use futures::StreamExt;
 use tributary_core::Project;
 use tributary_lake::Lake;
 
-use crate::output::{human_bytes, text_table, thousands};
 use crate::models::{ModelRun, load_models, print_summary, run_models, select_models};
+use crate::output::{human_bytes, text_table, thousands};
 use crate::run::{RunContext, TableOutcome, load_table, select};
 use crate::state::{LoadRecord, StateStore};
 use crate::{Command, Failure, QueryFormat, demo};
@@ -297,7 +297,11 @@ pub async fn run(
         let extra: BTreeSet<String> = selectors
             .iter()
             .filter(|s| s.ends_with('+') && !used_by_models.contains(*s))
-            .flat_map(|_| specs.iter().flat_map(|spec| models.downstream(&spec.target())))
+            .flat_map(|_| {
+                specs
+                    .iter()
+                    .flat_map(|spec| models.downstream(&spec.target()))
+            })
             .collect();
         model_ids = models
             .models
@@ -489,7 +493,9 @@ async fn test(project: &ProjectRef, filter: Option<&str>) -> Result<(), Failure>
     if outcomes.is_empty() {
         println!(
             "No model tests{} in {}; add tests/*.yaml (see the README, section `tributary test`).",
-            filter.map(|f| format!(" matching `{f}`")).unwrap_or_default(),
+            filter
+                .map(|f| format!(" matching `{f}`"))
+                .unwrap_or_default(),
             project.root.join("tests").display()
         );
         return Ok(());
@@ -511,11 +517,7 @@ async fn test(project: &ProjectRef, filter: Option<&str>) -> Result<(), Failure>
             }
         }
     }
-    println!(
-        "\n{} passed, {} failed",
-        outcomes.len() - failed,
-        failed
-    );
+    println!("\n{} passed, {} failed", outcomes.len() - failed, failed);
     if failed > 0 {
         return Err(Failure::task(anyhow::anyhow!(
             "{failed} model test{} failed",

@@ -886,7 +886,10 @@ pub const DEMO_MODELS: &[(&str, &str)] = &[
         "models/gold/top_products.sql",
         include_str!("../demo/models/gold/top_products.sql"),
     ),
-    ("macros/currency.sql", include_str!("../demo/macros/currency.sql")),
+    (
+        "macros/currency.sql",
+        include_str!("../demo/macros/currency.sql"),
+    ),
     (
         "tests/silver_orders.yaml",
         include_str!("../demo/tests/silver_orders.yaml"),

@@ -13,8 +13,13 @@ use crate::output::{text_table, thousands};
 /// The project's models, checked.
 pub fn load_models(project: &Project) -> Result<Models, Failure> {
     let sources: BTreeSet<String> = project.load_specs().iter().map(|s| s.target()).collect();
-    Models::load(&project.root, sources, project_vars(project), project_target(project))
-        .map_err(|p| Failure::config(tributary_core::config::ConfigError::Problems(p)))
+    Models::load(
+        &project.root,
+        sources,
+        project_vars(project),
+        project_target(project),
+    )
+    .map_err(|p| Failure::config(tributary_core::config::ConfigError::Problems(p)))
 }
 
 /// Template variables of the project (and its target).
@@ -42,7 +47,10 @@ pub struct ModelRun {
 /// the caller reports selectors matching neither.
 pub fn select_models(models: &Models, selectors: &[String]) -> (Vec<String>, BTreeSet<String>) {
     if selectors.is_empty() {
-        return (models.models.iter().map(|m| m.id()).collect(), BTreeSet::new());
+        return (
+            models.models.iter().map(|m| m.id()).collect(),
+            BTreeSet::new(),
+        );
     }
     let mut picked: BTreeSet<String> = BTreeSet::new();
     let mut used = BTreeSet::new();
@@ -75,8 +83,17 @@ pub fn select_models(models: &Models, selectors: &[String]) -> (Vec<String>, BTr
             }
         }
         // `bronze.erp_orders+`: the models downstream of an ingested table.
-        if down && models.sources.iter().any(|t| t == &core || glob.is_match(t)) {
-            for src in models.sources.iter().filter(|t| *t == &core || glob.is_match(t)) {
+        if down
+            && models
+                .sources
+                .iter()
+                .any(|t| t == &core || glob.is_match(t))
+        {
+            for src in models
+                .sources
+                .iter()
+                .filter(|t| *t == &core || glob.is_match(t))
+            {
                 picked.extend(models.downstream(src));
             }
         }
@@ -105,7 +122,9 @@ pub async fn run_models(
     let mut failed: BTreeSet<String> = failed_upstream.clone();
     let mut out = Vec::new();
     for id in ids {
-        let Some(model) = models.get(id) else { continue };
+        let Some(model) = models.get(id) else {
+            continue;
+        };
         let started = std::time::Instant::now();
         let materialized = model.config.materialized.as_str();
         let broken: Vec<String> = models
@@ -178,7 +197,9 @@ pub fn print_summary(runs: &[ModelRun]) {
                 thousands(o.rows_inserted),
                 thousands(o.rows_updated),
                 thousands(o.rows_quarantined),
-                o.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                o.version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 format!("{:.2}", r.seconds),
                 o.status.to_string(),
             ],

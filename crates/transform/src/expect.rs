@@ -182,7 +182,11 @@ pub(crate) fn validate(
                 out.push(e);
             }
             Err((sub, message)) => {
-                let key = if sub.is_empty() { key } else { format!("{key}.{sub}") };
+                let key = if sub.is_empty() {
+                    key
+                } else {
+                    format!("{key}.{sub}")
+                };
                 problems.push(at.problem(&key, message));
             }
         }
@@ -313,7 +317,10 @@ fn parse_rule(kind: &str, v: &serde_yaml_ng::Value) -> Result<Rule, String> {
         #[serde(default)]
         max: Option<u64>,
     }
-    fn args<T: for<'de> Deserialize<'de>>(v: &serde_yaml_ng::Value, shape: &str) -> Result<T, String> {
+    fn args<T: for<'de> Deserialize<'de>>(
+        v: &serde_yaml_ng::Value,
+        shape: &str,
+    ) -> Result<T, String> {
         serde_yaml_ng::from_value(v.clone()).map_err(|e| format!("{e}; expected {shape}"))
     }
     let rule = match kind {
@@ -326,7 +333,11 @@ fn parse_rule(kind: &str, v: &serde_yaml_ng::Value) -> Result<Rule, String> {
             }
             Rule::AcceptedValues {
                 column: a.column,
-                values: a.values.iter().map(yaml_to_json).collect::<Result<_, _>>()?,
+                values: a
+                    .values
+                    .iter()
+                    .map(yaml_to_json)
+                    .collect::<Result<_, _>>()?,
             }
         }
         "range" => {
@@ -426,7 +437,11 @@ pub(crate) fn checked_sql(input: &str, rules: &[Expectation]) -> String {
             }
             Rule::AcceptedValues { column, values } => format!(
                 "m.{c} IS NULL OR m.{c} IN ({})",
-                values.iter().map(sql_literal).collect::<Vec<_>>().join(", "),
+                values
+                    .iter()
+                    .map(sql_literal)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 c = quote_ident(column)
             ),
             Rule::Range { column, min, max } => {
@@ -453,7 +468,10 @@ pub(crate) fn checked_sql(input: &str, rules: &[Expectation]) -> String {
                     t = quote_table(to),
                     c = quote_ident(column)
                 ));
-                format!("m.{} IS NULL OR {alias}.__key IS NOT NULL", quote_ident(column))
+                format!(
+                    "m.{} IS NULL OR {alias}.__key IS NOT NULL",
+                    quote_ident(column)
+                )
             }
             Rule::Expression(sql) => format!("({sql})"),
             Rule::RowCount { .. } => "TRUE".to_string(),
@@ -514,7 +532,10 @@ mod tests {
         let cases = [
             ("not_null: id", "not_null(id)"),
             ("unique: [a, b]", "unique(a, b)"),
-            ("accepted_values: {column: s, values: [a, b]}", "accepted_values(s)"),
+            (
+                "accepted_values: {column: s, values: [a, b]}",
+                "accepted_values(s)",
+            ),
             ("range: {column: x, min: 0}", "range(x)"),
             ("regex: {column: e, pattern: '^a'}", "regex(e)"),
             (

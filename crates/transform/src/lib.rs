@@ -68,7 +68,9 @@ pub enum TransformError {
         results: Vec<ExpectationResult>,
     },
     /// An upstream table does not exist yet.
-    #[error("{model}: reads {table}, which does not exist in the lake yet; run the step that builds it first (`tributary run --select {table}`)")]
+    #[error(
+        "{model}: reads {table}, which does not exist in the lake yet; run the step that builds it first (`tributary run --select {table}`)"
+    )]
     MissingUpstream {
         /// Model id.
         model: String,

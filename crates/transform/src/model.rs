@@ -11,7 +11,6 @@ use tributary_lake::schema::SchemaChangePolicy;
 
 use crate::expect::{Expectation, ExpectationSpec};
 
-
 /// How a model's result becomes a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -171,7 +170,10 @@ const HEADER_CLOSE: &str = "---*/";
 
 /// Split a model file into (header YAML, header's first line number, SQL with the header blanked).
 /// The header must be the first non-blank text of the file.
-fn split_header(text: &str) -> Result<(Option<(String, usize)>, String), (usize, String)> {
+/// A header block: its YAML and the line it starts on.
+type Header = (String, usize);
+
+fn split_header(text: &str) -> Result<(Option<Header>, String), (usize, String)> {
     let trimmed = text.trim_start();
     if !trimmed.starts_with(HEADER_OPEN) {
         return Ok((None, text.to_string()));
@@ -182,7 +184,9 @@ fn split_header(text: &str) -> Result<(Option<(String, usize)>, String), (usize,
         let line = text[..start].lines().count() + 1;
         return Err((
             line,
-            format!("the settings block opened with `{HEADER_OPEN}` is never closed with `{HEADER_CLOSE}`"),
+            format!(
+                "the settings block opened with `{HEADER_OPEN}` is never closed with `{HEADER_CLOSE}`"
+            ),
         ));
     };
     let close = after_open + close_rel;
@@ -247,18 +251,18 @@ pub fn discover(root: &Path, problems: &mut Vec<ConfigProblem>) -> Vec<Model> {
                         out.push(m);
                     }
                 }
-                "yaml" | "yml" => {
+                "yaml" | "yml"
                     if !files.iter().any(|o| {
                         o.extension().and_then(|e| e.to_str()) == Some("sql")
                             && o.file_stem().and_then(|s| s.to_str()) == Some(stem)
-                    }) {
-                        problems.push(problem(
-                            &rel,
-                            None,
-                            "",
-                            format!("settings for a model `{layer}.{stem}` that has no {stem}.sql"),
-                        ));
-                    }
+                    }) =>
+                {
+                    problems.push(problem(
+                        &rel,
+                        None,
+                        "",
+                        format!("settings for a model `{layer}.{stem}` that has no {stem}.sql"),
+                    ));
                 }
                 _ => {}
             }
@@ -274,7 +278,12 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn problem(file: impl AsRef<Path>, line: Option<usize>, key: &str, message: String) -> ConfigProblem {
+fn problem(
+    file: impl AsRef<Path>,
+    line: Option<usize>,
+    key: &str,
+    message: String,
+) -> ConfigProblem {
     ConfigProblem {
         file: file.as_ref().to_path_buf(),
         line,
@@ -420,7 +429,10 @@ fn check_config(
     for (key, cols) in [
         ("unique_key", cfg.unique_key.as_ref().map(Columns::to_vec)),
         ("order_by", cfg.order_by.as_ref().map(Columns::to_vec)),
-        ("partition_by", Some(cfg.partition_by.clone()).filter(|v| !v.is_empty())),
+        (
+            "partition_by",
+            Some(cfg.partition_by.clone()).filter(|v| !v.is_empty()),
+        ),
         ("check_columns", cfg.check_columns.clone()),
     ] {
         let Some(cols) = cols else { continue };
@@ -432,7 +444,10 @@ fn check_config(
         }
     }
     if cfg.check_columns.is_some() && cfg.materialized != Materialized::Scd2 {
-        problems.push(at.problem("check_columns", "only scd2 models use `check_columns`".into()));
+        problems.push(at.problem(
+            "check_columns",
+            "only scd2 models use `check_columns`".into(),
+        ));
     }
     if cfg.hard_deletes != HardDeletes::Ignore && cfg.materialized != Materialized::Scd2 {
         problems.push(at.problem("hard_deletes", "only scd2 models use `hard_deletes`".into()));

@@ -10,15 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
-use deltalake::arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef};
+use deltalake::arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::catalog::{MemorySchemaProvider, TableProvider};
 use deltalake::datafusion::common::Column;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::execution::memory_pool::FairSpillPool;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::execution::session_state::SessionStateBuilder;
-use deltalake::delta_datafusion::planner::DeltaPlanner;
 use deltalake::datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use deltalake::delta_datafusion::planner::DeltaPlanner;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 use deltalake::kernel::transaction::CommitProperties;
@@ -107,7 +107,10 @@ pub struct ModelRunner<'a> {
     opts: RunOptions,
 }
 
-fn engine(model: &Model, action: &str) -> impl Fn(deltalake::datafusion::error::DataFusionError) -> TransformError {
+fn engine(
+    model: &Model,
+    action: &str,
+) -> impl Fn(deltalake::datafusion::error::DataFusionError) -> TransformError {
     let id = model.id();
     let action = action.to_string();
     move |e| TransformError::Engine {
@@ -117,7 +120,10 @@ fn engine(model: &Model, action: &str) -> impl Fn(deltalake::datafusion::error::
     }
 }
 
-fn delta(table: &str, action: &'static str) -> impl Fn(deltalake::DeltaTableError) -> TransformError {
+fn delta(
+    table: &str,
+    action: &'static str,
+) -> impl Fn(deltalake::DeltaTableError) -> TransformError {
     let table = table.to_string();
     move |e| TransformError::Lake(LakeError::delta(&table, action, e))
 }
@@ -157,11 +163,13 @@ pub fn register(
         action: format!("register {schema}.{name}"),
         message: e.to_string(),
     };
-    let catalog = ctx.catalog("datafusion").ok_or_else(|| TransformError::Engine {
-        model: String::new(),
-        action: "register tables".into(),
-        message: "the default catalog is missing".into(),
-    })?;
+    let catalog = ctx
+        .catalog("datafusion")
+        .ok_or_else(|| TransformError::Engine {
+            model: String::new(),
+            action: "register tables".into(),
+            message: "the default catalog is missing".into(),
+        })?;
     let s = match catalog.schema(schema) {
         Some(s) => s,
         None => {
@@ -218,14 +226,14 @@ impl<'a> ModelRunner<'a> {
 
     async fn open_upstream(&self, model: &Model, id: &str) -> Result<Upstream, TransformError> {
         let (layer, name) = split_id(id);
-        let table = self
-            .lake
-            .open(layer, name)
-            .await?
-            .ok_or_else(|| TransformError::MissingUpstream {
-                model: model.id(),
-                table: id.to_string(),
-            })?;
+        let table =
+            self.lake
+                .open(layer, name)
+                .await?
+                .ok_or_else(|| TransformError::MissingUpstream {
+                    model: model.id(),
+                    table: id.to_string(),
+                })?;
         let version = table.version().unwrap_or(0);
         Ok(Upstream {
             id: id.to_string(),
@@ -244,7 +252,10 @@ impl<'a> ModelRunner<'a> {
         let state = target.snapshot().map_err(delta("", "read snapshot"))?;
         for id in ids {
             let v = state
-                .transaction_version(target.log_store().as_ref(), format!("{UPSTREAM_TXN_PREFIX}{id}"))
+                .transaction_version(
+                    target.log_store().as_ref(),
+                    format!("{UPSTREAM_TXN_PREFIX}{id}"),
+                )
                 .await
                 .map_err(delta(id, "read consumed version"))?;
             if let Some(v) = v {
@@ -279,7 +290,12 @@ impl<'a> ModelRunner<'a> {
         let mut anything_new = full || model.config.materialized != Materialized::Incremental;
         for dep in &deps {
             let up = self.open_upstream(model, dep).await?;
-            register(&ctx, split_id(dep).0, split_id(dep).1, provider(&up.table, dep).await?)?;
+            register(
+                &ctx,
+                split_id(dep).0,
+                split_id(dep).1,
+                provider(&up.table, dep).await?,
+            )?;
             let wants_new = probe.refs.get(dep) == Some(&false);
             if model.config.materialized == Materialized::Incremental && !full && wants_new {
                 match consumed.get(dep) {
@@ -293,7 +309,12 @@ impl<'a> ModelRunner<'a> {
                     }
                     Some(v) => {
                         let p = new_files_provider(&up.table, dep, (*v).max(0) as u64).await?;
-                        register(&ctx, &format!("{NEW_PREFIX}{}", split_id(dep).0), split_id(dep).1, p)?;
+                        register(
+                            &ctx,
+                            &format!("{NEW_PREFIX}{}", split_id(dep).0),
+                            split_id(dep).1,
+                            p,
+                        )?;
                         anything_new = true;
                     }
                     None => {
@@ -316,7 +337,7 @@ impl<'a> ModelRunner<'a> {
                 id,
                 materialized: model.config.materialized,
                 status: ModelStatus::UpToDate,
-                version: existing.as_ref().and_then(|t| t.version()).map(|v| v as u64),
+                version: existing.as_ref().and_then(|t| t.version()),
                 rows_in: 0,
                 rows_inserted: 0,
                 rows_updated: 0,
@@ -332,13 +353,20 @@ impl<'a> ModelRunner<'a> {
         rc.ref_sql = Some(Arc::new(move |dep: &str, full_ref: bool| {
             if !full_ref && new_only_c.contains(dep) {
                 let (l, n) = split_id(dep);
-                format!("{}.{}", quote_ident(&format!("{NEW_PREFIX}{l}")), quote_ident(n))
+                format!(
+                    "{}.{}",
+                    quote_ident(&format!("{NEW_PREFIX}{l}")),
+                    quote_ident(n)
+                )
             } else {
                 quote_table(dep)
             }
         }));
         let rendered = render(model, &self.models.macros, &rc)?;
-        let df = ctx.sql(&rendered.sql).await.map_err(|e| sql_error(model, e))?;
+        let df = ctx
+            .sql(&rendered.sql)
+            .await
+            .map_err(|e| sql_error(model, e))?;
         let result_schema: Schema = df.schema().as_arrow().clone();
         self.check_columns(model, &result_schema)?;
         let df = match model.unique_key().is_empty() {
@@ -346,7 +374,12 @@ impl<'a> ModelRunner<'a> {
             false => {
                 ctx.register_table("__tributary_raw", df.into_view())
                     .map_err(engine(model, "deduplicate"))?;
-                let sql = dedupe_sql("__tributary_raw", &result_schema, &model.unique_key(), &model.order_by());
+                let sql = dedupe_sql(
+                    "__tributary_raw",
+                    &result_schema,
+                    &model.unique_key(),
+                    &model.order_by(),
+                );
                 ctx.sql(&sql).await.map_err(engine(model, "deduplicate"))?
             }
         };
@@ -357,23 +390,19 @@ impl<'a> ModelRunner<'a> {
         if let Some(t) = &existing
             && !self.opts.full_refresh
         {
-            let current = strip(&arrow_schema(&id, t)?, model);
-            let diff = diff_schemas(&current, &result_schema);
+            let current = as_stored(&strip(&arrow_schema(&id, t)?, model));
+            let diff = diff_schemas(&current, &as_stored(&result_schema));
             let policy = model.config.on_schema_change;
-            diff.check(
-                &id,
-                policy,
-                &format!("on_schema_change in {}", model.config_file.display()),
-            )?;
+            diff.check(&id, policy, &model.config_file.display().to_string())?;
         }
 
         // Expectations.
         let (output_sql, expectations, quarantined) = self.check(model, &ctx).await?;
-        let output = ctx.sql(&output_sql).await.map_err(engine(model, "plan output"))?;
-        let rows_in = expectations
-            .first()
-            .map(|r| r.checked_rows)
-            .unwrap_or(0);
+        let output = ctx
+            .sql(&output_sql)
+            .await
+            .map_err(engine(model, "plan output"))?;
+        let rows_in = expectations.first().map(|r| r.checked_rows).unwrap_or(0);
 
         // Commit metadata: consumed upstream versions as app transactions.
         let txns: Vec<Transaction> = upstreams
@@ -409,10 +438,12 @@ impl<'a> ModelRunner<'a> {
         };
         let table = match model.config.materialized {
             Materialized::Table => {
-                self.overwrite(model, &ctx, table, output, props, None).await?
+                self.overwrite(model, &ctx, table, output, props, None)
+                    .await?
             }
             Materialized::Incremental if full => {
-                self.overwrite(model, &ctx, table, output, props, None).await?
+                self.overwrite(model, &ctx, table, output, props, None)
+                    .await?
             }
             Materialized::Incremental => {
                 if model.unique_key().is_empty() {
@@ -444,7 +475,10 @@ impl<'a> ModelRunner<'a> {
                     let out = ctx.sql(&sql).await.map_err(engine(model, "plan scd2"))?;
                     self.overwrite(model, &ctx, table, out, props, None).await?
                 } else {
-                    match self.scd2(model, &ctx, table, &output_sql, props, now).await? {
+                    match self
+                        .scd2(model, &ctx, table, &output_sql, props, now)
+                        .await?
+                    {
                         Some((t, opened, closed)) => {
                             outcome.rows_inserted = opened;
                             outcome.rows_updated = closed;
@@ -452,12 +486,8 @@ impl<'a> ModelRunner<'a> {
                         }
                         None => {
                             outcome.status = ModelStatus::UpToDate;
-                            outcome.version = self
-                                .lake
-                                .open(layer, name)
-                                .await?
-                                .and_then(|t| t.version())
-                                .map(|v| v as u64);
+                            outcome.version =
+                                self.lake.open(layer, name).await?.and_then(|t| t.version());
                             outcome.elapsed = started.elapsed();
                             return Ok(outcome);
                         }
@@ -513,7 +543,12 @@ impl<'a> ModelRunner<'a> {
                     file: model.config_file.clone(),
                     message: format!(
                         "`{key}` names column `{c}`, which the query does not return (it returns: {})",
-                        schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                        schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 });
             }
@@ -550,17 +585,20 @@ impl<'a> ModelRunner<'a> {
         for e in rules {
             if let Rule::Relationships { to, .. } = &e.rule {
                 let (l, n) = split_id(to);
-                if ctx.table_exist(format!("{}.{}", quote_ident(l), quote_ident(n)).as_str()).unwrap_or(false) {
+                if ctx
+                    .table_exist(format!("{}.{}", quote_ident(l), quote_ident(n)).as_str())
+                    .unwrap_or(false)
+                {
                     continue;
                 }
-                let t = self
-                    .lake
-                    .open(l, n)
-                    .await?
-                    .ok_or_else(|| TransformError::MissingUpstream {
-                        model: model.id(),
-                        table: to.clone(),
-                    })?;
+                let t =
+                    self.lake
+                        .open(l, n)
+                        .await?
+                        .ok_or_else(|| TransformError::MissingUpstream {
+                            model: model.id(),
+                            table: to.clone(),
+                        })?;
                 register(ctx, l, n, provider(&t, to).await?)?;
             }
         }
@@ -643,7 +681,9 @@ impl<'a> ModelRunner<'a> {
             .sql(&branches.join(" UNION ALL "))
             .await
             .map_err(engine(model, "plan quarantine"))?;
-        let quarantine = self.unloaded_or_open(&model.layer, &model.quarantine_name()).await?;
+        let quarantine = self
+            .unloaded_or_open(&model.layer, &model.quarantine_name())
+            .await?;
         let qid = format!("{}.{}", model.layer, model.quarantine_name());
         let before = quarantine.version();
         let qt = quarantine
@@ -667,7 +707,11 @@ impl<'a> ModelRunner<'a> {
         ))
     }
 
-    async fn unloaded_or_open(&self, layer: &str, name: &str) -> Result<DeltaTable, TransformError> {
+    async fn unloaded_or_open(
+        &self,
+        layer: &str,
+        name: &str,
+    ) -> Result<DeltaTable, TransformError> {
         match self.lake.open(layer, name).await? {
             Some(t) => Ok(t),
             None => self.unloaded(layer, name),
@@ -758,14 +802,20 @@ impl<'a> ModelRunner<'a> {
                     None => u,
                 };
                 for c in &cols {
-                    u = u.update(Column::new_unqualified(c.clone()), format!("s.{}", quote_ident(c)));
+                    u = u.update(
+                        Column::new_unqualified(c.clone()),
+                        format!("s.{}", quote_ident(c)),
+                    );
                 }
                 u
             })
             .map_err(delta(&id, "plan merge"))?
             .when_not_matched_insert(|mut i| {
                 for c in &cols {
-                    i = i.set(Column::new_unqualified(c.clone()), format!("s.{}", quote_ident(c)));
+                    i = i.set(
+                        Column::new_unqualified(c.clone()),
+                        format!("s.{}", quote_ident(c)),
+                    );
                 }
                 i
             })
@@ -800,13 +850,19 @@ impl<'a> ModelRunner<'a> {
             .schema()
             .as_arrow()
             .clone();
-        let cols: Vec<String> = out_schema.fields().iter().map(|f| f.name().clone()).collect();
+        let cols: Vec<String> = out_schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let order = model.order_by();
         let compare: Vec<String> = match &model.config.check_columns {
             Some(c) => c.clone(),
             None => cols
                 .iter()
-                .filter(|c| !keys.contains(c) && !order.contains(c) && !c.starts_with("_tributary_"))
+                .filter(|c| {
+                    !keys.contains(c) && !order.contains(c) && !c.starts_with("_tributary_")
+                })
                 .cloned()
                 .collect(),
         };
@@ -849,7 +905,10 @@ impl<'a> ModelRunner<'a> {
         );
         ctx.register_table(
             "__scd2_changes",
-            ctx.sql(&changes).await.map_err(engine(model, "plan scd2"))?.into_view(),
+            ctx.sql(&changes)
+                .await
+                .map_err(engine(model, "plan scd2"))?
+                .into_view(),
         )
         .map_err(engine(model, "plan scd2"))?;
         let mk = |i: usize| format!("__mk_{i}");
@@ -877,11 +936,18 @@ impl<'a> ModelRunner<'a> {
             .collect::<Vec<_>>()
             .join(", ");
         let mut branches = vec![
-            format!("SELECT {mk_set}, {plain}, valid_from, FALSE AS __delete, TRUE AS __current FROM __scd2_changes"),
-            format!("SELECT {mk_null}, {plain}, valid_from, FALSE AS __delete, TRUE AS __current FROM __scd2_changes WHERE __existing"),
+            format!(
+                "SELECT {mk_set}, {plain}, valid_from, FALSE AS __delete, TRUE AS __current FROM __scd2_changes"
+            ),
+            format!(
+                "SELECT {mk_null}, {plain}, valid_from, FALSE AS __delete, TRUE AS __current FROM __scd2_changes WHERE __existing"
+            ),
         ];
         if model.config.hard_deletes == HardDeletes::Invalidate {
-            let now_lit = format!("CAST('{}' AS TIMESTAMP) AT TIME ZONE 'UTC'", now.format("%Y-%m-%dT%H:%M:%S%.6f"));
+            let now_lit = format!(
+                "CAST('{}' AS TIMESTAMP) AT TIME ZONE 'UTC'",
+                now.format("%Y-%m-%dT%H:%M:%S%.6f")
+            );
             branches.push(format!(
                 "SELECT {mk_c}, {plain_c}, {now_lit} AS valid_from, TRUE AS __delete, TRUE AS __current FROM \"__scd2\".\"target\" c \
                  WHERE c.is_current AND NOT EXISTS (SELECT 1 FROM __scd2_source s WHERE {on})",
@@ -933,7 +999,10 @@ impl<'a> ModelRunner<'a> {
             .when_not_matched_insert(|mut i| {
                 i = i.predicate("NOT s.__delete");
                 for c in &cols {
-                    i = i.set(Column::new_unqualified(c.clone()), format!("s.{}", quote_ident(c)));
+                    i = i.set(
+                        Column::new_unqualified(c.clone()),
+                        format!("s.{}", quote_ident(c)),
+                    );
                 }
                 i.set("valid_from", "s.valid_from")
                     .set("valid_to", "CAST(NULL AS TIMESTAMP) AT TIME ZONE 'UTC'")
@@ -982,7 +1051,10 @@ async fn new_files_provider(
 ) -> Result<Arc<dyn TableProvider>, TransformError> {
     let mut old = t.clone();
     let old_paths: HashSet<String> = match old.load_version(since).await {
-        Ok(()) => file_paths(&old).map_err(delta(id, "list files"))?.into_iter().collect(),
+        Ok(()) => file_paths(&old)
+            .map_err(delta(id, "list files"))?
+            .into_iter()
+            .collect(),
         Err(e) => {
             tracing::warn!(table = %id, version = since, error = %e, "Cannot read the consumed version; reading the whole table.");
             HashSet::new()
@@ -1031,6 +1103,28 @@ async fn rows_added_since(t: &DeltaTable, before: Option<u64>) -> u64 {
         .sum()
 }
 
+/// The schema as a Delta table stores it: string and binary views and large variants as plain
+/// string/binary, every timestamp in microseconds. The engine's result types differ from the
+/// stored ones in these ways without any change in meaning.
+fn as_stored(schema: &Schema) -> Schema {
+    fn norm(t: &DataType) -> DataType {
+        match t {
+            DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+            DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+            DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+            DataType::Dictionary(_, v) => norm(v),
+            other => other.clone(),
+        }
+    }
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_data_type(norm(f.data_type())))
+            .collect::<Vec<_>>(),
+    )
+}
+
 /// The table's schema without the columns the materialization adds.
 fn strip(schema: &Schema, model: &Model) -> Schema {
     if model.config.materialized != Materialized::Scd2 {
@@ -1047,7 +1141,11 @@ fn strip(schema: &Schema, model: &Model) -> Schema {
 }
 
 /// The comma-separated quoted columns of a registered relation.
-async fn columns_of(ctx: &SessionContext, view: &str, model: &Model) -> Result<String, TransformError> {
+async fn columns_of(
+    ctx: &SessionContext,
+    view: &str,
+    model: &Model,
+) -> Result<String, TransformError> {
     let df = ctx
         .table(view)
         .await
@@ -1075,9 +1173,9 @@ fn int_at(batch: &RecordBatch, col: usize) -> u64 {
     }
 }
 
-/// The latest row per key: one hash aggregation keeping, per key, the whole row with the
-/// largest ordering value (`_tributary_loaded_at` breaks ties when present). Rows come from a
-/// single source row (a struct), never mixed across rows.
+/// The latest row per key: `ROW_NUMBER()` over the key, ordered by the ordering columns
+/// (largest first, NULLs last; `_tributary_loaded_at` breaks ties when present), keeping row 1.
+/// Every output row is one whole input row.
 pub fn dedupe_sql(input: &str, schema: &Schema, keys: &[String], order_by: &[String]) -> String {
     let mut order: Vec<String> = order_by.to_vec();
     if schema.field_with_name("_tributary_loaded_at").is_ok()
@@ -1085,13 +1183,11 @@ pub fn dedupe_sql(input: &str, schema: &Schema, keys: &[String], order_by: &[Str
     {
         order.push("_tributary_loaded_at".into());
     }
-    let others: Vec<&str> = schema
-        .fields()
+    let key_list = keys
         .iter()
-        .map(|f| f.name().as_str())
-        .filter(|n| !keys.iter().any(|k| k == n))
-        .collect();
-    let key_list = keys.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
+        .map(|k| quote_ident(k))
+        .collect::<Vec<_>>()
+        .join(", ");
     let order_clause = if order.is_empty() {
         String::new()
     } else {
@@ -1104,29 +1200,14 @@ pub fn dedupe_sql(input: &str, schema: &Schema, keys: &[String], order_by: &[Str
                 .join(", ")
         )
     };
-    if others.is_empty() {
-        return format!("SELECT DISTINCT {key_list} FROM {input}");
-    }
-    let fields = others
-        .iter()
-        .map(|c| format!("'{}', {}", c.replace('\'', "''"), quote_ident(c)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let select = schema
+    let cols = schema
         .fields()
         .iter()
-        .map(|f| {
-            let n = f.name();
-            if keys.iter().any(|k| k == n) {
-                quote_ident(n)
-            } else {
-                format!("get_field(__row, '{}') AS {}", n.replace('\'', "''"), quote_ident(n))
-            }
-        })
+        .map(|f| quote_ident(f.name()))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "SELECT {select} FROM (SELECT {key_list}, first_value(named_struct({fields}){order_clause}) AS __row FROM {input} GROUP BY {key_list})"
+        "SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {key_list}{order_clause}) AS __tributary_rn FROM {input}) WHERE __tributary_rn = 1"
     )
 }
 
@@ -1177,7 +1258,10 @@ fn sql_error(model: &Model, e: deltalake::datafusion::error::DataFusionError) ->
     }
 }
 
-fn expectation_error(model: &Model, e: deltalake::datafusion::error::DataFusionError) -> TransformError {
+fn expectation_error(
+    model: &Model,
+    e: deltalake::datafusion::error::DataFusionError,
+) -> TransformError {
     TransformError::Settings {
         model: model.id(),
         file: model.config_file.clone(),

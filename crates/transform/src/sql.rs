@@ -54,7 +54,9 @@ mod tests {
     #[test]
     fn positions() {
         assert_eq!(
-            error_position("sql parser error: Expected: end of statement, found: FROMM at Line: 3, Column: 8"),
+            error_position(
+                "sql parser error: Expected: end of statement, found: FROMM at Line: 3, Column: 8"
+            ),
             Some((3, 8))
         );
         assert_eq!(error_position("no position"), None);

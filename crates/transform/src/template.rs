@@ -77,6 +77,11 @@ impl Macros {
     }
 }
 
+/// Renders a ref: (table id, `full=true` asked) → SQL.
+pub type RefSql = Arc<dyn Fn(&str, bool) -> String + Send + Sync>;
+/// Looks up an environment variable.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// How one model is rendered.
 #[derive(Clone)]
 pub struct RenderContext {
@@ -90,9 +95,9 @@ pub struct RenderContext {
     pub known: BTreeSet<String>,
     /// What a ref renders to, by table id and whether `full=true` was asked; default: the
     /// quoted table name.
-    pub ref_sql: Option<Arc<dyn Fn(&str, bool) -> String + Send + Sync>>,
+    pub ref_sql: Option<RefSql>,
     /// Environment lookup for `env_var()`.
-    pub env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub env: EnvLookup,
 }
 
 impl RenderContext {
@@ -141,7 +146,10 @@ pub fn resolve_ref(arg: &str, known: &BTreeSet<String>) -> Result<String, String
         )),
         many => Err(format!(
             "ref('{arg}') is ambiguous: {}; write it as layer.name",
-            many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -171,7 +179,11 @@ fn suggestion(arg: &str, known: &BTreeSet<String>) -> String {
 }
 
 /// Render `model` with `ctx`.
-pub fn render(model: &Model, macros: &Macros, ctx: &RenderContext) -> Result<Rendered, TransformError> {
+pub fn render(
+    model: &Model,
+    macros: &Macros,
+    ctx: &RenderContext,
+) -> Result<Rendered, TransformError> {
     let refs: Arc<Mutex<BTreeMap<String, bool>>> = Arc::new(Mutex::new(BTreeMap::new()));
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -180,21 +192,24 @@ pub fn render(model: &Model, macros: &Macros, ctx: &RenderContext) -> Result<Ren
     let known = ctx.known.clone();
     let ref_sql = ctx.ref_sql.clone();
     let seen = refs.clone();
-    env.add_function("ref", move |name: String, kwargs: Kwargs| -> Result<String, JinjaError> {
-        let full: Option<bool> = kwargs.get("full")?;
-        kwargs.assert_all_used()?;
-        let id = resolve_ref(&name, &known)
-            .map_err(|m| JinjaError::new(ErrorKind::InvalidOperation, m))?;
-        let full = full.unwrap_or(false);
-        if let Ok(mut s) = seen.lock() {
-            let entry = s.entry(id.clone()).or_insert(full);
-            *entry = *entry && full;
-        }
-        Ok(match &ref_sql {
-            Some(f) => f(&id, full),
-            None => quote_table(&id),
-        })
-    });
+    env.add_function(
+        "ref",
+        move |name: String, kwargs: Kwargs| -> Result<String, JinjaError> {
+            let full: Option<bool> = kwargs.get("full")?;
+            kwargs.assert_all_used()?;
+            let id = resolve_ref(&name, &known)
+                .map_err(|m| JinjaError::new(ErrorKind::InvalidOperation, m))?;
+            let full = full.unwrap_or(false);
+            if let Ok(mut s) = seen.lock() {
+                let entry = s.entry(id.clone()).or_insert(full);
+                *entry = *entry && full;
+            }
+            Ok(match &ref_sql {
+                Some(f) => f(&id, full),
+                None => quote_table(&id),
+            })
+        },
+    );
     let vars = ctx.vars.clone();
     env.add_function("var", move |name: String, default: Option<Value>| -> Result<Value, JinjaError> {
         match vars.get(&name) {
@@ -276,10 +291,14 @@ mod tests {
     }
 
     fn known() -> BTreeSet<String> {
-        ["bronze.erp_orders", "bronze.erp_customers", "silver.customers"]
-            .into_iter()
-            .map(String::from)
-            .collect()
+        [
+            "bronze.erp_orders",
+            "bronze.erp_customers",
+            "silver.customers",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
     }
 
     #[test]
@@ -308,9 +327,13 @@ mod tests {
     #[test]
     fn unknown_ref_and_var_name_the_line() {
         let ctx = RenderContext::new(known());
-        let err = render(&model("SELECT 1\nFROM {{ ref('bronze.nope') }}"), &Macros::default(), &ctx)
-            .unwrap_err()
-            .to_string();
+        let err = render(
+            &model("SELECT 1\nFROM {{ ref('bronze.nope') }}"),
+            &Macros::default(),
+            &ctx,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("models/silver/orders.sql:2"), "{err}");
         assert!(err.contains("bronze.nope"), "{err}");
         let err = render(&model("SELECT {{ var('x') }}"), &Macros::default(), &ctx)

@@ -180,22 +180,37 @@ async fn run_case(
         )
     })?;
     let ctx = new_session(512 * 1024 * 1024)?;
-    let base = root.join(file).parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = root
+        .join(file)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let mut given_ids = BTreeSet::new();
     for (table, fixture) in &case.given {
-        let id = resolve_ref(table, &models.known()).map_err(|m| test_err(file, format!("given: {m}")))?;
+        let id = resolve_ref(table, &models.known())
+            .map_err(|m| test_err(file, format!("given: {m}")))?;
         let df = match (&fixture.rows, &fixture.csv) {
             (Some(rows), None) => {
                 let sql = values_sql(rows, &fixture.columns)
                     .ok_or_else(|| test_err(file, format!("given {table}: `rows` is empty; give at least one row (or a CSV with a header)")))?;
-                ctx.sql(&sql).await.map_err(|e| test_err(file, format!("given {table}: {e}")))?
+                ctx.sql(&sql)
+                    .await
+                    .map_err(|e| test_err(file, format!("given {table}: {e}")))?
             }
             (None, Some(csv)) => {
                 let path = base.join(csv);
                 let df = ctx
-                    .read_csv(path.to_string_lossy().as_ref(), CsvReadOptions::new().has_header(true))
+                    .read_csv(
+                        path.to_string_lossy().as_ref(),
+                        CsvReadOptions::new().has_header(true),
+                    )
                     .await
-                    .map_err(|e| test_err(file, format!("given {table}: cannot read {}: {e}", path.display())))?;
+                    .map_err(|e| {
+                        test_err(
+                            file,
+                            format!("given {table}: cannot read {}: {e}", path.display()),
+                        )
+                    })?;
                 cast_columns(&ctx, df, &fixture.columns, file, table).await?
             }
             _ => {
@@ -233,7 +248,12 @@ async fn run_case(
         ctx.register_table("__tributary_raw", df.into_view())
             .map_err(sql_err)?;
         df = ctx
-            .sql(&dedupe_sql("__tributary_raw", &schema, &model.unique_key(), &model.order_by()))
+            .sql(&dedupe_sql(
+                "__tributary_raw",
+                &schema,
+                &model.unique_key(),
+                &model.order_by(),
+            ))
             .await
             .map_err(sql_err)?;
     }
@@ -293,7 +313,10 @@ fn values_sql(rows: &[BTreeMap<String, Json>], types: &BTreeMap<String, String>)
         .join(", ");
     Some(format!(
         "SELECT {select} FROM (VALUES {values}) AS t({})",
-        cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+        cols.iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
 }
 
@@ -308,7 +331,12 @@ async fn cast_columns(
         return Ok(df);
     }
     let view = format!("__fixture_{}", table.replace('.', "_"));
-    let cols: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let cols: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     ctx.register_table(view.as_str(), df.into_view())
         .map_err(|e| test_err(file, e.to_string()))?;
     let select = cols
@@ -325,7 +353,8 @@ async fn cast_columns(
 }
 
 fn read_expected_csv(path: &Path) -> Result<Vec<BTreeMap<String, Json>>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut lines = text.lines();
     let header: Vec<String> = lines
         .next()
@@ -516,9 +545,11 @@ mod tests {
         )
         .unwrap();
         let ok = rows("[{id: 1, total: 12.5}, {id: 2, total: 3}]");
-        assert_eq!(compare(&[b.clone()], &ok, false).unwrap(), None);
+        assert_eq!(compare(std::slice::from_ref(&b), &ok, false).unwrap(), None);
         let bad = rows("[{id: 1, total: 12.5}, {id: 2, total: 4}]");
-        let diff = compare(&[b.clone()], &bad, false).unwrap().unwrap();
+        let diff = compare(std::slice::from_ref(&b), &bad, false)
+            .unwrap()
+            .unwrap();
         assert!(diff.contains("- id=2 | total=4.00"), "{diff}");
         assert!(diff.contains("+ id=2 | total=3.00"), "{diff}");
         let err = compare(&[b], &rows("[{nope: 1}]"), false).unwrap_err();
@@ -529,7 +560,11 @@ mod tests {
     fn values_sql_casts_and_fills_nulls() {
         let mut types = BTreeMap::new();
         types.insert("ts".to_string(), "TIMESTAMP".to_string());
-        let sql = values_sql(&rows("[{id: 1, ts: '2024-01-01 00:00:00'}, {id: 2}]"), &types).unwrap();
+        let sql = values_sql(
+            &rows("[{id: 1, ts: '2024-01-01 00:00:00'}, {id: 2}]"),
+            &types,
+        )
+        .unwrap();
         assert!(sql.contains("CAST(\"ts\" AS TIMESTAMP)"), "{sql}");
         assert!(sql.contains("(2, NULL)"), "{sql}");
     }

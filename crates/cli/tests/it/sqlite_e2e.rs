@@ -68,7 +68,8 @@ fn load_query_and_list() {
     assert_eq!(meta[0]["src"], "erp:orders");
     assert_eq!(meta[0]["n"], 1000);
     let tables = p.ok(&["tables"]);
-    assert!(tables.contains("bronze.erp_customers"), "{tables}");
+    assert!(tables.contains("bronze  erp_customers"), "{tables}");
+    assert!(tables.contains("erp:customers"), "upstream: {tables}");
     assert!(
         tables.contains("updated_at = 2026-01-01 00:16:40.001000"),
         "{tables}"

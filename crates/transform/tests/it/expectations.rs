@@ -32,7 +32,10 @@ const SQL: &str = "SELECT id, customer_id, status, total FROM {{ ref('bronze.ord
 
 fn model(env: &Env, expectations: &str) {
     env.file("models/silver/orders.sql", SQL);
-    env.file("models/silver/orders.yaml", &format!("expectations:\n{expectations}"));
+    env.file(
+        "models/silver/orders.yaml",
+        &format!("expectations:\n{expectations}"),
+    );
 }
 
 #[tokio::test]
@@ -66,16 +69,25 @@ async fn every_kind_counts_failures_with_warn() {
             ("unique(id)".to_string(), 2),
             ("accepted_values(status)".to_string(), 1),
             ("range(total)".to_string(), 1),
-            ("relationships(customer_id -> bronze.customers.id)".to_string(), 1),
+            (
+                "relationships(customer_id -> bronze.customers.id)".to_string(),
+                1
+            ),
             ("row_count".to_string(), 1),
             ("big_orders_paid".to_string(), 0),
         ]
     );
     assert!(o.expectations.iter().all(|r| r.checked_rows == 5));
     // warn keeps every row.
-    assert_eq!(env.rows("SELECT COUNT(*) FROM silver.orders").await, vec!["5"]);
+    assert_eq!(
+        env.rows("SELECT COUNT(*) FROM silver.orders").await,
+        vec!["5"]
+    );
     let o = env.run("silver.emails").await.unwrap();
-    assert_eq!(o.expectations[0].failed_rows, 1, "bob@example has no dot after @");
+    assert_eq!(
+        o.expectations[0].failed_rows, 1,
+        "bob@example has no dot after @"
+    );
 }
 
 #[tokio::test]
@@ -94,9 +106,14 @@ async fn drop_quarantines_failing_rows_with_rule_and_run_id() {
         vec!["10", "13", "13"]
     );
     assert_eq!(
-        env.rows("SELECT id, _tributary_expectation, _tributary_run_id FROM silver._quarantine_orders")
-            .await,
-        vec!["11|range(total)|run-test", "12|accepted_values(status)|run-test"]
+        env.rows(
+            "SELECT id, _tributary_expectation, _tributary_run_id FROM silver._quarantine_orders"
+        )
+        .await,
+        vec![
+            "11|range(total)|run-test",
+            "12|accepted_values(status)|run-test"
+        ]
     );
 }
 
@@ -106,7 +123,10 @@ async fn fail_stops_the_model_and_keeps_the_previous_version() {
     model(&env, "  - { range: { column: total, min: -100 } }\n");
     env.run("silver.orders").await.unwrap();
     let before = env.version("silver", "orders").await;
-    model(&env, "  - { range: { column: total, min: 0 } }\n  - { not_null: status }\n");
+    model(
+        &env,
+        "  - { range: { column: total, min: 0 } }\n  - { not_null: status }\n",
+    );
     let err = env.run("silver.orders").await.unwrap_err();
     match &err {
         TransformError::ExpectationsFailed { results, .. } => {

@@ -1,8 +1,8 @@
 //! table, incremental (merge and append) and scd2 against real Delta tables.
 
 use tributary_lake::WriteMode;
-use tributary_transform::model::Materialized;
 use tributary_transform::ModelStatus;
+use tributary_transform::model::Materialized;
 
 use crate::support::Env;
 
@@ -30,7 +30,10 @@ async fn table_rebuild_is_idempotent_and_dedupes_by_unique_key() {
     let v1 = env.version("silver", "orders").await.unwrap();
     // A rerun rebuilds the same content as a new version.
     env.run("silver.orders").await.unwrap();
-    assert_eq!(env.rows("SELECT id, status FROM silver.orders").await, first);
+    assert_eq!(
+        env.rows("SELECT id, status FROM silver.orders").await,
+        first
+    );
     assert_eq!(env.version("silver", "orders").await.unwrap(), v1 + 1);
 }
 
@@ -71,13 +74,19 @@ async fn incremental_merge_handles_late_updates_and_duplicates_in_one_batch() {
     assert_eq!(o.status, ModelStatus::Built);
     assert_eq!(o.rows_in, 3, "three keys in the new batch");
     assert_eq!(o.rows_inserted, 1);
-    assert_eq!(o.rows_updated, 1, "order 1 updated; the stale order 2 row ignored");
+    assert_eq!(
+        o.rows_updated, 1,
+        "order 1 updated; the stale order 2 row ignored"
+    );
     let merged = env.rows("SELECT id, status FROM silver.orders").await;
     assert_eq!(merged, vec!["1|shipped", "2|paid", "3|new", "4|new"]);
 
     // Reprocessing: a full refresh from all of bronze gives the same rows.
     env.run_with("silver.orders", true).await.unwrap();
-    assert_eq!(env.rows("SELECT id, status FROM silver.orders").await, merged);
+    assert_eq!(
+        env.rows("SELECT id, status FROM silver.orders").await,
+        merged
+    );
     // And a second incremental run after it has nothing to do.
     let o = env.run("silver.orders").await.unwrap();
     assert_eq!(o.status, ModelStatus::UpToDate);
@@ -86,15 +95,23 @@ async fn incremental_merge_handles_late_updates_and_duplicates_in_one_batch() {
 #[tokio::test]
 async fn incremental_without_key_appends_only_new_rows() {
     let mut env = Env::new();
-    env.bronze("events", "SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS t(id, kind)", WriteMode::Append)
-        .await;
+    env.bronze(
+        "events",
+        "SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS t(id, kind)",
+        WriteMode::Append,
+    )
+    .await;
     env.file(
         "models/silver/events.sql",
         "/*---\nmaterialized: incremental\n---*/\nSELECT id, upper(kind) AS kind FROM {{ ref('bronze.events') }}\n{% if is_incremental() %}WHERE id > 0{% endif %}",
     );
     env.run("silver.events").await.unwrap();
-    env.bronze("events", "SELECT * FROM (VALUES (3, 'c')) AS t(id, kind)", WriteMode::Append)
-        .await;
+    env.bronze(
+        "events",
+        "SELECT * FROM (VALUES (3, 'c')) AS t(id, kind)",
+        WriteMode::Append,
+    )
+    .await;
     let o = env.run("silver.events").await.unwrap();
     assert_eq!(o.rows_inserted, 1);
     assert_eq!(
@@ -169,17 +186,33 @@ async fn scd2_over_three_snapshots() {
 #[tokio::test]
 async fn schema_evolution_added_passes_removed_fails_with_diff() {
     let mut env = Env::new();
-    env.bronze("items", "SELECT * FROM (VALUES (1, 'a', 5)) AS t(id, sku, qty)", WriteMode::Append)
-        .await;
-    env.file("models/silver/items.sql", "SELECT id, sku FROM {{ ref('bronze.items') }}");
+    env.bronze(
+        "items",
+        "SELECT * FROM (VALUES (1, 'a', 5)) AS t(id, sku, qty)",
+        WriteMode::Append,
+    )
+    .await;
+    env.file(
+        "models/silver/items.sql",
+        "SELECT id, sku FROM {{ ref('bronze.items') }}",
+    );
     env.run("silver.items").await.unwrap();
     // Added column: passes.
-    env.file("models/silver/items.sql", "SELECT id, sku, qty FROM {{ ref('bronze.items') }}");
+    env.file(
+        "models/silver/items.sql",
+        "SELECT id, sku, qty FROM {{ ref('bronze.items') }}",
+    );
     env.run("silver.items").await.unwrap();
-    assert_eq!(env.rows("SELECT id, sku, qty FROM silver.items").await, vec!["1|a|5"]);
+    assert_eq!(
+        env.rows("SELECT id, sku, qty FROM silver.items").await,
+        vec!["1|a|5"]
+    );
     let before = env.version("silver", "items").await;
     // Removed column: fails, naming the column; the table keeps its version.
-    env.file("models/silver/items.sql", "SELECT id, qty FROM {{ ref('bronze.items') }}");
+    env.file(
+        "models/silver/items.sql",
+        "SELECT id, qty FROM {{ ref('bronze.items') }}",
+    );
     let err = env.run("silver.items").await.unwrap_err().to_string();
     assert!(err.contains("sku"), "{err}");
     assert!(err.contains("removed"), "{err}");

@@ -59,7 +59,11 @@ impl Env {
         self.run_with(id, false).await
     }
 
-    pub async fn run_with(&self, id: &str, full_refresh: bool) -> Result<ModelOutcome, TransformError> {
+    pub async fn run_with(
+        &self,
+        id: &str,
+        full_refresh: bool,
+    ) -> Result<ModelOutcome, TransformError> {
         let models = self.models().unwrap_or_else(|p| panic!("models: {p:?}"));
         let mut opts = RunOptions::new("run-test");
         opts.full_refresh = full_refresh;
