@@ -67,7 +67,7 @@ fn load_into_azurite_and_read_back() {
     );
     let tables = p.ok(&["tables"]);
     assert!(
-        tables.contains("bronze.erp_orders") && tables.contains("2,501"),
+        tables.contains("bronze  erp_orders") && tables.contains("2,501"),
         "{tables}"
     );
     // Nothing was written to a local lake folder.
