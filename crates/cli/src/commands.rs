@@ -208,11 +208,7 @@ async fn validate(project: &ProjectRef, connections: bool) -> Result<(), Failure
     if !models.models.is_empty() {
         println!("Models ({}), in run order:", models.models.len());
         for m in &models.models {
-            let ups = models
-                .upstream
-                .get(&m.id())
-                .map(|u| u.iter().cloned().collect::<Vec<_>>().join(", "))
-                .unwrap_or_default();
+            let ups = models.upstream_list(&m.id());
             println!(
                 "  {:<40} <- {} ({}{})",
                 m.id(),
@@ -291,25 +287,6 @@ pub async fn run(
     } else {
         select(project.load_specs(), &ingest_selectors).map_err(Failure::config)?
     };
-    // `bronze.erp_orders+` also runs the models downstream of the selected tables.
-    let mut model_ids = model_ids;
-    if !selectors.is_empty() {
-        let extra: BTreeSet<String> = selectors
-            .iter()
-            .filter(|s| s.ends_with('+') && !used_by_models.contains(*s))
-            .flat_map(|_| {
-                specs
-                    .iter()
-                    .flat_map(|spec| models.downstream(&spec.target()))
-            })
-            .collect();
-        model_ids = models
-            .models
-            .iter()
-            .map(|m| m.id())
-            .filter(|id| model_ids.contains(id) || extra.contains(id))
-            .collect();
-    }
     if specs.is_empty() && model_ids.is_empty() {
         println!(
             "No tables configured in {}: add an ingest/*.yaml file (see ingest/example.yaml.disabled) or a model under models/<layer>/.",
@@ -618,12 +595,7 @@ fn table_upstream(project: &Project) -> std::collections::BTreeMap<String, Strin
     }
     if let Ok(models) = load_models(project) {
         for m in &models.models {
-            let ups = models
-                .upstream
-                .get(&m.id())
-                .map(|u| u.iter().cloned().collect::<Vec<_>>().join(", "))
-                .unwrap_or_default();
-            out.insert(m.id(), ups);
+            out.insert(m.id(), models.upstream_list(&m.id()));
             out.insert(format!("{}.{}", m.layer, m.quarantine_name()), m.id());
         }
     }

@@ -24,7 +24,7 @@ pub fn load_models(project: &Project) -> Result<Models, Failure> {
 
 /// Template variables of the project (and its target).
 pub fn project_vars(project: &Project) -> BTreeMap<String, serde_json::Value> {
-    project.vars.clone().into_iter().collect()
+    project.vars.clone()
 }
 
 /// The selected target's name.
@@ -83,12 +83,7 @@ pub fn select_models(models: &Models, selectors: &[String]) -> (Vec<String>, BTr
             }
         }
         // `bronze.erp_orders+`: the models downstream of an ingested table.
-        if down
-            && models
-                .sources
-                .iter()
-                .any(|t| t == &core || glob.is_match(t))
-        {
+        if down {
             for src in models
                 .sources
                 .iter()

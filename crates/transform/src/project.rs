@@ -122,6 +122,14 @@ impl Models {
         })
     }
 
+    /// The tables model `id` reads, comma-separated (empty when none).
+    pub fn upstream_list(&self, id: &str) -> String {
+        self.upstream
+            .get(id)
+            .map(|u| u.iter().cloned().collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    }
+
     /// The model with this id.
     pub fn get(&self, id: &str) -> Option<&Model> {
         self.models.iter().find(|m| m.id() == id)

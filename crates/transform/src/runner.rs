@@ -25,7 +25,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
-use tributary_lake::schema::{SchemaChangePolicy, diff_schemas};
+use tributary_lake::schema::diff_schemas;
 use tributary_lake::{Lake, LakeError, table_info};
 
 use crate::expect::{ExpectationResult, OnFail, Rule, checked_sql, pass_column, row_count_failed};
@@ -437,13 +437,9 @@ impl<'a> ModelRunner<'a> {
             None => self.unloaded(layer, name)?,
         };
         let table = match model.config.materialized {
-            Materialized::Table => {
-                self.overwrite(model, &ctx, table, output, props, None)
-                    .await?
-            }
+            Materialized::Table => self.overwrite(model, &ctx, table, output, props).await?,
             Materialized::Incremental if full => {
-                self.overwrite(model, &ctx, table, output, props, None)
-                    .await?
+                self.overwrite(model, &ctx, table, output, props).await?
             }
             Materialized::Incremental => {
                 if model.unique_key().is_empty() {
@@ -473,7 +469,7 @@ impl<'a> ModelRunner<'a> {
                         vf = valid_from_expr(model, "o", now),
                     );
                     let out = ctx.sql(&sql).await.map_err(engine(model, "plan scd2"))?;
-                    self.overwrite(model, &ctx, table, out, props, None).await?
+                    self.overwrite(model, &ctx, table, out, props).await?
                 } else {
                     match self
                         .scd2(model, &ctx, table, &output_sql, props, now)
@@ -577,9 +573,7 @@ impl<'a> ModelRunner<'a> {
         ctx: &SessionContext,
     ) -> Result<(String, Vec<ExpectationResult>, u64), TransformError> {
         let rules = &model.expectations;
-        let count_only = format!("SELECT COUNT(*) AS n FROM {RESULT_VIEW}");
         if rules.is_empty() {
-            let _ = count_only;
             return Ok((format!("SELECT * FROM {RESULT_VIEW}"), Vec::new(), 0));
         }
         for e in rules {
@@ -591,15 +585,8 @@ impl<'a> ModelRunner<'a> {
                 {
                     continue;
                 }
-                let t =
-                    self.lake
-                        .open(l, n)
-                        .await?
-                        .ok_or_else(|| TransformError::MissingUpstream {
-                            model: model.id(),
-                            table: to.clone(),
-                        })?;
-                register(ctx, l, n, provider(&t, to).await?)?;
+                let up = self.open_upstream(model, to).await?;
+                register(ctx, l, n, provider(&up.table, to).await?)?;
             }
         }
         let checked = ctx
@@ -726,7 +713,6 @@ impl<'a> ModelRunner<'a> {
         table: DeltaTable,
         output: DataFrame,
         props: CommitProperties,
-        _unused: Option<()>,
     ) -> Result<DeltaTable, TransformError> {
         let id = model.id();
         let mut b = table
@@ -1082,7 +1068,6 @@ async fn new_files_provider(
 }
 
 async fn rows_added_since(t: &DeltaTable, before: Option<u64>) -> u64 {
-    let Ok(now) = file_paths(t) else { return 0 };
     let old: HashSet<String> = match before {
         Some(v) => {
             let mut o = t.clone();
@@ -1097,7 +1082,7 @@ async fn rows_added_since(t: &DeltaTable, before: Option<u64>) -> u64 {
     snapshot
         .log_data()
         .iter()
-        .filter(|f| !old.contains(f.path().as_ref()) && now.iter().any(|p| p == f.path().as_ref()))
+        .filter(|f| !old.contains(f.path().as_ref()))
         .filter_map(|f| f.num_records())
         .map(|n| n as u64)
         .sum()
@@ -1268,6 +1253,3 @@ fn expectation_error(
         message: format!("an expectation cannot be evaluated: {e}"),
     }
 }
-
-/// Keep the policy type reachable for callers configuring bronze and models alike.
-pub type Policy = SchemaChangePolicy;
