@@ -54,6 +54,9 @@ pub struct ProjectConfig {
     /// The target used when neither `--target` nor `TRIBUTARY_TARGET` names one.
     #[serde(default)]
     pub default_target: Option<String>,
+    /// How the DAG runs: parallelism, per-connection limits, retries, timeouts, leases.
+    #[serde(default)]
+    pub orchestration: crate::pipeline::OrchestrationConfig,
 }
 
 /// One named environment in `targets:`: what it changes in the base configuration.
@@ -385,6 +388,18 @@ pub struct TableConfig {
     /// `--full-refresh` bypasses it and rebuilds the table with the source's schema.
     #[serde(default)]
     pub on_schema_change: SchemaChangePolicy,
+    /// Tasks that must succeed before this load starts (e.g. a `command` that exports the
+    /// source, or another table).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Retries after the first attempt, for retryable errors (connection refused or reset,
+    /// timeouts, serialization failures). Default `orchestration.retries`.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Stop the load after this long (e.g. `30m`); nothing is committed. Default
+    /// `orchestration.timeout`.
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 impl TableConfig {
@@ -537,6 +552,8 @@ pub struct Project {
     pub config: ProjectConfig,
     /// `ingest/*.yaml`, sorted by file name, environment substituted.
     pub ingest: Vec<IngestFile>,
+    /// `pipelines/*.yaml`: extra `command` and `http` tasks, in file-name order.
+    pub pipelines: Vec<crate::pipeline::PipelineFile>,
     /// The selected target, if any (`--target`, `TRIBUTARY_TARGET` or `default_target`).
     pub target: Option<String>,
     /// The effective template variables: the project's `vars` with the target's over them.
@@ -572,34 +589,23 @@ impl Project {
         let loaded = load_project_file(&project_path, target, env, &mut problems);
 
         let mut ingest = Vec::new();
-        let ingest_dir = root.join("ingest");
-        if ingest_dir.is_dir() {
-            let mut paths: Vec<PathBuf> = match std::fs::read_dir(&ingest_dir) {
-                Ok(rd) => rd
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| {
-                        matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                    })
-                    .collect(),
-                Err(e) => {
-                    problems.push(ConfigProblem {
-                        file: PathBuf::from("ingest"),
-                        line: None,
-                        key: String::new(),
-                        message: format!("cannot list the ingest folder: {e}"),
-                    });
-                    Vec::new()
-                }
-            };
-            paths.sort();
-            for p in paths {
-                let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
-                if let Some(cfg) = load_file::<IngestConfig>(&p, &rel, env, &mut problems) {
-                    ingest.push(IngestFile {
-                        path: rel,
-                        config: cfg,
-                    });
-                }
+        for (path, rel) in yaml_files(root, "ingest", &mut problems) {
+            if let Some(cfg) = load_file::<IngestConfig>(&path, &rel, env, &mut problems) {
+                ingest.push(IngestFile {
+                    path: rel,
+                    config: cfg,
+                });
+            }
+        }
+        let mut pipelines = Vec::new();
+        for (path, rel) in yaml_files(root, "pipelines", &mut problems) {
+            if let Some(cfg) =
+                load_file::<crate::pipeline::PipelineConfig>(&path, &rel, env, &mut problems)
+            {
+                pipelines.push(crate::pipeline::PipelineFile {
+                    path: rel,
+                    config: cfg,
+                });
             }
         }
 
@@ -611,6 +617,7 @@ impl Project {
             vars: config.vars.clone(),
             config,
             ingest,
+            pipelines,
             target,
         };
         project.check(root, &mut problems);
@@ -746,6 +753,11 @@ impl Project {
                 if t.batch_size == Some(0) {
                     problem(k("batch_size"), "batch_size must be at least 1".into());
                 }
+                if let Some(timeout) = &t.timeout
+                    && let Err(e) = parse_duration_micros(timeout)
+                {
+                    problem(k("timeout"), e);
+                }
                 if is_files {
                     if t.query.is_some() {
                         problem(
@@ -827,7 +839,93 @@ impl Project {
                 }
             }
         }
+        self.check_orchestration(root, problems);
     }
+
+    /// The `orchestration:` block and the tasks of `pipelines/*.yaml`.
+    fn check_orchestration(&self, root: &Path, problems: &mut Vec<ConfigProblem>) {
+        let text = std::fs::read_to_string(root.join(PROJECT_FILE)).unwrap_or_default();
+        let pos = Positions::of(&text);
+        for (key, message) in crate::pipeline::check_orchestration(&self.config.orchestration) {
+            let key = format!("orchestration.{key}");
+            problems.push(ConfigProblem {
+                file: PathBuf::from(PROJECT_FILE),
+                line: pos.line(&key),
+                key,
+                message,
+            });
+        }
+        let mut names: HashMap<String, (PathBuf, String)> = HashMap::new();
+        for file in &self.pipelines {
+            let text = std::fs::read_to_string(root.join(&file.path)).unwrap_or_default();
+            let pos = Positions::of(&text);
+            for (i, task) in file.config.tasks.iter().enumerate() {
+                let mut problem = |key: String, message: String| {
+                    problems.push(ConfigProblem {
+                        file: file.path.clone(),
+                        line: pos.line(&key),
+                        key,
+                        message,
+                    })
+                };
+                for (key, message) in crate::pipeline::check_task(task) {
+                    problem(format!("tasks[{i}].{key}"), message);
+                }
+                match names.get(&task.name) {
+                    Some((other_file, other_key)) => problem(
+                        format!("tasks[{i}].name"),
+                        format!(
+                            "two tasks are named `{}`: this one and {}: {other_key}",
+                            task.name,
+                            other_file.display()
+                        ),
+                    ),
+                    None => {
+                        names.insert(
+                            task.name.clone(),
+                            (file.path.clone(), format!("tasks[{i}]")),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `*.yaml` / `*.yml` files of a project folder (`ingest`, `pipelines`), sorted, as
+/// (full path, path relative to the project). A missing folder has none.
+fn yaml_files(
+    root: &Path,
+    folder: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<(PathBuf, PathBuf)> {
+    let dir = root.join(folder);
+    if !dir.is_dir() {
+        return Vec::new();
+    }
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect(),
+        Err(e) => {
+            problems.push(ConfigProblem {
+                file: PathBuf::from(folder),
+                line: None,
+                key: String::new(),
+                message: format!("cannot list the {folder} folder: {e}"),
+            });
+            Vec::new()
+        }
+    };
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
+            (p, rel)
+        })
+        .collect()
 }
 
 /// Lowercase letters, digits and `_`, starting with a letter or `_`.

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod cursor;
+pub mod pipeline;
 pub mod redact;
 pub mod source;
 pub mod yamlpos;

@@ -1,0 +1,514 @@
+//! Orchestration settings: the `orchestration:` block of `tributary.yaml` and the extra tasks in
+//! `pipelines/*.yaml` (`command` and `http`), with the per-task options (`depends_on`,
+//! `retries`, `timeout`) that loads and models accept too.
+//!
+//! ```yaml
+//! # pipelines/nightly.yaml
+//! tasks:
+//!   - name: export_legacy
+//!     type: command
+//!     command: ["python3", "scripts/export_legacy.py"]
+//!     target: bronze.legacy_orders     # stdout (NDJSON or Arrow IPC) is loaded here
+//!     timeout: 10m
+//!     retries: 2
+//!   - name: refresh_reports
+//!     type: http
+//!     method: POST
+//!     url: https://example.com/api/2.1/jobs/run-now
+//!     headers: { Authorization: "Bearer ${env:DATABRICKS_TOKEN}" }
+//!     body: { job_id: 42 }
+//!     poll:
+//!       url: "https://example.com/api/2.1/jobs/runs/get?run_id={{response.run_id}}"
+//!       done_when: { path: state.life_cycle_state, in: [TERMINATED] }
+//!       failed_when: { path: state.result_state, in: [FAILED, CANCELED] }
+//!     depends_on: [gold.daily_revenue]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::parse_duration_micros;
+
+/// `orchestration:` in `tributary.yaml`: how the DAG runs.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OrchestrationConfig {
+    /// Tasks running at once, at most. Default 4. `tributary run --parallel N` overrides it.
+    #[serde(default = "default_max_parallel")]
+    pub max_parallel: usize,
+    /// Tasks using one source connection at once, at most (protects OLTP sources). Default 2.
+    #[serde(default = "default_per_connection")]
+    pub per_connection: usize,
+    /// Per-connection overrides of `per_connection`, by connection name.
+    #[serde(default)]
+    pub connection_limits: BTreeMap<String, usize>,
+    /// Default retries of every task after its first attempt (retryable errors only). Default 0.
+    #[serde(default)]
+    pub retries: u32,
+    /// First retry delay; each next one doubles, with jitter, up to `retry_max_delay`.
+    /// Default `5s`.
+    #[serde(default = "default_retry_delay")]
+    pub retry_delay: String,
+    /// Longest wait between two attempts. Default `5m`.
+    #[serde(default = "default_retry_max_delay")]
+    pub retry_max_delay: String,
+    /// Default timeout of every task (e.g. `2h`); none by default.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// When another run holds the lease on a table this run writes: `wait` for it (up to
+    /// `lease_wait`) or `fail` at once, naming the holder. Default `wait`.
+    #[serde(default)]
+    pub on_lease_conflict: LeaseConflict,
+    /// How long to wait for a table lease held by another run. Default `30m`.
+    #[serde(default = "default_lease_wait")]
+    pub lease_wait: String,
+    /// How long to wait for running tasks to stop after Ctrl-C or SIGTERM before abandoning
+    /// them. Default `30s`.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: String,
+}
+
+impl Default for OrchestrationConfig {
+    fn default() -> Self {
+        OrchestrationConfig {
+            max_parallel: default_max_parallel(),
+            per_connection: default_per_connection(),
+            connection_limits: BTreeMap::new(),
+            retries: 0,
+            retry_delay: default_retry_delay(),
+            retry_max_delay: default_retry_max_delay(),
+            timeout: None,
+            on_lease_conflict: LeaseConflict::default(),
+            lease_wait: default_lease_wait(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+fn default_max_parallel() -> usize {
+    4
+}
+fn default_per_connection() -> usize {
+    2
+}
+fn default_retry_delay() -> String {
+    "5s".into()
+}
+fn default_retry_max_delay() -> String {
+    "5m".into()
+}
+fn default_lease_wait() -> String {
+    "30m".into()
+}
+fn default_shutdown_grace() -> String {
+    "30s".into()
+}
+
+/// What a run does when a table it writes is leased by another run.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseConflict {
+    /// Wait until the lease is released or expires (up to `lease_wait`).
+    #[default]
+    Wait,
+    /// Fail the task at once with a message naming the holder.
+    Fail,
+}
+
+/// Options every task accepts: loads (in `ingest/*.yaml`), models (in their settings) and
+/// pipeline tasks.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TaskOptions {
+    /// Tasks that must finish successfully before this one starts (ids such as
+    /// `bronze.erp_orders`, `silver.orders` or a pipeline task's name).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Retries after the first attempt, for retryable errors; default `orchestration.retries`.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Stop the task after this long (e.g. `15m`); default `orchestration.timeout`.
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// `pipelines/*.yaml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// The extra tasks.
+    #[serde(default)]
+    pub tasks: Vec<TaskConfig>,
+}
+
+/// Kinds of pipeline task.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskType {
+    /// Run a program.
+    Command,
+    /// Call an HTTP endpoint.
+    Http,
+}
+
+/// One task in `pipelines/*.yaml`. Fields of the other type are rejected by validation.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// The task's id: lowercase letters, digits and `_`; unique among tasks, and different from
+    /// every table name.
+    pub name: String,
+    /// `command` or `http`.
+    #[serde(rename = "type")]
+    pub kind: TaskType,
+    /// Shown in `tributary dag` and the dashboard.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Tasks that must succeed first.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Retries after the first attempt, for retryable errors.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Stop the task after this long (e.g. `15m`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+
+    // --- command ---
+    /// The program: a list (`[python3, export.py, --full]`, run directly) or a string (run by
+    /// `sh -c`).
+    #[serde(default)]
+    pub command: Option<CommandLine>,
+    /// Working folder, relative to the project. Default the project folder.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Extra environment variables for the program (values may use `${env:…}`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Load the program's standard output (NDJSON or an Arrow IPC stream) into this table
+    /// (`bronze.<name>`). Without it, output goes to the log.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Format of standard output when `target` is set: `auto` (Arrow IPC stream if it starts
+    /// with the IPC marker, else NDJSON), `ndjson` or `arrow`.
+    #[serde(default)]
+    pub format: OutputFormat,
+    /// With `target`: `append` the output to the table, or replace it (`full`, the default).
+    #[serde(default)]
+    pub mode: OutputMode,
+
+    // --- http ---
+    /// HTTP method. Default `GET`.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// The URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Request headers (values may use `${env:…}`; they are never logged).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Query parameters added to the URL.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// A JSON request body.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+    /// Accepted response statuses. Default any 2xx.
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+    /// Poll a status URL until the work the call started is done.
+    #[serde(default)]
+    pub poll: Option<PollConfig>,
+}
+
+/// A command line.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum CommandLine {
+    /// Run by `sh -c`.
+    Shell(String),
+    /// Program and arguments, run directly.
+    Argv(Vec<String>),
+}
+
+/// Standard-output format of a command with a `target`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// Arrow IPC stream when the output starts with its marker, else NDJSON.
+    #[default]
+    Auto,
+    /// Newline-delimited JSON objects.
+    Ndjson,
+    /// An Arrow IPC stream.
+    Arrow,
+}
+
+/// How a command's output is written to its target table.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputMode {
+    /// Replace the table's contents.
+    #[default]
+    Full,
+    /// Append to the table.
+    Append,
+}
+
+/// Polling a status URL after an HTTP call.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PollConfig {
+    /// The status URL. `{{response.FIELD.PATH}}` is replaced with a value from the first
+    /// call's JSON response (e.g. a run id).
+    pub url: String,
+    /// HTTP method of the status request. Default `GET`.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Time between two status requests. Default `10s`.
+    #[serde(default = "default_poll_interval")]
+    pub interval: String,
+    /// Done when the value at `path` in the status response is one of `in`.
+    pub done_when: Condition,
+    /// Failed when the value at `path` is one of `in` (checked first).
+    #[serde(default)]
+    pub failed_when: Option<Condition>,
+}
+
+fn default_poll_interval() -> String {
+    "10s".into()
+}
+
+/// A test on a JSON response: the value at a dotted path (`state.result_state`, `items.0.id`)
+/// is one of the listed values (compared as text).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// Dotted path into the JSON response; array elements by index.
+    pub path: String,
+    /// Accepted values.
+    #[serde(rename = "in")]
+    pub values: Vec<String>,
+}
+
+/// One `pipelines/*.yaml` file, as loaded.
+#[derive(Debug, Clone)]
+pub struct PipelineFile {
+    /// Path relative to the project folder.
+    pub path: PathBuf,
+    /// Its contents.
+    pub config: PipelineConfig,
+}
+
+/// Problems of one pipeline task, as (key, message); the key is relative to the task
+/// (`command`, `poll.interval`, …). Cross-task checks (unique names, known `depends_on`) are
+/// the project's.
+pub fn check_task(task: &TaskConfig) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    if !crate::config::is_identifier(&task.name) {
+        out.push((
+            "name".into(),
+            format!(
+                "task name `{}` must be lowercase letters, digits and `_` (e.g. export_legacy)",
+                task.name
+            ),
+        ));
+    }
+    if let Some(t) = &task.timeout
+        && let Err(e) = parse_duration_micros(t)
+    {
+        out.push(("timeout".into(), e));
+    }
+    let command_fields = [
+        ("command", task.command.is_some()),
+        ("cwd", task.cwd.is_some()),
+        ("env", !task.env.is_empty()),
+        ("target", task.target.is_some()),
+        ("format", task.format != OutputFormat::Auto),
+        ("mode", task.mode != OutputMode::Full),
+    ];
+    let http_fields = [
+        ("method", task.method.is_some()),
+        ("url", task.url.is_some()),
+        ("headers", !task.headers.is_empty()),
+        ("query", !task.query.is_empty()),
+        ("body", task.body.is_some()),
+        ("expect_status", !task.expect_status.is_empty()),
+        ("poll", task.poll.is_some()),
+    ];
+    let (other, other_name) = match task.kind {
+        TaskType::Command => (&http_fields[..], "http"),
+        TaskType::Http => (&command_fields[..], "command"),
+    };
+    for (field, set) in other {
+        if *set {
+            out.push((
+                (*field).into(),
+                format!("`{field}` is for `type: {other_name}` tasks only"),
+            ));
+        }
+    }
+    match task.kind {
+        TaskType::Command => {
+            match &task.command {
+                None => out.push((
+                    "command".into(),
+                    "a command task needs `command`: a list (`[python3, export.py]`) or a shell string".into(),
+                )),
+                Some(CommandLine::Argv(v)) if v.is_empty() || v[0].trim().is_empty() => out.push((
+                    "command".into(),
+                    "`command` is empty; give the program first, then its arguments".into(),
+                )),
+                Some(CommandLine::Shell(s)) if s.trim().is_empty() => {
+                    out.push(("command".into(), "`command` is empty".into()))
+                }
+                _ => {}
+            }
+            if let Some(target) = &task.target {
+                let ok = target
+                    .split_once('.')
+                    .map(|(l, n)| {
+                        crate::config::is_identifier(l) && crate::config::is_identifier(n)
+                    })
+                    .unwrap_or(false);
+                if !ok {
+                    out.push((
+                        "target".into(),
+                        format!(
+                            "target `{target}` must be `<layer>.<name>` (e.g. bronze.legacy_orders)"
+                        ),
+                    ));
+                }
+            } else {
+                for (field, set) in [
+                    ("format", task.format != OutputFormat::Auto),
+                    ("mode", task.mode != OutputMode::Full),
+                ] {
+                    if set {
+                        out.push((field.into(), format!("`{field}` needs `target`")));
+                    }
+                }
+            }
+        }
+        TaskType::Http => {
+            match &task.url {
+                None => out.push(("url".into(), "an http task needs `url`".into())),
+                Some(u) if !u.starts_with("http://") && !u.starts_with("https://") => out.push((
+                    "url".into(),
+                    "`url` must start with http:// or https://".into(),
+                )),
+                _ => {}
+            }
+            if let Some(m) = &task.method
+                && !matches!(
+                    m.to_ascii_uppercase().as_str(),
+                    "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD"
+                )
+            {
+                out.push((
+                    "method".into(),
+                    format!("unknown method `{m}`; use GET, POST, PUT, PATCH, DELETE or HEAD"),
+                ));
+            }
+            for s in &task.expect_status {
+                if !(100..=599).contains(s) {
+                    out.push(("expect_status".into(), format!("{s} is not an HTTP status")));
+                }
+            }
+            if let Some(p) = &task.poll {
+                if let Err(e) = parse_duration_micros(&p.interval) {
+                    out.push(("poll.interval".into(), e));
+                }
+                if !p.url.starts_with("http://") && !p.url.starts_with("https://") {
+                    out.push((
+                        "poll.url".into(),
+                        "`poll.url` must start with http:// or https://".into(),
+                    ));
+                }
+                if p.done_when.values.is_empty() {
+                    out.push((
+                        "poll.done_when.in".into(),
+                        "list at least one value that means done".into(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Problems of the `orchestration:` block, as (key, message) relative to it.
+pub fn check_orchestration(o: &OrchestrationConfig) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if o.max_parallel == 0 {
+        out.push(("max_parallel".into(), "must be at least 1".into()));
+    }
+    if o.per_connection == 0 {
+        out.push(("per_connection".into(), "must be at least 1".into()));
+    }
+    for (k, v) in &o.connection_limits {
+        if *v == 0 {
+            out.push((
+                format!("connection_limits.{k}"),
+                "must be at least 1".into(),
+            ));
+        }
+    }
+    for (key, value) in [
+        ("retry_delay", Some(&o.retry_delay)),
+        ("retry_max_delay", Some(&o.retry_max_delay)),
+        ("timeout", o.timeout.as_ref()),
+        ("lease_wait", Some(&o.lease_wait)),
+        ("shutdown_grace", Some(&o.shutdown_grace)),
+    ] {
+        if let Some(v) = value
+            && let Err(e) = parse_duration_micros(v)
+        {
+            out.push((key.into(), e));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(yaml: &str) -> TaskConfig {
+        match serde_yaml_ng::from_str(yaml) {
+            Ok(t) => t,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn command_task_checks() {
+        let ok = task(
+            "name: export\ntype: command\ncommand: [python3, x.py]\ntarget: bronze.legacy\nmode: append\n",
+        );
+        assert!(check_task(&ok).is_empty(), "{:?}", check_task(&ok));
+        let bad =
+            task("name: Export\ntype: command\nurl: http://x\nformat: arrow\ntimeout: 5 parsecs\n");
+        let keys: Vec<String> = check_task(&bad).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["name", "timeout", "url", "command", "format"]);
+    }
+
+    #[test]
+    fn http_task_checks() {
+        let ok = task(
+            "name: refresh\ntype: http\nmethod: post\nurl: https://x/run\nbody: {job_id: 1}\npoll: {url: 'https://x/get?id={{response.run_id}}', done_when: {path: state, in: [DONE]}}\n",
+        );
+        assert!(check_task(&ok).is_empty(), "{:?}", check_task(&ok));
+        let bad =
+            task("name: refresh\ntype: http\nmethod: FETCH\nexpect_status: [700]\ncommand: ls\n");
+        let keys: Vec<String> = check_task(&bad).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["command", "url", "method", "expect_status"]);
+    }
+
+    #[test]
+    fn orchestration_defaults_are_valid() {
+        assert!(check_orchestration(&OrchestrationConfig::default()).is_empty());
+    }
+}

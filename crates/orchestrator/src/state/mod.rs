@@ -1,0 +1,1 @@
+//! The run-state store (being built: see the orchestrator issue).

@@ -1,0 +1,1 @@
+//! Pipeline task kinds: `command` and `http` (being built: see the orchestrator issue).
