@@ -4,7 +4,9 @@
 //! PostgreSQL).
 #![warn(missing_docs)]
 
+pub mod dag;
 pub mod error;
+pub mod exec;
 pub mod state;
 pub mod tasks;
 

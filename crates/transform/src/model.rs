@@ -114,6 +114,18 @@ pub struct ModelConfig {
     /// `scd2`: `ignore` (default) or `invalidate` keys missing from the input.
     #[serde(default)]
     pub hard_deletes: HardDeletes,
+    /// Tasks that must succeed before this model runs, besides the tables it refs (e.g. a
+    /// `command` task in pipelines/*.yaml).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Retries after the first attempt, for retryable errors (e.g. a Delta commit conflict).
+    /// Default `orchestration.retries`.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Stop the model after this long (e.g. `30m`); nothing is committed. Default
+    /// `orchestration.timeout`.
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 /// A model found in the project.
@@ -448,6 +460,11 @@ fn check_config(
             "check_columns",
             "only scd2 models use `check_columns`".into(),
         ));
+    }
+    if let Some(t) = &cfg.timeout
+        && let Err(e) = tributary_core::config::parse_duration_micros(t)
+    {
+        problems.push(at.problem("timeout", e));
     }
     if cfg.hard_deletes != HardDeletes::Ignore && cfg.materialized != Materialized::Scd2 {
         problems.push(at.problem("hard_deletes", "only scd2 models use `hard_deletes`".into()));
