@@ -9,11 +9,13 @@ use futures::StreamExt;
 use tributary_core::Project;
 use tributary_lake::Lake;
 
-use crate::models::{ModelRun, load_models, print_summary, run_models, select_models};
+use crate::models::{ModelRun, load_models, print_summary};
+use crate::orchestrate::{RunRequest, RunResult, run_dag};
 use crate::output::{human_bytes, text_table, thousands};
-use crate::run::{RunContext, TableOutcome, load_table, select};
-use crate::state::{LoadRecord, StateStore};
-use crate::{Command, Failure, QueryFormat, demo};
+use crate::run::TableOutcome;
+use crate::{Command, DagFormat, Failure, QueryFormat, demo};
+use tributary_orchestrator::exec::{TaskOutcome, TaskState};
+use tributary_orchestrator::state::{RunFilter, RunStatus, StateStore};
 
 /// Rows shown by `query --format table` before it asks for csv/json.
 const MAX_TABLE_ROWS: usize = 1000;
@@ -62,9 +64,35 @@ pub async fn dispatch(
             select,
             full_refresh,
             parallel,
-        } => run(&project, &select, full_refresh, parallel, progress)
-            .await
-            .map(|_| ()),
+            fail_fast,
+            resume,
+            from,
+            to,
+        } => {
+            let req = RunRequest {
+                selectors: select,
+                full_refresh,
+                parallel,
+                fail_fast,
+                resume,
+                trigger: String::new(),
+                backfill: from.map(|from| crate::run::Backfill {
+                    from: Some(from),
+                    to,
+                }),
+            };
+            run(&project, &req, progress).await.map(|_| ())
+        }
+        Command::Dag { select, format } => dag(&project, &select, format),
+        Command::Runs {
+            show,
+            status,
+            task,
+            limit,
+        } => match show {
+            Some(crate::RunsCommand::Show { run_id }) => runs_show(&project, &run_id).await,
+            None => runs_list(&project, status.as_deref(), task, limit).await,
+        },
         Command::Test { filter } => test(&project, filter.as_deref()).await,
         Command::Query { sql, format } => query(&project, &sql, format).await,
         Command::Tables => tables(&project).await,
@@ -86,7 +114,7 @@ pub async fn dispatch(
     }
 }
 
-fn open_lake(project: &Project) -> Result<Lake, Failure> {
+pub fn open_lake(project: &Project) -> Result<Lake, Failure> {
     Lake::new(
         &project.config.lake,
         &project.root,
@@ -167,13 +195,20 @@ async fn run_demo(project: &ProjectRef, advance: bool, progress: bool) -> Result
         let summary = demo::simulate_source_changes(dir).map_err(Failure::task)?;
         println!("Simulated a day of source changes: {summary}.");
     }
-    let outcomes = run(project, &[], false, 2, progress).await?;
-    let total_rows: u64 = outcomes.iter().map(|o| o.rows).sum();
+    let result = run(project, &RunRequest::default(), progress).await?;
+    let loads = result
+        .as_ref()
+        .map(|r| r.collected.loads.len())
+        .unwrap_or(0);
+    let total_rows: u64 = result
+        .as_ref()
+        .map(|r| r.collected.loads.values().map(|o| o.rows).sum())
+        .unwrap_or(0);
     let shown = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     println!(
         "\nLoaded {} rows into {} tables in {:.1}s. Try next:\n  cd {}\n  tributary tables\n  tributary query \"SELECT * FROM gold.monthly_revenue ORDER BY month DESC, revenue DESC LIMIT 10\"\n  tributary query \"SELECT * FROM silver._quarantine_orders\"   # rows an expectation dropped\n  tributary test                # the model unit tests in tests/\n  tributary demo --advance      # a day of new and changed orders, then an incremental load and merge\n(`tributary` is the binary: `cargo install --path crates/cli`, or use `cargo run --release --` in the source folder.)",
         thousands(total_rows),
-        outcomes.len(),
+        loads,
         started.elapsed().as_secs_f64(),
         shown.display(),
     );
@@ -267,116 +302,69 @@ async fn validate(project: &ProjectRef, connections: bool) -> Result<(), Failure
     Ok(())
 }
 
+/// `tributary run`: the DAG (or the selected part of it) as one recorded run, with a summary.
 pub async fn run(
     project: &ProjectRef,
-    selectors: &[String],
-    full_refresh: bool,
-    parallel: usize,
+    req: &RunRequest,
     progress: bool,
-) -> Result<Vec<TableOutcome>, Failure> {
+) -> Result<Option<RunResult>, Failure> {
     let project = project.load()?;
-    let models = load_models(&project)?;
-    let (model_ids, used_by_models) = select_models(&models, selectors);
-    let ingest_selectors: Vec<String> = selectors
-        .iter()
-        .filter(|s| !used_by_models.contains(*s))
-        .map(|s| s.trim_end_matches('+').to_string())
-        .collect();
-    let specs = if !selectors.is_empty() && ingest_selectors.is_empty() {
-        Vec::new()
-    } else {
-        select(project.load_specs(), &ingest_selectors).map_err(Failure::config)?
-    };
-    if specs.is_empty() && model_ids.is_empty() {
-        println!(
-            "No tables configured in {}: add an ingest/*.yaml file (see ingest/example.yaml.disabled) or a model under models/<layer>/.",
-            project.root.display()
-        );
-        return Ok(Vec::new());
-    }
-    let lake = open_lake(&project)?;
-    let state = StateStore::open(&project.root, &project.config.state).map_err(Failure::task)?;
     let target = target_note(&project);
-    let ctx = RunContext::new(
-        project,
-        lake,
-        full_refresh,
-        progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-    );
-    let started_at = chrono::Utc::now().to_rfc3339();
-    state
-        .start_run(&ctx.run_id, "run", &started_at)
-        .map_err(Failure::task)?;
-    tracing::info!(
-        run_id = %ctx.run_id,
-        environment = ctx.project.target.as_deref().unwrap_or(""),
-        tables = specs.len(),
-        models = model_ids.len(),
-        "Run started."
-    );
-
-    let mut outcomes: Vec<TableOutcome> = futures::stream::iter(specs.iter())
-        .map(|spec| load_table(&ctx, spec))
-        .buffer_unordered(parallel.max(1))
-        .collect()
-        .await;
-    outcomes.sort_by(|a, b| a.target.cmp(&b.target));
-    let _ = ctx.progress.clear();
-
-    for o in &outcomes {
-        let err = o.error.as_ref().map(|e| format!("{e:#}"));
-        state
-            .record_load(
-                &ctx.run_id,
-                &LoadRecord {
-                    target: &o.target,
-                    status: if o.error.is_some() { "failed" } else { "ok" },
-                    rows: o.rows,
-                    version: o.version.map(|v| v as i64),
-                    seconds: o.seconds,
-                    error: err.as_deref(),
-                },
-            )
-            .map_err(Failure::task)?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    crate::orchestrate::cancel_on_signals(cancel.clone());
+    let Some(result) = run_dag(project, req, progress, cancel).await? else {
+        return Ok(None);
+    };
+    print_run(&result, &target);
+    let not_ok: Vec<&TaskOutcome> = result
+        .outcomes
+        .iter()
+        .filter(|o| o.state != TaskState::Succeeded)
+        .collect();
+    if not_ok.is_empty() {
+        return Ok(Some(result));
     }
-    let failed: Vec<&TableOutcome> = outcomes.iter().filter(|o| o.error.is_some()).collect();
-    let failed_targets: BTreeSet<String> = failed.iter().map(|o| o.target.clone()).collect();
-    let model_runs = run_models(
-        &ctx.lake,
-        &models,
-        &model_ids,
-        &ctx.run_id,
-        full_refresh,
-        &failed_targets,
-    )
-    .await;
-    for r in &model_runs {
-        record_model(&state, &ctx.run_id, r).map_err(Failure::task)?;
+    eprintln!();
+    for o in &not_ok {
+        let error = o.error.as_deref().unwrap_or("");
+        match o.state {
+            TaskState::Failed => {
+                let class = o.error_class.map(|c| format!(" [{c}]")).unwrap_or_default();
+                let attempts = if o.attempts > 1 {
+                    format!(" after {} attempts", o.attempts)
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "{} failed{attempts}{class} (its table is unchanged): {error}",
+                    o.task_id
+                );
+            }
+            _ => eprintln!("{} {error}", o.task_id),
+        }
     }
-    let failed_models: Vec<&ModelRun> = model_runs.iter().filter(|r| r.result.is_err()).collect();
-    state
-        .finish_run(
-            &ctx.run_id,
-            if failed.is_empty() && failed_models.is_empty() {
-                "ok"
-            } else {
-                "failed"
-            },
-            &chrono::Utc::now().to_rfc3339(),
-        )
-        .map_err(Failure::task)?;
+    let total = result.outcomes.len();
+    let verb = if result.status == RunStatus::Cancelled {
+        "run cancelled:"
+    } else {
+        ""
+    };
+    Err(Failure::task(anyhow::anyhow!(
+        "{verb}{}{} of {} task{} did not succeed; `tributary run --resume {}` reruns them",
+        if verb.is_empty() { "" } else { " " },
+        not_ok.len(),
+        total,
+        if total == 1 { "" } else { "s" },
+        result.run_id
+    )))
+}
 
-    tracing::info!(
-        run_id = %ctx.run_id,
-        tables = outcomes.len(),
-        models = model_runs.len(),
-        failed = failed.len() + failed_models.len(),
-        rows = outcomes.iter().map(|o| o.rows).sum::<u64>(),
-        "Run finished."
-    );
-    println!("Run {}{target}", ctx.run_id);
-    if !outcomes.is_empty() {
-        let rows: Vec<Vec<String>> = outcomes
+/// The run summary: loads, models (with expectations) and other tasks.
+fn print_run(result: &RunResult, target: &str) {
+    println!("Run {}{target}", result.run_id);
+    let loads: Vec<&TableOutcome> = result.collected.loads.values().collect();
+    if !loads.is_empty() {
+        let rows: Vec<Vec<String>> = loads
             .iter()
             .map(|o| {
                 vec![
@@ -404,60 +392,49 @@ pub async fn run(
             )
         );
     }
+    let model_runs: Vec<&ModelRun> = result
+        .outcomes
+        .iter()
+        .filter_map(|o| result.collected.models.get(&o.task_id))
+        .collect();
     print_summary(&model_runs);
-    if !failed.is_empty() || !failed_models.is_empty() {
-        eprintln!();
-        for o in &failed {
-            if let Some(e) = &o.error {
-                eprintln!("{} failed (the table is unchanged): {e:#}", o.target);
-            }
-        }
-        for r in &failed_models {
-            if let Err(e) = &r.result {
-                if e.starts_with("skipped") {
-                    eprintln!("{} {e}", r.id);
-                } else {
-                    eprintln!("{} failed (the table is unchanged): {e}", r.id);
-                }
-            }
-        }
-        let total = outcomes.len() + model_runs.len();
-        return Err(Failure::task(anyhow::anyhow!(
-            "{} of {} step{} failed",
-            failed.len() + failed_models.len(),
-            total,
-            if total == 1 { "" } else { "s" }
-        )));
+    let others: Vec<Vec<String>> = result
+        .outcomes
+        .iter()
+        .filter(|o| {
+            !result.collected.loads.contains_key(&o.task_id)
+                && !result.collected.models.contains_key(&o.task_id)
+        })
+        .map(|o| {
+            let seconds = match (o.started_at, o.finished_at) {
+                (Some(a), Some(b)) => format!("{:.2}", (b - a).num_milliseconds() as f64 / 1000.0),
+                _ => "-".into(),
+            };
+            vec![
+                o.task_id.clone(),
+                o.kind.as_str().to_string(),
+                o.attempts.to_string(),
+                o.report
+                    .as_ref()
+                    .and_then(|r| r.rows)
+                    .map(thousands)
+                    .unwrap_or_else(|| "-".into()),
+                seconds,
+                o.state.as_str().to_uppercase().replace("SUCCEEDED", "ok"),
+            ]
+        })
+        .collect();
+    if !others.is_empty() {
+        println!();
+        print!(
+            "{}",
+            text_table(
+                &["task", "kind", "attempts", "rows", "seconds", "status"],
+                &others,
+                &[false, false, true, true, true, false]
+            )
+        );
     }
-    Ok(outcomes)
-}
-
-fn record_model(state: &StateStore, run_id: &str, r: &ModelRun) -> anyhow::Result<()> {
-    let (status, rows, version, error) = match &r.result {
-        Ok(o) => (
-            "ok",
-            o.rows_inserted + o.rows_updated,
-            o.version.map(|v| v as i64),
-            None,
-        ),
-        Err(e) if e.starts_with("skipped") => ("skipped", 0, None, Some(e.as_str())),
-        Err(e) => ("failed", 0, None, Some(e.as_str())),
-    };
-    state.record_load(
-        run_id,
-        &LoadRecord {
-            target: &r.id,
-            status,
-            rows,
-            version,
-            seconds: r.seconds,
-            error,
-        },
-    )?;
-    for e in &r.expectations {
-        state.record_expectation(run_id, &r.id, e)?;
-    }
-    Ok(())
 }
 
 async fn test(project: &ProjectRef, filter: Option<&str>) -> Result<(), Failure> {
@@ -682,6 +659,229 @@ async fn maintain(
     );
     if failed > 0 {
         return Err(Failure::task(anyhow::anyhow!("{failed} table(s) failed")));
+    }
+    Ok(())
+}
+
+fn dag(project: &ProjectRef, selectors: &[String], format: DagFormat) -> Result<(), Failure> {
+    let project = project.load()?;
+    let models = load_models(&project)?;
+    let dag = crate::orchestrate::build_dag(&project, &models)?;
+    let ids = dag
+        .select(selectors)
+        .map_err(|e| Failure::config(anyhow::anyhow!(e)))?;
+    let out = match format {
+        DagFormat::Text => dag.render_text(&ids),
+        DagFormat::Dot => dag.render_dot(&ids),
+        DagFormat::Mermaid => dag.render_mermaid(&ids),
+    };
+    print!("{out}");
+    Ok(())
+}
+
+async fn open_state(project: &Project) -> Result<StateStore, Failure> {
+    StateStore::open(&project.config.state, &project.root)
+        .await
+        .map_err(Failure::task)
+}
+
+fn short_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn seconds_between(
+    a: Option<chrono::DateTime<chrono::Utc>>,
+    b: Option<chrono::DateTime<chrono::Utc>>,
+) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}", (b - a).num_milliseconds() as f64 / 1000.0),
+        _ => "-".into(),
+    }
+}
+
+async fn runs_list(
+    project: &ProjectRef,
+    status: Option<&str>,
+    task: Option<String>,
+    limit: usize,
+) -> Result<(), Failure> {
+    let project = project.load()?;
+    let status = match status {
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            Failure::config(anyhow::anyhow!(
+                "--status {s}: use running, succeeded, failed, cancelled or abandoned"
+            ))
+        })?),
+        None => None,
+    };
+    let state = open_state(&project).await?;
+    let runs = state
+        .list_runs(&RunFilter {
+            limit,
+            status,
+            task,
+            trigger: None,
+        })
+        .await
+        .map_err(Failure::task)?;
+    if runs.is_empty() {
+        println!("No runs recorded in {} yet.", state.location());
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.run.run_id.clone(),
+                r.run.status.as_str().to_string(),
+                r.run.trigger.clone(),
+                short_time(r.run.started_at),
+                r.duration
+                    .map(|d| format!("{:.1}", d.as_secs_f64()))
+                    .unwrap_or_else(|| "-".into()),
+                r.tasks.to_string(),
+                r.failed.to_string(),
+                thousands(r.rows),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        text_table(
+            &[
+                "run",
+                "status",
+                "trigger",
+                "started (UTC)",
+                "seconds",
+                "tasks",
+                "failed",
+                "rows"
+            ],
+            &rows,
+            &[false, false, false, false, true, true, true, true]
+        )
+    );
+    Ok(())
+}
+
+async fn runs_show(project: &ProjectRef, run_id: &str) -> Result<(), Failure> {
+    let project = project.load()?;
+    let state = open_state(&project).await?;
+    let detail = state
+        .get_run(run_id)
+        .await
+        .map_err(Failure::task)?
+        .ok_or_else(|| {
+            Failure::config(anyhow::anyhow!(
+                "no run `{run_id}` in {} (or the prefix matches several); `tributary runs` lists them",
+                state.location()
+            ))
+        })?;
+    let run = &detail.run.run;
+    println!("Run {}", run.run_id);
+    println!("  status     {}", run.status.as_str());
+    println!("  trigger    {}", run.trigger);
+    if let Some(t) = &run.target {
+        println!("  target     {t}");
+    }
+    if !run.selectors.is_empty() {
+        println!("  selection  {}", run.selectors.join(", "));
+    }
+    if let Some(r) = &run.resumed_from {
+        println!("  resumes    {r}");
+    }
+    println!(
+        "  started    {} UTC on {} (pid {})",
+        short_time(run.started_at),
+        run.host,
+        run.pid
+    );
+    if let Some(f) = run.finished_at {
+        println!(
+            "  finished   {} UTC ({}s)",
+            short_time(f),
+            seconds_between(Some(run.started_at), Some(f))
+        );
+    }
+    if let Some(e) = &run.error {
+        println!("  error      {e}");
+    }
+    let rows: Vec<Vec<String>> = detail
+        .tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.task_id.clone(),
+                t.kind.clone(),
+                t.status.as_str().to_string(),
+                t.attempts.to_string(),
+                t.started_at
+                    .map(|s| s.format("%H:%M:%S").to_string())
+                    .unwrap_or_else(|| "-".into()),
+                seconds_between(t.started_at, t.finished_at),
+                t.rows.map(thousands).unwrap_or_else(|| "-".into()),
+                t.error_class.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    println!();
+    print!(
+        "{}",
+        text_table(
+            &[
+                "task",
+                "kind",
+                "status",
+                "attempts",
+                "started",
+                "seconds",
+                "rows",
+                "error class"
+            ],
+            &rows,
+            &[false, false, false, true, false, true, true, false]
+        )
+    );
+    let retried: Vec<_> = detail
+        .attempts
+        .iter()
+        .filter(|a| {
+            a.error.is_some() && a.status != tributary_orchestrator::state::TaskStatus::Running
+        })
+        .collect();
+    if !retried.is_empty() {
+        println!("\nFailed attempts:");
+        for a in retried {
+            println!(
+                "  {} attempt {} [{}]: {}",
+                a.task_id,
+                a.attempt,
+                a.error_class.as_deref().unwrap_or("-"),
+                a.error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    let errors: Vec<_> = detail.tasks.iter().filter(|t| t.error.is_some()).collect();
+    if !errors.is_empty() {
+        println!("\nErrors:");
+        for t in errors {
+            println!("  {}: {}", t.task_id, t.error.as_deref().unwrap_or(""));
+        }
+    }
+    if !detail.expectations.is_empty() {
+        println!("\nExpectations:");
+        for e in &detail.expectations {
+            println!(
+                "  {} {}.{} [{}] {} of {} rows failed",
+                if e.passed { "ok  " } else { "FAIL" },
+                e.model,
+                e.expectation,
+                e.on_fail,
+                thousands(e.failed_rows),
+                thousands(e.checked_rows)
+            );
+        }
     }
     Ok(())
 }

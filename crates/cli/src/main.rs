@@ -5,9 +5,9 @@
 mod commands;
 mod demo;
 mod models;
+mod orchestrate;
 mod output;
 mod run;
-mod state;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +53,27 @@ pub enum QueryFormat {
     Json,
 }
 
+/// Output format of `dag`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DagFormat {
+    /// One line per task with its inputs.
+    Text,
+    /// Graphviz DOT.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
+}
+
+/// `runs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// One run: each task's status, attempts, duration, rows and error.
+    Show {
+        /// The run id, or a unique prefix of it.
+        run_id: String,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a project folder.
@@ -78,18 +99,56 @@ enum Command {
         #[arg(long)]
         connections: bool,
     },
-    /// Load the configured tables.
+    /// Run the DAG: loads, models and pipeline tasks, each as soon as its inputs are done.
     Run {
-        /// Only these tables: a target (`bronze.erp_orders`), a glob (`bronze.erp_*`) or a
-        /// connection name (`erp`). Repeatable, or comma-separated.
+        /// Only these tasks: a table (`bronze.erp_orders`), a model (`silver.orders`), a task
+        /// name, a layer (`silver`), a connection (`erp`) or a glob (`bronze.erp_*`); `+x` adds
+        /// everything upstream of x, `x+` everything downstream. Repeatable, or comma-separated.
         #[arg(long, short, value_delimiter = ',')]
         select: Vec<String>,
-        /// Reload incremental tables from scratch (replacing their contents).
+        /// Reload incremental tables and rebuild incremental models from scratch.
         #[arg(long)]
         full_refresh: bool,
-        /// How many tables to load at once.
-        #[arg(long, default_value_t = 2)]
-        parallel: usize,
+        /// Tasks at once (default `orchestration.max_parallel`, 4).
+        #[arg(long)]
+        parallel: Option<usize>,
+        /// Cancel the whole run at the first task failure.
+        #[arg(long)]
+        fail_fast: bool,
+        /// Rerun only the failed, cancelled, skipped and unfinished tasks of this run (an id or
+        /// a unique prefix, from `tributary runs`).
+        #[arg(long, value_name = "RUN_ID", conflicts_with = "select")]
+        resume: Option<String>,
+        /// Backfill: reload incremental tables from this cursor value (inclusive), e.g.
+        /// `2024-01-01` or `1000`, appending rows not loaded yet; the watermark does not move.
+        #[arg(long, value_name = "CURSOR", conflicts_with_all = ["full_refresh", "resume"])]
+        from: Option<String>,
+        /// Backfill up to this cursor value (exclusive). Needs --from.
+        #[arg(long, value_name = "CURSOR", requires = "from")]
+        to: Option<String>,
+    },
+    /// Print the DAG: every task with its kind and inputs.
+    Dag {
+        /// Only these tasks (same selectors as `run --select`).
+        #[arg(long, short, value_delimiter = ',')]
+        select: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DagFormat::Text)]
+        format: DagFormat,
+    },
+    /// Run history: recent runs, or one run's tasks with `runs show RUN_ID`.
+    Runs {
+        #[command(subcommand)]
+        show: Option<RunsCommand>,
+        /// Only runs with this status (running, succeeded, failed, cancelled, abandoned).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only runs that include this task.
+        #[arg(long)]
+        task: Option<String>,
+        /// How many runs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
     /// Run the model unit tests in tests/*.yaml on their fixtures, without touching the lake.
     Test {

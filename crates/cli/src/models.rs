@@ -42,143 +42,8 @@ pub struct ModelRun {
     pub seconds: f64,
 }
 
-/// Which models a selection picks: `layer.name`, globs, `name+` (with downstream models),
-/// `+name` (with upstream models). Ingest selectors select the models downstream of nothing;
-/// the caller reports selectors matching neither.
-pub fn select_models(models: &Models, selectors: &[String]) -> (Vec<String>, BTreeSet<String>) {
-    if selectors.is_empty() {
-        return (
-            models.models.iter().map(|m| m.id()).collect(),
-            BTreeSet::new(),
-        );
-    }
-    let mut picked: BTreeSet<String> = BTreeSet::new();
-    let mut used = BTreeSet::new();
-    for s in selectors {
-        let (up, core, down) = {
-            let up = s.starts_with('+');
-            let down = s.ends_with('+');
-            let core = s.trim_start_matches('+').trim_end_matches('+');
-            (up, core.to_string(), down)
-        };
-        let Ok(glob) = globset::Glob::new(&core).map(|g| g.compile_matcher()) else {
-            continue;
-        };
-        for m in &models.models {
-            let id = m.id();
-            if id == core || m.name == core || glob.is_match(&id) {
-                used.insert(s.clone());
-                picked.insert(id.clone());
-                if down {
-                    picked.extend(models.downstream(&id));
-                }
-                if up {
-                    picked.extend(
-                        models
-                            .ancestors(&id)
-                            .into_iter()
-                            .filter(|a| models.get(a).is_some()),
-                    );
-                }
-            }
-        }
-        // `bronze.erp_orders+`: the models downstream of an ingested table.
-        if down {
-            for src in models
-                .sources
-                .iter()
-                .filter(|t| *t == &core || glob.is_match(t))
-            {
-                picked.extend(models.downstream(src));
-            }
-        }
-    }
-    let ordered = models
-        .models
-        .iter()
-        .map(|m| m.id())
-        .filter(|id| picked.contains(id))
-        .collect();
-    (ordered, used)
-}
-
-/// Run `ids` in dependency order; a model whose upstream failed is skipped.
-pub async fn run_models(
-    lake: &Lake,
-    models: &Models,
-    ids: &[String],
-    run_id: &str,
-    full_refresh: bool,
-    failed_upstream: &BTreeSet<String>,
-) -> Vec<ModelRun> {
-    let mut opts = RunOptions::new(run_id);
-    opts.full_refresh = full_refresh;
-    let runner = ModelRunner::new(lake, models, opts);
-    let mut failed: BTreeSet<String> = failed_upstream.clone();
-    let mut out = Vec::new();
-    for id in ids {
-        let Some(model) = models.get(id) else {
-            continue;
-        };
-        let started = std::time::Instant::now();
-        let materialized = model.config.materialized.as_str();
-        let broken: Vec<String> = models
-            .upstream
-            .get(id)
-            .map(|u| u.iter().filter(|t| failed.contains(*t)).cloned().collect())
-            .unwrap_or_default();
-        if !broken.is_empty() {
-            failed.insert(id.clone());
-            out.push(ModelRun {
-                id: id.clone(),
-                materialized,
-                result: Err(format!("skipped: upstream {} failed", broken.join(", "))),
-                expectations: Vec::new(),
-                seconds: 0.0,
-            });
-            continue;
-        }
-        let span = tracing::info_span!("model", model = %id, run_id = %run_id);
-        let result = async {
-            tracing::info!("Model started.");
-            runner.run_model(model).await
-        }
-        .instrument(span)
-        .await;
-        let seconds = started.elapsed().as_secs_f64();
-        match result {
-            Ok(o) => {
-                tracing::info!(model = %id, status = %o.status, rows = o.rows_inserted + o.rows_updated, seconds, "Model finished.");
-                out.push(ModelRun {
-                    id: id.clone(),
-                    materialized,
-                    expectations: o.expectations.clone(),
-                    result: Ok(o),
-                    seconds,
-                });
-            }
-            Err(e) => {
-                tracing::error!(target: "tributary::load", model = %id, error = %e, "Model failed; its table is unchanged.");
-                failed.insert(id.clone());
-                let expectations = match &e {
-                    TransformError::ExpectationsFailed { results, .. } => results.clone(),
-                    _ => Vec::new(),
-                };
-                out.push(ModelRun {
-                    id: id.clone(),
-                    materialized,
-                    result: Err(e.to_string()),
-                    expectations,
-                    seconds,
-                });
-            }
-        }
-    }
-    out
-}
-
 /// The models table and the expectations of each model, for the run summary.
-pub fn print_summary(runs: &[ModelRun]) {
+pub fn print_summary(runs: &[&ModelRun]) {
     if runs.is_empty() {
         return;
     }
@@ -234,7 +99,7 @@ pub fn print_summary(runs: &[ModelRun]) {
             &[false, false, true, true, true, true, true, true, false]
         )
     );
-    let with_checks: Vec<&ModelRun> = runs.iter().filter(|r| !r.expectations.is_empty()).collect();
+    let with_checks: Vec<&&ModelRun> = runs.iter().filter(|r| !r.expectations.is_empty()).collect();
     if !with_checks.is_empty() {
         println!("\nExpectations:");
         for r in with_checks {

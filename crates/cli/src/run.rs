@@ -53,7 +53,18 @@ pub struct RunContext {
     pub run_id: String,
     pub loaded_at_micros: i64,
     pub full_refresh: bool,
+    /// `--from/--to`: reload this cursor range of incremental tables without moving their
+    /// watermark.
+    pub backfill: Option<Backfill>,
     pub progress: MultiProgress,
+}
+
+/// A cursor range to backfill, as given on the command line (`--from` inclusive, `--to`
+/// exclusive); parsed per table, by the type of its cursor.
+#[derive(Debug, Clone, Default)]
+pub struct Backfill {
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 impl RunContext {
@@ -75,15 +86,35 @@ impl RunContext {
             run_id,
             loaded_at_micros: now.timestamp_micros(),
             full_refresh,
+            backfill: None,
             progress,
         }
     }
 }
 
+/// Where a load's rows come from when it is not the spec's connection: a `command` task's
+/// output, with its write mode.
+pub struct SourceOverride {
+    /// The source to read.
+    pub source: Box<dyn Source>,
+    /// Append to the table instead of replacing it (no watermark).
+    pub append: bool,
+}
+
 /// Load one table, never panicking; the outcome carries the error.
 pub async fn load_table(ctx: &RunContext, spec: &LoadSpec) -> TableOutcome {
+    load_table_from(ctx, spec, None).await
+}
+
+/// As [`load_table`], reading from `over` instead of the spec's connection when given.
+pub async fn load_table_from(
+    ctx: &RunContext,
+    spec: &LoadSpec,
+    over: Option<SourceOverride>,
+) -> TableOutcome {
     let started = Instant::now();
     let target = spec.target();
+    let append = over.as_ref().is_some_and(|o| o.append);
     let bar = ctx.progress.add(ProgressBar::new_spinner());
     bar.set_style(
         ProgressStyle::with_template(
@@ -108,13 +139,15 @@ pub async fn load_table(ctx: &RunContext, spec: &LoadSpec) -> TableOutcome {
     let span = tracing::info_span!("load", table = %target, run_id = %ctx.run_id);
     let result = async {
         info!("Load started.");
-        load_inner(ctx, spec, &bar).await
+        load_inner(ctx, spec, &bar, over).await
     }
     .instrument(span)
     .await;
     let seconds = started.elapsed().as_secs_f64();
     let mode = match spec.table.mode {
+        LoadMode::Incremental if ctx.backfill.is_some() => "backfill",
         LoadMode::Incremental if !ctx.full_refresh => "incremental",
+        _ if append => "append",
         _ => "full",
     };
     match result {
@@ -162,16 +195,32 @@ async fn load_inner(
     ctx: &RunContext,
     spec: &LoadSpec,
     bar: &ProgressBar,
+    over: Option<SourceOverride>,
 ) -> anyhow::Result<Loaded> {
     let target = spec.target();
-    let conn_config = ctx
-        .project
-        .config
-        .connections
-        .get(&spec.connection)
-        .ok_or_else(|| anyhow!("connection {} is not defined", spec.connection))?;
-    let source: Box<dyn Source> =
-        tributary_connectors::open(&spec.connection, conn_config, &ctx.project.root)?;
+    let (source, append, default_batch_size) = match over {
+        Some(o) => (
+            o.source,
+            o.append,
+            tributary_connectors::DEFAULT_FILE_BATCH_SIZE,
+        ),
+        None => {
+            let conn_config = ctx
+                .project
+                .config
+                .connections
+                .get(&spec.connection)
+                .ok_or_else(|| anyhow!("connection {} is not defined", spec.connection))?;
+            let source: Box<dyn Source> =
+                tributary_connectors::open(&spec.connection, conn_config, &ctx.project.root)?;
+            let batch = if conn_config.is_files() {
+                tributary_connectors::DEFAULT_FILE_BATCH_SIZE
+            } else {
+                tributary_connectors::DEFAULT_BATCH_SIZE
+            };
+            (source, false, batch)
+        }
+    };
 
     let existing = ctx.lake.open(&spec.layer, &spec.name).await?;
     let incremental = spec.table.mode == LoadMode::Incremental && !ctx.full_refresh;
@@ -188,8 +237,38 @@ async fn load_inner(
             w.column
         );
     }
+    // A backfill reads [from, to) of the cursor and appends what is not loaded yet, keeping
+    // the watermark where it is.
+    let backfill = match &ctx.backfill {
+        None => None,
+        Some(b) => {
+            let (Some(w), Some(c)) = (&previous, &cursor_col) else {
+                bail!(
+                    "--from/--to backfill incremental tables that have been loaded before; {target} is {}",
+                    if incremental {
+                        "not loaded yet: run it once first"
+                    } else {
+                        "not incremental"
+                    }
+                );
+            };
+            let parse = |v: &Option<String>, flag: &str| -> anyhow::Result<Option<CursorValue>> {
+                v.as_deref()
+                    .map(|t| {
+                        w.value
+                            .parse_like(t)
+                            .map_err(|e| anyhow!("{flag} for {target} (cursor `{c}`): {e}"))
+                    })
+                    .transpose()
+            };
+            Some((c.clone(), parse(&b.from, "--from")?, parse(&b.to, "--to")?))
+        }
+    };
     // Where to start reading: the watermark minus the lookback.
     let since: Option<(String, CursorValue)> = match (&previous, &cursor_col) {
+        _ if backfill.is_some() => backfill
+            .as_ref()
+            .and_then(|(c, from, _)| from.clone().map(|f| (c.clone(), f))),
         (Some(w), Some(c)) => {
             let lookback = match &spec.table.lookback {
                 Some(spec) => Some(spec.parse().map_err(|e| anyhow!(e))?),
@@ -206,20 +285,22 @@ async fn load_inner(
     };
     // Appending needs a watermark; without one (first load, or a table loaded in full mode
     // before) the load replaces the table.
-    let write_mode = if incremental && previous.is_some() {
+    let write_mode = if (incremental && previous.is_some())
+        || (append && existing.is_some() && !ctx.full_refresh)
+    {
         WriteMode::Append
     } else {
         WriteMode::Overwrite
     };
 
-    let batch_size = spec.table.batch_size.unwrap_or(if conn_config.is_files() {
-        tributary_connectors::DEFAULT_FILE_BATCH_SIZE
-    } else {
-        tributary_connectors::DEFAULT_BATCH_SIZE
-    });
+    let batch_size = spec.table.batch_size.unwrap_or(default_batch_size);
+    let until: Option<(String, CursorValue)> = backfill
+        .as_ref()
+        .and_then(|(c, _, to)| to.clone().map(|t| (c.clone(), t)));
     let request = ReadRequest {
         table: spec.table.clone(),
         since: since.clone(),
+        until: until.clone(),
         batch_size,
     };
     let stream = source
@@ -287,6 +368,9 @@ async fn load_inner(
         if let (Some((_, lower)), Some(i)) = (&since, cursor_index) {
             batch = filter_since(&batch, i, lower)?;
         }
+        if let (Some((_, upper)), Some(i)) = (&until, cursor_index) {
+            batch = filter_until(&batch, i, upper)?;
+        }
         if let Some(seen) = seen.as_mut() {
             batch = drop_seen(&batch, &key_columns, seen)?;
         }
@@ -313,6 +397,7 @@ async fn load_inner(
         bar.inc(n as u64);
     }
     let watermark = match (&cursor_col, max_cursor, spec.table.mode) {
+        _ if backfill.is_some() => None,
         (Some(c), Some(v), LoadMode::Incremental) => Some(Watermark {
             column: c.clone(),
             value: v,
@@ -517,6 +602,20 @@ fn drop_seen(
 
 /// Keep rows whose cursor is not NULL and `>= lower` (sources that cannot filter, like files,
 /// rely on this; for databases it is a no-op safety net).
+/// Rows whose cursor is below `upper` (a backfill's `--to`, exclusive).
+fn filter_until(batch: &RecordBatch, i: usize, upper: &CursorValue) -> anyhow::Result<RecordBatch> {
+    let col = batch.column(i);
+    let bound = upper
+        .to_scalar_array(col.data_type())
+        .map_err(|e| anyhow!(e))?;
+    let keep = deltalake::arrow::compute::kernels::cmp::lt(
+        col,
+        &deltalake::arrow::array::Scalar::new(bound),
+    )?;
+    let keep = and(&keep, &is_not_null(col)?)?;
+    Ok(filter_record_batch(batch, &keep)?)
+}
+
 fn filter_since(batch: &RecordBatch, i: usize, lower: &CursorValue) -> anyhow::Result<RecordBatch> {
     let col = batch.column(i);
     let bound = lower

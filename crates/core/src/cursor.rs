@@ -77,6 +77,70 @@ impl CursorValue {
         }
     }
 
+    /// Parse `text` (from the command line, e.g. `--from 2024-01-01`) as a value of the same
+    /// kind as `self`: an integer, a decimal (`12.50`), a date (`2024-01-31`), a timestamp
+    /// (`2024-01-31`, `2024-01-31 12:00:00[.ffffff]`, or RFC 3339 with `Z` or an offset; a
+    /// timestamp with time zone reads zone-less text as UTC) or text as written.
+    pub fn parse_like(&self, text: &str) -> Result<CursorValue, String> {
+        let t = text.trim();
+        let bad = |what: &str| format!("`{text}` is not {what}");
+        match self {
+            CursorValue::Int(_) => t
+                .parse()
+                .map(CursorValue::Int)
+                .map_err(|_| bad("an integer")),
+            CursorValue::Decimal { scale, .. } => {
+                let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+                let scale_u = (*scale).max(0) as usize;
+                if frac.len() > scale_u || !frac.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(bad(&format!(
+                        "a decimal with at most {scale} digits after the point"
+                    )));
+                }
+                let digits = format!("{int}{frac:0<scale_u$}");
+                let v: i128 = digits.parse().map_err(|_| bad("a decimal number"))?;
+                Ok(CursorValue::Decimal {
+                    unscaled: v.to_string(),
+                    scale: *scale,
+                })
+            }
+            CursorValue::Date(_) => chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                .map(|d| {
+                    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+                    CursorValue::Date((d - epoch).num_days() as i32)
+                })
+                .map_err(|_| bad("a date (YYYY-MM-DD)")),
+            CursorValue::TimestampUtc(_) | CursorValue::Timestamp(_) => {
+                let micros = if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(t) {
+                    dt.timestamp_micros()
+                } else {
+                    let naive = [
+                        "%Y-%m-%d %H:%M:%S%.f",
+                        "%Y-%m-%dT%H:%M:%S%.f",
+                        "%Y-%m-%d %H:%M",
+                        "%Y-%m-%dT%H:%M",
+                    ]
+                    .iter()
+                    .find_map(|f| chrono::NaiveDateTime::parse_from_str(t, f).ok())
+                    .or_else(|| {
+                        chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                            .ok()
+                            .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    })
+                    .ok_or_else(|| {
+                        bad("a timestamp (YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or RFC 3339)")
+                    })?;
+                    naive.and_utc().timestamp_micros()
+                };
+                Ok(match self {
+                    CursorValue::TimestampUtc(_) => CursorValue::TimestampUtc(micros),
+                    _ => CursorValue::Timestamp(micros),
+                })
+            }
+            CursorValue::Text(_) => Ok(CursorValue::Text(text.to_string())),
+        }
+    }
+
     /// The maximum non-null value of an Arrow column, as a cursor value. `Ok(None)` when the
     /// column has no non-null value. Unsupported types return an error naming the type.
     pub fn max_of(array: &ArrayRef) -> Result<Option<CursorValue>, String> {

@@ -42,6 +42,9 @@ pub struct ReadRequest {
     /// For incremental loads: read only rows whose `column` is `>=` `value` (inclusive; rows
     /// whose cursor is NULL are not read). `None` reads everything.
     pub since: Option<(String, CursorValue)>,
+    /// For backfills: read only rows whose `column` is `<` `value` (exclusive). Database
+    /// sources add it to their query; the loader filters every source's rows by it too.
+    pub until: Option<(String, CursorValue)>,
     /// Rows per batch the source should aim for.
     pub batch_size: usize,
 }

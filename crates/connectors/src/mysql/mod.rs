@@ -387,22 +387,33 @@ async fn build_query(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut sql_text = match (&table.query, select_list.as_str(), &request.since) {
-        (Some(q), "*", None) => sql::trim_query(q).to_string(),
+    let bounded = request.since.is_some() || request.until.is_some();
+    let mut sql_text = match (&table.query, select_list.as_str(), bounded) {
+        (Some(q), "*", false) => sql::trim_query(q).to_string(),
         _ => format!("SELECT {select_list} FROM {from}"),
     };
-    let mut params = Params::Empty;
-    if let Some((column, value)) = &request.since {
-        let (operand, param) =
-            sql::cursor_operand(value).map_err(|reason| SourceError::Config {
-                table: label.to_string(),
-                reason: format!("cursor {column}: {reason}"),
-            })?;
-        sql_text.push_str(&format!(" WHERE {} >= {operand}", sql::quote_ident(column)));
-        if let Some(p) = param {
-            params = Params::Positional(vec![p]);
+    let mut conditions = Vec::new();
+    let mut positional = Vec::new();
+    for (bound, op) in [(&request.since, ">="), (&request.until, "<")] {
+        if let Some((column, value)) = bound {
+            let (operand, param) =
+                sql::cursor_operand(value).map_err(|reason| SourceError::Config {
+                    table: label.to_string(),
+                    reason: format!("cursor {column}: {reason}"),
+                })?;
+            conditions.push(format!("{} {op} {operand}", sql::quote_ident(column)));
+            positional.extend(param);
         }
     }
+    if !conditions.is_empty() {
+        sql_text.push_str(" WHERE ");
+        sql_text.push_str(&conditions.join(" AND "));
+    }
+    let params = if positional.is_empty() {
+        Params::Empty
+    } else {
+        Params::Positional(positional)
+    };
     Ok((sql_text, params))
 }
 

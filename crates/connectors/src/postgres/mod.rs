@@ -253,12 +253,24 @@ impl PostgresSource {
                 .join(", ")
         };
         let mut select = format!("SELECT {select_list} FROM {from}");
+        let mut conditions = Vec::new();
         if let Some((column, value)) = &request.since {
-            select.push_str(&format!(
-                " WHERE {} >= {}",
+            conditions.push(format!(
+                "{} >= {}",
                 sql::quote_ident(column),
                 sql::cursor_literal(value)
             ));
+        }
+        if let Some((column, value)) = &request.until {
+            conditions.push(format!(
+                "{} < {}",
+                sql::quote_ident(column),
+                sql::cursor_literal(value)
+            ));
+        }
+        if !conditions.is_empty() {
+            select.push_str(" WHERE ");
+            select.push_str(&conditions.join(" AND "));
         }
         debug!(connection = %self.name, table = %table, sql = %select, "Prepared PostgreSQL read.");
         let statement = self.prepare(&transaction, request, &select).await?;

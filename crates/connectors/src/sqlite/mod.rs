@@ -553,6 +553,18 @@ impl ReadJob {
                 since_literal(value)
             ));
         }
+        if let Some((col, value)) = &self.request.until {
+            sql.push_str(&format!(
+                " {} {} < {}",
+                if self.request.since.is_some() {
+                    "AND"
+                } else {
+                    "WHERE"
+                },
+                quote_ident(col),
+                since_literal(value)
+            ));
+        }
         debug!(table = %self.table(), sql = %sql, "Reading SQLite table.");
 
         let mut stmt = conn.prepare(&sql).map_err(|e| self.query_error(e))?;

@@ -40,6 +40,7 @@ fn request(v: serde_json::Value) -> ReadRequest {
     ReadRequest {
         table,
         since: None,
+        until: None,
         batch_size: 8192,
     }
 }

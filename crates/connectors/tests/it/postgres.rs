@@ -72,6 +72,7 @@ fn request(table: TableConfig) -> ReadRequest {
     ReadRequest {
         table,
         since: None,
+        until: None,
         batch_size: 10_000,
     }
 }

@@ -30,6 +30,7 @@ fn request(t: TableConfig) -> ReadRequest {
     ReadRequest {
         table: t,
         since: None,
+        until: None,
         batch_size: 10_000,
     }
 }
