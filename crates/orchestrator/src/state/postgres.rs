@@ -362,19 +362,23 @@ fn to_cell(
     fn or_null<T>(v: Option<T>, f: impl FnOnce(T) -> Cell) -> Cell {
         v.map(f).unwrap_or(Cell::Null)
     }
-    Ok(match *ty {
-        Type::BOOL => or_null(row.try_get::<_, Option<bool>>(i)?, Cell::Bool),
-        Type::INT2 => or_null(row.try_get::<_, Option<i16>>(i)?, |v| Cell::Int(v.into())),
-        Type::INT4 => or_null(row.try_get::<_, Option<i32>>(i)?, |v| Cell::Int(v.into())),
-        Type::INT8 => or_null(row.try_get::<_, Option<i64>>(i)?, Cell::Int),
-        Type::FLOAT8 => or_null(row.try_get::<_, Option<f64>>(i)?, Cell::Real),
-        Type::TIMESTAMPTZ => or_null(row.try_get::<_, Option<DateTime<Utc>>>(i)?, Cell::Time),
-        Type::JSON | Type::JSONB => {
-            or_null(row.try_get::<_, Option<serde_json::Value>>(i)?, Cell::Json)
-        }
-        // Text, and anything else the queries might return as text: try_get reports a type
-        // it cannot read.
-        _ => or_null(row.try_get::<_, Option<String>>(i)?, Cell::Text),
+    Ok(if *ty == Type::BOOL {
+        or_null(row.try_get::<_, Option<bool>>(i)?, Cell::Bool)
+    } else if *ty == Type::INT2 {
+        or_null(row.try_get::<_, Option<i16>>(i)?, |v| Cell::Int(v.into()))
+    } else if *ty == Type::INT4 {
+        or_null(row.try_get::<_, Option<i32>>(i)?, |v| Cell::Int(v.into()))
+    } else if *ty == Type::INT8 {
+        or_null(row.try_get::<_, Option<i64>>(i)?, Cell::Int)
+    } else if *ty == Type::FLOAT8 {
+        or_null(row.try_get::<_, Option<f64>>(i)?, Cell::Real)
+    } else if *ty == Type::TIMESTAMPTZ {
+        or_null(row.try_get::<_, Option<DateTime<Utc>>>(i)?, Cell::Time)
+    } else if *ty == Type::JSON || *ty == Type::JSONB {
+        or_null(row.try_get::<_, Option<serde_json::Value>>(i)?, Cell::Json)
+    } else {
+        // Text, and anything else: try_get reports a type it cannot read as text.
+        or_null(row.try_get::<_, Option<String>>(i)?, Cell::Text)
     })
 }
 

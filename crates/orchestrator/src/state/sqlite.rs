@@ -78,7 +78,7 @@ impl SqliteStore {
             while let Some(row) = rows.next()? {
                 let mut cells = Vec::with_capacity(width);
                 for i in 0..width {
-                    cells.push(to_cell(row.get_ref(i)?, i)?);
+                    cells.push(to_cell(row.get_ref(i)?)?);
                 }
                 out.push(Row {
                     names: Arc::clone(&names),
@@ -102,14 +102,14 @@ fn to_value(p: Param) -> Value {
     }
 }
 
-fn to_cell(v: ValueRef<'_>, column: usize) -> rusqlite::Result<Cell> {
+fn to_cell(v: ValueRef<'_>) -> rusqlite::Result<Cell> {
     Ok(match v {
         ValueRef::Null => Cell::Null,
         ValueRef::Integer(i) => Cell::Int(i),
         ValueRef::Real(f) => Cell::Real(f),
         ValueRef::Text(t) => match std::str::from_utf8(t) {
             Ok(s) => Cell::Text(s.to_string()),
-            Err(e) => return Err(rusqlite::Error::Utf8Error(column, e)),
+            Err(e) => return Err(rusqlite::Error::Utf8Error(e)),
         },
         ValueRef::Blob(_) => Cell::Text("<binary>".into()),
     })
@@ -129,7 +129,7 @@ fn open_blocking(path: &Path, location: &str) -> Result<SqliteStore, StateError>
     let mut conn = Connection::open(path).map_err(|e| unavailable(e.to_string()))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| unavailable(e.to_string()))?;
-    conn.pragma_update(None, "journal_mode", "WAL")
+    conn.execute_batch("PRAGMA journal_mode=WAL")
         .map_err(|e| unavailable(format!("cannot switch to the WAL journal: {e}")))?;
     migrate(&mut conn, location)?;
     Ok(SqliteStore {

@@ -431,7 +431,8 @@ async fn attempts_expectations_and_history(env: &Env) {
     assert_eq!(detail.attempts, vec![first, second]);
     assert_eq!(detail.expectations, vec![expectations[2].clone()]);
     let detail = ok(store.get_run("r-1")).await.unwrap();
-    assert_eq!(detail.expectations, vec![expectations[0].clone(), other.clone()]);
+    // By model, then expectation.
+    assert_eq!(detail.expectations, vec![other.clone(), expectations[0].clone()]);
 
     let history = ok(store.expectation_history(Some("silver.orders"), 0)).await;
     let expected: Vec<ExpectationRecord> = expectations.iter().rev().cloned().collect();
