@@ -819,6 +819,17 @@ impl StateStore {
         Ok(())
     }
 
+    /// Give up the lease on `resource` if `run_id` holds it (a finished task's table).
+    pub async fn release_lease(&self, resource: &str, run_id: &str) -> Result<(), StateError> {
+        self.execute(
+            &format!("release_lease {resource} of run {run_id}"),
+            "DELETE FROM leases WHERE resource = $1 AND run_id = $2",
+            vec![resource.into(), run_id.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Give up every lease held by `run_id`.
     pub async fn release_leases(&self, run_id: &str) -> Result<(), StateError> {
         self.execute(
