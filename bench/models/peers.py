@@ -36,7 +36,7 @@ if engine == "duckdb":
             FROM read_parquet({files(silver)}) o
             JOIN read_parquet({files(customers)}) c ON c.id = o.customer_id
             GROUP BY 1, 2"""
-    reader = con.execute(sql).fetch_record_batch(100_000)
+    reader = con.sql(sql).to_arrow_reader(100_000)
     write_deltalake(out, reader, mode="overwrite")
 else:
     import polars as pl
