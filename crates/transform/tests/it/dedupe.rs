@@ -1,35 +1,15 @@
 //! Deduplication by `unique_key`: the aggregate + join plan keeps exactly one whole row per key,
 //! the same rows (up to ties) as a `ROW_NUMBER()` window.
 
-use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::datafusion::prelude::DataFrame;
 use tributary_lake::WriteMode;
 use tributary_transform::dedupe::{dedupe, window_dedupe_sql};
 use tributary_transform::runner::new_session;
 
-use crate::support::Env;
+use crate::support::{self, Env};
 
 async fn lines(df: DataFrame) -> Vec<String> {
-    let batches = df.collect().await.unwrap();
-    let opts = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for b in &batches {
-        let fs: Vec<ArrayFormatter> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
-            .collect();
-        for r in 0..b.num_rows() {
-            out.push(
-                fs.iter()
-                    .map(|f| f.value(r).to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            );
-        }
-    }
-    out.sort();
-    out
+    support::lines(&df.collect().await.unwrap())
 }
 
 /// Ties on key, `order_by` and `_tributary_loaded_at` (even identical rows) still leave one row
