@@ -75,13 +75,17 @@ pub async fn maintain_table(
         })?;
     let target =
         NonZeroU64::new(options.target_file_bytes.max(1024 * 1024)).unwrap_or(NonZeroU64::MIN);
+    let zorder = match options.zorder_by.is_empty() {
+        true => None,
+        false => Some(zorder_columns(&table_name, &table, &options.zorder_by)?),
+    };
     let mut optimize = table.optimize().with_target_size(target);
-    let action = if options.zorder_by.is_empty() {
-        "compact"
-    } else {
-        let columns = zorder_columns(&table_name, &table, &options.zorder_by)?;
-        optimize = optimize.with_type(OptimizeType::ZOrder(columns));
-        "z-order"
+    let action = match zorder {
+        None => "compact",
+        Some(columns) => {
+            optimize = optimize.with_type(OptimizeType::ZOrder(columns));
+            "z-order"
+        }
     };
     let (table, metrics) = optimize
         .await

@@ -852,7 +852,8 @@ impl<'a> ModelRunner<'a> {
             .map(|f| f.name().as_str())
             .collect::<Vec<_>>()
             .join(", ");
-        let kernel: StructType = Schema::new(new.clone()).try_into_kernel().map_err(
+        let new_schema = Schema::new(new);
+        let kernel: StructType = (&new_schema).try_into_kernel().map_err(
             |e: deltalake::arrow::error::ArrowError| {
                 TransformError::Lake(LakeError::Schema {
                     table: id.clone(),

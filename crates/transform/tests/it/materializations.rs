@@ -259,7 +259,7 @@ async fn scd2_new_column_evolves_the_table() {
         env.run("silver.history").await.unwrap();
         env.bronze(
             "crm_customers",
-            &snapshot("(1, 'Annie', 'DE'), (2, 'Bob', 'FR')"),
+            &snapshot("(1, 'Zoe', 'DE'), (2, 'Bob', 'FR')"),
             WriteMode::Overwrite,
         )
         .await;
@@ -267,7 +267,7 @@ async fn scd2_new_column_evolves_the_table() {
         assert_eq!(
             env.rows("SELECT id, name, is_current FROM silver.history")
                 .await,
-            vec!["1|Ann|false", "1|Annie|true", "2|Bob|true"]
+            vec!["1|Ann|false", "1|Zoe|true", "2|Bob|true"]
         );
 
         if stop_after_add {
@@ -282,7 +282,7 @@ async fn scd2_new_column_evolves_the_table() {
             assert_eq!(
                 env.rows("SELECT id, name, country FROM silver.history")
                     .await,
-                vec!["1|Ann|NULL", "1|Annie|NULL", "2|Bob|NULL"],
+                vec!["1|Ann|NULL", "1|Zoe|NULL", "2|Bob|NULL"],
                 "readable, the new column empty"
             );
         }
@@ -296,8 +296,8 @@ async fn scd2_new_column_evolves_the_table() {
                 .await,
             vec![
                 "1|Ann|NULL|false",
-                "1|Annie|DE|true",
-                "1|Annie|NULL|false",
+                "1|Zoe|DE|true",
+                "1|Zoe|NULL|false",
                 "2|Bob|FR|true",
                 "2|Bob|NULL|false",
             ],
