@@ -72,7 +72,12 @@ fn m(i: usize) -> String {
 fn match_on(keys: &[String], order: &[String], n: usize, input: &str) -> String {
     let mut parts: Vec<String> = keys
         .iter()
-        .map(|k| format!("({input}.{q} IS NOT DISTINCT FROM a.{q})", q = quote_ident(k)))
+        .map(|k| {
+            format!(
+                "({input}.{q} IS NOT DISTINCT FROM a.{q})",
+                q = quote_ident(k)
+            )
+        })
         .collect();
     for (i, o) in order.iter().take(n).enumerate() {
         parts.push(format!(

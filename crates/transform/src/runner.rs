@@ -20,8 +20,8 @@ use deltalake::datafusion::execution::session_state::SessionStateBuilder;
 use deltalake::datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
-use deltalake::kernel::{StructField, StructType};
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{StructField, StructType};
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
@@ -853,14 +853,15 @@ impl<'a> ModelRunner<'a> {
             .collect::<Vec<_>>()
             .join(", ");
         let new_schema = Schema::new(new);
-        let kernel: StructType = (&new_schema).try_into_kernel().map_err(
-            |e: deltalake::arrow::error::ArrowError| {
-                TransformError::Lake(LakeError::Schema {
-                    table: id.clone(),
-                    reason: format!("new columns {names} cannot be stored in Delta: {e}"),
-                })
-            },
-        )?;
+        let kernel: StructType =
+            (&new_schema)
+                .try_into_kernel()
+                .map_err(|e: deltalake::arrow::error::ArrowError| {
+                    TransformError::Lake(LakeError::Schema {
+                        table: id.clone(),
+                        reason: format!("new columns {names} cannot be stored in Delta: {e}"),
+                    })
+                })?;
         let mut meta: HashMap<String, serde_json::Value> = HashMap::new();
         meta.insert("tributary.run_id".into(), self.opts.run_id.clone().into());
         meta.insert("tributary.model".into(), id.clone().into());

@@ -21,8 +21,8 @@ use tributary_core::config::{ConfigProblem, parse_yaml_str};
 use tributary_core::yamlpos::Positions;
 
 use crate::TransformError;
-use crate::project::Models;
 use crate::dedupe::dedupe;
+use crate::project::Models;
 use crate::runner::{new_session, register};
 use crate::sql::{quote_ident, sql_literal};
 use crate::template::{render, resolve_ref};

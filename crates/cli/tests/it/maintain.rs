@@ -97,7 +97,13 @@ fn zorder_clusters_files_keeps_rows_and_names_missing_columns() {
     let before = p.query("SELECT id, x, y FROM bronze.erp_ev ORDER BY id");
 
     // A column the table does not have: a clear error naming it and the table's columns.
-    let out = p.run(&["maintain", "--select", "bronze.erp_ev", "--zorder-by", "x,nope"]);
+    let out = p.run(&[
+        "maintain",
+        "--select",
+        "bronze.erp_ev",
+        "--zorder-by",
+        "x,nope",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -115,7 +121,13 @@ fn zorder_clusters_files_keeps_rows_and_names_missing_columns() {
         let cols: Vec<&str> = row.split_whitespace().collect();
         (cols[1].to_string(), cols[2].to_string())
     };
-    let text = p.ok(&["maintain", "--select", "bronze.erp_ev", "--zorder-by", "x,y"]);
+    let text = p.ok(&[
+        "maintain",
+        "--select",
+        "bronze.erp_ev",
+        "--zorder-by",
+        "x,y",
+    ]);
     assert_eq!(counts(&text), ("3".into(), "1".into()), "{text}");
     // Z-order rewrites even a single file (compaction would leave it alone).
     let text = p.ok(&["maintain", "--select", "bronze.erp_ev", "--zorder-by", "Y"]);

@@ -50,7 +50,11 @@ async fn one_row_per_key_when_key_order_and_loaded_at_all_tie() {
         rows[0] == "1|b" || rows[0] == "1|c",
         "the newest of id 1: {rows:?}"
     );
-    assert_eq!(rows[1..], ["2|x", "3|q", "4|n2", "5|z", "NULL|k2"], "{rows:?}");
+    assert_eq!(
+        rows[1..],
+        ["2|x", "3|q", "4|n2", "5|z", "NULL|k2"],
+        "{rows:?}"
+    );
     // The same through a composite key: (id, v) makes id 2's identical rows one row.
     env.file(
         "models/silver/events.sql",
@@ -98,9 +102,11 @@ async fn same_rows_as_the_row_number_window() {
     assert!(f.len() > 4000, "{}", f.len());
     assert_eq!(f, w);
     let one_per_key = lines(
-        ctx.sql("SELECT count(*) FROM (SELECT k1, k2 FROM fast GROUP BY k1, k2 HAVING count(*) > 1)")
-            .await
-            .unwrap(),
+        ctx.sql(
+            "SELECT count(*) FROM (SELECT k1, k2 FROM fast GROUP BY k1, k2 HAVING count(*) > 1)",
+        )
+        .await
+        .unwrap(),
     )
     .await;
     assert_eq!(one_per_key, vec!["0"]);
@@ -121,7 +127,10 @@ async fn same_rows_as_the_row_number_window() {
         .clone();
     ctx.register_table(
         "raw2",
-        ctx.sql("SELECT k1, k2, payload FROM raw").await.unwrap().into_view(),
+        ctx.sql("SELECT k1, k2, payload FROM raw")
+            .await
+            .unwrap()
+            .into_view(),
     )
     .unwrap();
     let any = dedupe(&ctx, "raw2", &schema2, &keys, &[]).await.unwrap();
