@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Silver and gold model benchmark: N bronze order rows (about 1.25 versions per order id) and
 # 50,000 customers; times a dedup silver model (latest row per id) and a join + group-by gold
-# model in Tributary (DataFusion), DuckDB and Polars on the same data, each writing Delta.
+# model in Tributary (DataFusion), DuckDB and Polars on the same data, each writing Delta; also
+# Tributary rewriting the rows without dedup (the floor) and deduplicating with a ROW_NUMBER()
+# window written in the model's SQL (the plan `unique_key` used before).
 # Reports the median of R runs (default 3) of each step: wall seconds and peak RSS (GNU time),
 # and rows/s (input rows of the step: N for silver, the deduplicated rows for gold).
 # Run by hand, not by CI:
@@ -42,6 +44,12 @@ order_by: updated_at
 ---*/
 SELECT id, customer_id, status, total, currency, note, created_at, updated_at FROM {{ ref('bronze.orders') }}
 SQL
+cat >"$P/models/silver/orders_window.sql" <<'SQL'
+SELECT id, customer_id, status, total, currency, note, created_at, updated_at FROM (
+  SELECT id, customer_id, status, total, currency, note, created_at, updated_at,
+         ROW_NUMBER() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST) AS rn
+  FROM {{ ref('bronze.orders') }}) WHERE rn = 1
+SQL
 cat >"$P/models/silver/orders_copy.sql" <<'SQL'
 SELECT id, customer_id, status, total, currency, note, created_at, updated_at FROM {{ ref('bronze.orders') }}
 SQL
@@ -67,6 +75,7 @@ echo "load before: $(uptime)"
 for _ in $(seq "$R"); do
   timed "read + rewrite only: Tributary (no dedup)" "$BIN" --project "$P" run --select silver.orders_copy
   timed "silver dedup: Tributary" "$BIN" --project "$P" run --select silver.orders
+  timed "silver dedup: Tributary, ROW_NUMBER window (the previous plan)" "$BIN" --project "$P" run --select silver.orders_window
   timed "silver dedup: DuckDB" python3 bench/models/peers.py duckdb silver "$P/lake"
   timed "silver dedup: Polars" python3 bench/models/peers.py polars silver "$P/lake"
   timed "gold join+group: Tributary" "$BIN" --project "$P" run --select gold.revenue
