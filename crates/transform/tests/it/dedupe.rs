@@ -1,6 +1,7 @@
 //! Deduplication by `unique_key`: the aggregate + join plan keeps exactly one whole row per key,
 //! the same rows (up to ties) as a `ROW_NUMBER()` window.
 
+use deltalake::datafusion::physical_plan::displayable;
 use deltalake::datafusion::prelude::DataFrame;
 use tributary_lake::WriteMode;
 use tributary_transform::dedupe::{dedupe, window_dedupe_sql};
@@ -90,6 +91,13 @@ async fn same_rows_as_the_row_number_window() {
     let keys = vec!["k1".to_string(), "k2".to_string()];
     let order = vec!["o1".to_string()];
     let fast = dedupe(&ctx, "raw", &schema, &keys, &order).await.unwrap();
+    // The plan never sorts: aggregate, hash join, one row per key.
+    let plan = fast.clone().create_physical_plan().await.unwrap();
+    let text = displayable(plan.as_ref()).indent(true).to_string();
+    assert!(!text.contains("SortExec"), "{text}");
+    assert!(!text.contains("WindowAggExec"), "{text}");
+    assert!(text.contains("HashJoinExec"), "{text}");
+    assert!(text.contains("KeepFirstPerKeyExec"), "{text}");
     ctx.register_table("fast", fast.into_view()).unwrap();
     let window = ctx
         .sql(&window_dedupe_sql("raw", &schema, &keys, &order))
