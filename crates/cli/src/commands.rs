@@ -102,12 +102,18 @@ pub async fn dispatch(
             force,
             dry_run,
             target_file_mb,
+            zorder_by,
         } => {
             let options = tributary_lake::MaintainOptions {
                 target_file_bytes: target_file_mb.saturating_mul(1024 * 1024),
                 retention_hours,
                 force,
                 dry_run,
+                zorder_by: zorder_by
+                    .into_iter()
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty())
+                    .collect(),
             };
             maintain(&project, &select, &options).await
         }

@@ -165,7 +165,8 @@ enum Command {
     },
     /// List the lake's tables with version, rows, size, freshness and watermark.
     Tables,
-    /// Compact small files (OPTIMIZE), write a checkpoint, and VACUUM unreferenced files.
+    /// Compact small files (OPTIMIZE, or Z-order with --zorder-by), write a checkpoint, and VACUUM
+    /// unreferenced files.
     Maintain {
         /// Only these tables (targets or globs such as `bronze.erp_*`); default all.
         #[arg(long, short, value_delimiter = ',')]
@@ -183,6 +184,11 @@ enum Command {
         /// Target size of compacted files, in MiB.
         #[arg(long, default_value_t = 128)]
         target_file_mb: u64,
+        /// Cluster the files by these columns (Z-order) instead of bin-packing them, so filters
+        /// on any of the columns skip more files; e.g. `--zorder-by customer_id,updated_at`.
+        /// Rewrites every file of each selected table: use with --select.
+        #[arg(long, value_delimiter = ',')]
+        zorder_by: Vec<String>,
     },
 }
 

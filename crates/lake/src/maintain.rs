@@ -1,9 +1,10 @@
-//! Table maintenance: compaction (OPTIMIZE), a checkpoint, and VACUUM with a retention that
-//! refuses values below Delta's safety default unless forced.
+//! Table maintenance: compaction (OPTIMIZE, bin-packing or Z-order), a checkpoint, and VACUUM
+//! with a retention that refuses values below Delta's safety default unless forced.
 
 use std::num::NonZeroU64;
 
 use deltalake::checkpoints::create_checkpoint;
+use deltalake::operations::optimize::OptimizeType;
 
 use crate::{Lake, LakeError};
 
@@ -21,6 +22,9 @@ pub struct MaintainOptions {
     pub force: bool,
     /// Report what vacuum would delete without deleting (compaction and checkpoint still run).
     pub dry_run: bool,
+    /// Cluster by these columns (Z-order: rows close in all of them land in the same files, so
+    /// filters on any of them skip more files) instead of bin-packing compaction. Empty: compact.
+    pub zorder_by: Vec<String>,
 }
 
 /// What maintenance did to one table.
@@ -71,11 +75,21 @@ pub async fn maintain_table(
         })?;
     let target =
         NonZeroU64::new(options.target_file_bytes.max(1024 * 1024)).unwrap_or(NonZeroU64::MIN);
-    let (table, metrics) = table
-        .optimize()
-        .with_target_size(target)
+    let zorder = match options.zorder_by.is_empty() {
+        true => None,
+        false => Some(zorder_columns(&table_name, &table, &options.zorder_by)?),
+    };
+    let mut optimize = table.optimize().with_target_size(target);
+    let action = match zorder {
+        None => "compact",
+        Some(columns) => {
+            optimize = optimize.with_type(OptimizeType::ZOrder(columns));
+            "z-order"
+        }
+    };
+    let (table, metrics) = optimize
         .await
-        .map_err(|e| LakeError::delta(&table_name, "compact", e))?;
+        .map_err(|e| LakeError::delta(&table_name, action, e))?;
     create_checkpoint(&table, None)
         .await
         .map_err(|e| LakeError::delta(&table_name, "checkpoint", e))?;
@@ -93,4 +107,36 @@ pub async fn maintain_table(
         version,
         files_vacuumed: vacuum.files_deleted.len(),
     })
+}
+
+/// The table's own spelling of each Z-order column; an error naming the missing column and the
+/// table's columns.
+fn zorder_columns(
+    table_name: &str,
+    table: &deltalake::DeltaTable,
+    wanted: &[String],
+) -> Result<Vec<String>, LakeError> {
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| LakeError::delta(table_name, "read snapshot", e))?;
+    let schema = snapshot.schema();
+    let names: Vec<String> = schema.fields().map(|f| f.name().to_string()).collect();
+    let mut out = Vec::new();
+    for w in wanted {
+        let Some(name) = names
+            .iter()
+            .find(|n| *n == w)
+            .or_else(|| names.iter().find(|n| n.eq_ignore_ascii_case(w)))
+        else {
+            return Err(LakeError::Schema {
+                table: table_name.to_string(),
+                reason: format!(
+                    "--zorder-by names column `{w}`, which the table does not have (it has: {})",
+                    names.join(", ")
+                ),
+            });
+        };
+        out.push(name.clone());
+    }
+    Ok(out)
 }

@@ -5,9 +5,12 @@
 //! - [`project`]: discovery, dependency graph from the refs, and every configuration problem;
 //! - [`runner`]: the materializations (`table`, `incremental` merge, `scd2`), each one atomic
 //!   Delta commit, with expectations checked before anything is written;
+//! - [`dedupe`]: the latest row per `unique_key` without sorting (aggregate, hash join, one row
+//!   per key);
 //! - [`unittest`]: `tributary test`, model SQL on inline or CSV fixtures, in memory.
 #![warn(missing_docs)]
 
+pub mod dedupe;
 pub mod expect;
 pub mod model;
 pub mod project;

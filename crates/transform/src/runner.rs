@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
-use deltalake::arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::catalog::{MemorySchemaProvider, TableProvider};
 use deltalake::datafusion::common::Column;
 use deltalake::datafusion::datasource::MemTable;
@@ -18,16 +18,17 @@ use deltalake::datafusion::execution::memory_pool::FairSpillPool;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::execution::session_state::SessionStateBuilder;
 use deltalake::datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
-use deltalake::delta_datafusion::planner::DeltaPlanner;
 use deltalake::kernel::Transaction;
-use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
+use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{StructField, StructType};
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use tributary_lake::schema::diff_schemas;
 use tributary_lake::{Lake, LakeError, table_info};
 
+use crate::dedupe::{ModelPlanner, dedupe, window_dedupe_sql};
 use crate::expect::{ExpectationResult, OnFail, Rule, checked_sql, pass_column, row_count_failed};
 use crate::model::{HardDeletes, Materialized, Model};
 use crate::project::Models;
@@ -128,8 +129,8 @@ fn delta(
     move |e| TransformError::Lake(LakeError::delta(&table, action, e))
 }
 
-/// A new session with a bounded, spilling memory pool and delta-rs's planner (needed by its
-/// write and merge operations).
+/// A new session with a bounded, spilling memory pool and [`ModelPlanner`] (delta-rs's planner,
+/// needed by its write and merge operations, plus the deduplication node).
 pub fn new_session(memory_limit_bytes: usize) -> Result<SessionContext, TransformError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit_bytes)))
@@ -146,7 +147,7 @@ pub fn new_session(memory_limit_bytes: usize) -> Result<SessionContext, Transfor
         .with_default_features()
         .with_config(config)
         .with_runtime_env(runtime)
-        .with_query_planner(DeltaPlanner::new())
+        .with_query_planner(Arc::new(ModelPlanner))
         .build();
     Ok(SessionContext::new_with_state(state))
 }
@@ -374,13 +375,21 @@ impl<'a> ModelRunner<'a> {
             false => {
                 ctx.register_table("__tributary_raw", df.into_view())
                     .map_err(engine(model, "deduplicate"))?;
-                let sql = dedupe_sql(
-                    "__tributary_raw",
-                    &result_schema,
-                    &model.unique_key(),
-                    &model.order_by(),
-                );
-                ctx.sql(&sql).await.map_err(engine(model, "deduplicate"))?
+                // delta-rs plans a MERGE with its own planner, which lacks the dedup node.
+                let feeds_merge = !full
+                    && matches!(
+                        model.config.materialized,
+                        Materialized::Scd2 | Materialized::Incremental
+                    );
+                let (keys, order) = (model.unique_key(), model.order_by());
+                if feeds_merge {
+                    let sql = window_dedupe_sql("__tributary_raw", &result_schema, &keys, &order);
+                    ctx.sql(&sql).await.map_err(engine(model, "deduplicate"))?
+                } else {
+                    dedupe(&ctx, "__tributary_raw", &result_schema, &keys, &order)
+                        .await
+                        .map_err(engine(model, "deduplicate"))?
+                }
             }
         };
         ctx.register_table(RESULT_VIEW, df.into_view())
@@ -816,6 +825,56 @@ impl<'a> ModelRunner<'a> {
         ))
     }
 
+    /// Add the result's columns that the table lacks (nullable, empty) in a commit of their own,
+    /// ahead of the scd2 MERGE: delta-rs's MERGE cannot evolve the schema while it sets columns
+    /// only the target has (`valid_to`, `is_current`). If the MERGE then fails, the table is
+    /// readable (the new columns are NULL) and the next run, finding no new column, merges as
+    /// this one would have.
+    async fn add_new_columns(
+        &self,
+        model: &Model,
+        table: DeltaTable,
+        result: &Schema,
+    ) -> Result<DeltaTable, TransformError> {
+        let id = model.id();
+        let current = arrow_schema(&id, &table)?;
+        let new: Vec<Field> = as_stored(result)
+            .fields()
+            .iter()
+            .filter(|f| current.field_with_name(f.name()).is_err())
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        if new.is_empty() {
+            return Ok(table);
+        }
+        let names = new
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let new_schema = Schema::new(new);
+        let kernel: StructType =
+            (&new_schema)
+                .try_into_kernel()
+                .map_err(|e: deltalake::arrow::error::ArrowError| {
+                    TransformError::Lake(LakeError::Schema {
+                        table: id.clone(),
+                        reason: format!("new columns {names} cannot be stored in Delta: {e}"),
+                    })
+                })?;
+        let mut meta: HashMap<String, serde_json::Value> = HashMap::new();
+        meta.insert("tributary.run_id".into(), self.opts.run_id.clone().into());
+        meta.insert("tributary.model".into(), id.clone().into());
+        let table = table
+            .add_columns()
+            .with_fields(kernel.fields().cloned().collect::<Vec<StructField>>())
+            .with_commit_properties(CommitProperties::default().with_metadata(meta))
+            .await
+            .map_err(delta(&id, "add new columns"))?;
+        tracing::info!(model = %id, columns = %names, "Added new columns to the scd2 table.");
+        Ok(table)
+    }
+
     /// SCD2: close changed current rows and open new versions, in one MERGE. `None` when
     /// nothing changed (no commit).
     async fn scd2(
@@ -836,6 +895,7 @@ impl<'a> ModelRunner<'a> {
             .schema()
             .as_arrow()
             .clone();
+        let table = self.add_new_columns(model, table, &out_schema).await?;
         let cols: Vec<String> = out_schema
             .fields()
             .iter()
@@ -1156,44 +1216,6 @@ fn int_at(batch: &RecordBatch, col: usize) -> u64 {
             .map(|a| a.as_primitive::<Int64Type>().value(0).max(0) as u64)
             .unwrap_or(0),
     }
-}
-
-/// The latest row per key: `ROW_NUMBER()` over the key, ordered by the ordering columns
-/// (largest first, NULLs last; `_tributary_loaded_at` breaks ties when present), keeping row 1.
-/// Every output row is one whole input row.
-pub fn dedupe_sql(input: &str, schema: &Schema, keys: &[String], order_by: &[String]) -> String {
-    let mut order: Vec<String> = order_by.to_vec();
-    if schema.field_with_name("_tributary_loaded_at").is_ok()
-        && !order.iter().any(|o| o == "_tributary_loaded_at")
-    {
-        order.push("_tributary_loaded_at".into());
-    }
-    let key_list = keys
-        .iter()
-        .map(|k| quote_ident(k))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let order_clause = if order.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " ORDER BY {}",
-            order
-                .iter()
-                .map(|o| format!("{} DESC NULLS LAST", quote_ident(o)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
-    let cols = schema
-        .fields()
-        .iter()
-        .map(|f| quote_ident(f.name()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {key_list}{order_clause}) AS __tributary_rn FROM {input}) WHERE __tributary_rn = 1"
-    )
 }
 
 /// `s.o1 > t.o1 OR (s.o1 = t.o1 AND …)` — the source row is at least as new as the target's.

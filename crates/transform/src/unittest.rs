@@ -21,8 +21,9 @@ use tributary_core::config::{ConfigProblem, parse_yaml_str};
 use tributary_core::yamlpos::Positions;
 
 use crate::TransformError;
+use crate::dedupe::dedupe;
 use crate::project::Models;
-use crate::runner::{dedupe_sql, new_session, register};
+use crate::runner::{new_session, register};
 use crate::sql::{quote_ident, sql_literal};
 use crate::template::{render, resolve_ref};
 
@@ -247,15 +248,15 @@ async fn run_case(
         let schema = df.schema().as_arrow().clone();
         ctx.register_table("__tributary_raw", df.into_view())
             .map_err(sql_err)?;
-        df = ctx
-            .sql(&dedupe_sql(
-                "__tributary_raw",
-                &schema,
-                &model.unique_key(),
-                &model.order_by(),
-            ))
-            .await
-            .map_err(sql_err)?;
+        df = dedupe(
+            &ctx,
+            "__tributary_raw",
+            &schema,
+            &model.unique_key(),
+            &model.order_by(),
+        )
+        .await
+        .map_err(sql_err)?;
     }
     let batches = df.collect().await.map_err(sql_err)?;
     let expected_rows = match (&case.expect.rows, &case.expect.csv) {

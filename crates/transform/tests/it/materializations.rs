@@ -233,3 +233,80 @@ async fn schema_evolution_added_passes_removed_fails_with_diff() {
     env.run("silver.items").await.unwrap();
     assert_eq!(env.rows("SELECT * FROM silver.items").await, vec!["1|5"]);
 }
+
+/// An scd2 model whose SELECT gains a column evolves its table without --full-refresh: history
+/// kept, the column present, current versions carry its values, closed versions NULL. A run
+/// that stopped after adding the column (before its MERGE) leaves a readable table, and the
+/// next run converges to the same rows.
+#[tokio::test]
+async fn scd2_new_column_evolves_the_table() {
+    for stop_after_add in [false, true] {
+        let mut env = Env::new();
+        let snapshot =
+            |rows: &str| format!("SELECT * FROM (VALUES {rows}) AS t(id, name, country)");
+        env.bronze(
+            "crm_customers",
+            &snapshot("(1, 'Ann', 'DE'), (2, 'Bob', 'FR')"),
+            WriteMode::Overwrite,
+        )
+        .await;
+        let model = |cols: &str| {
+            format!(
+                "/*---\nmaterialized: scd2\nunique_key: id\n---*/\nSELECT {cols} FROM {{{{ ref('bronze.crm_customers') }}}}"
+            )
+        };
+        env.file("models/silver/history.sql", &model("id, name"));
+        env.run("silver.history").await.unwrap();
+        env.bronze(
+            "crm_customers",
+            &snapshot("(1, 'Zoe', 'DE'), (2, 'Bob', 'FR')"),
+            WriteMode::Overwrite,
+        )
+        .await;
+        env.run("silver.history").await.unwrap();
+        assert_eq!(
+            env.rows("SELECT id, name, is_current FROM silver.history")
+                .await,
+            vec!["1|Ann|false", "1|Zoe|true", "2|Bob|true"]
+        );
+
+        if stop_after_add {
+            // What a run leaves when it stops between adding the column and its MERGE.
+            let t = env.lake.open("silver", "history").await.unwrap().unwrap();
+            let field = deltalake::kernel::StructField::new(
+                "country",
+                deltalake::kernel::DataType::STRING,
+                true,
+            );
+            t.add_columns().with_fields(vec![field]).await.unwrap();
+            assert_eq!(
+                env.rows("SELECT id, name, country FROM silver.history")
+                    .await,
+                vec!["1|Ann|NULL", "1|Zoe|NULL", "2|Bob|NULL"],
+                "readable, the new column empty"
+            );
+        }
+
+        env.file("models/silver/history.sql", &model("id, name, country"));
+        let o = env.run("silver.history").await.unwrap();
+        assert_eq!(o.rows_inserted, 2, "stop_after_add={stop_after_add}");
+        assert_eq!(o.rows_updated, 2, "stop_after_add={stop_after_add}");
+        assert_eq!(
+            env.rows("SELECT id, name, country, is_current FROM silver.history")
+                .await,
+            vec![
+                "1|Ann|NULL|false",
+                "1|Zoe|DE|true",
+                "1|Zoe|NULL|false",
+                "2|Bob|FR|true",
+                "2|Bob|NULL|false",
+            ],
+            "stop_after_add={stop_after_add}"
+        );
+        // Rerun: nothing changed, no new version.
+        let v = env.version("silver", "history").await;
+        let o = env.run("silver.history").await.unwrap();
+        assert_eq!(o.status, ModelStatus::UpToDate);
+        assert_eq!(env.version("silver", "history").await, v);
+    }
+}

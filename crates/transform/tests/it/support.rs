@@ -76,26 +76,7 @@ impl Env {
     /// Rows of a query over the lake, each as `a|b|c`, sorted.
     pub async fn rows(&self, sql: &str) -> Vec<String> {
         let ctx = self.lake.session().await.unwrap();
-        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-        let mut out = Vec::new();
-        let opts = FormatOptions::default().with_null("NULL");
-        for b in &batches {
-            let fs: Vec<ArrayFormatter> = b
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
-                .collect();
-            for r in 0..b.num_rows() {
-                out.push(
-                    fs.iter()
-                        .map(|f| f.value(r).to_string())
-                        .collect::<Vec<_>>()
-                        .join("|"),
-                );
-            }
-        }
-        out.sort();
-        out
+        lines(&ctx.sql(sql).await.unwrap().collect().await.unwrap())
     }
 
     pub async fn version(&self, layer: &str, name: &str) -> Option<u64> {
@@ -105,4 +86,27 @@ impl Env {
             .unwrap()
             .and_then(|t| t.version())
     }
+}
+
+/// Rows as `a|b|c` (NULL as `NULL`), sorted.
+pub fn lines(batches: &[deltalake::arrow::array::RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    let opts = FormatOptions::default().with_null("NULL");
+    for b in batches {
+        let fs: Vec<ArrayFormatter> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(
+                fs.iter()
+                    .map(|f| f.value(r).to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out.sort();
+    out
 }
