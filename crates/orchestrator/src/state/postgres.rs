@@ -145,6 +145,13 @@ fn error_chain(e: &tokio_postgres::Error) -> String {
     out
 }
 
+/// Whether an error means the session is gone: the connection closed, or the server ended the
+/// session (`FATAL`, e.g. 57P01 "terminating connection due to administrator command" on a
+/// restart). The statement was not run, so it may be sent again on a new connection.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed() || e.as_db_error().is_some_and(|d| d.severity() == "FATAL")
+}
+
 /// The advisory lock key that serialises migrations of one schema.
 fn lock_key(schema: &str) -> i64 {
     // FNV-1a: stable across builds and platforms.
@@ -182,7 +189,7 @@ impl PgStore {
     fn db_error(&self, e: &tokio_postgres::Error) -> DbError {
         DbError {
             message: self.scrubbed(&error_chain(e)),
-            connection_lost: e.is_closed(),
+            connection_lost: connection_lost(e),
         }
     }
 
@@ -204,6 +211,14 @@ impl PgStore {
             }
         });
         Ok(client)
+    }
+
+    /// Forget `dead`, so that the next call connects again.
+    async fn forget(&self, dead: &Arc<Client>) {
+        let mut guard = self.client.lock().await;
+        if guard.as_ref().is_some_and(|c| Arc::ptr_eq(c, dead)) {
+            *guard = None;
+        }
     }
 
     /// The shared client, reconnecting first if the server closed it.
@@ -302,8 +317,16 @@ impl PgStore {
             let client = self.client().await?;
             match client.execute(sql, &refs).await {
                 Ok(n) => return Ok(n),
-                Err(e) if e.is_closed() && !retried => retried = true,
-                Err(e) => return Err(self.db_error(&e)),
+                Err(e) if connection_lost(&e) && !retried => {
+                    self.forget(&client).await;
+                    retried = true;
+                }
+                Err(e) => {
+                    if connection_lost(&e) {
+                        self.forget(&client).await;
+                    }
+                    return Err(self.db_error(&e));
+                }
             }
         }
     }
@@ -316,8 +339,16 @@ impl PgStore {
             let client = self.client().await?;
             match client.query(sql, &refs).await {
                 Ok(rows) => break rows,
-                Err(e) if e.is_closed() && !retried => retried = true,
-                Err(e) => return Err(self.db_error(&e)),
+                Err(e) if connection_lost(&e) && !retried => {
+                    self.forget(&client).await;
+                    retried = true;
+                }
+                Err(e) => {
+                    if connection_lost(&e) {
+                        self.forget(&client).await;
+                    }
+                    return Err(self.db_error(&e));
+                }
             }
         };
         let Some(first) = rows.first() else {
