@@ -91,9 +91,8 @@ pub(crate) fn parse_location(raw: &str) -> Result<PgLocation, StateError> {
         url.query_pairs_mut().clear().extend_pairs(kept);
     }
     let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let mut config = Config::from_str(url.as_str()).map_err(|e| {
-        invalid(scrub(&error_chain(&e), &secret_refs))
-    })?;
+    let mut config = Config::from_str(url.as_str())
+        .map_err(|e| invalid(scrub(&error_chain(&e), &secret_refs)))?;
     let options = match config.get_options() {
         Some(o) if !o.trim().is_empty() => format!("{o} -c search_path={schema}"),
         _ => format!("-c search_path={schema}"),
@@ -354,7 +353,11 @@ impl PgStore {
         let Some(first) = rows.first() else {
             return Ok(Vec::new());
         };
-        let names: Arc<[String]> = first.columns().iter().map(|c| c.name().to_string()).collect();
+        let names: Arc<[String]> = first
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut cells = Vec::with_capacity(names.len());
@@ -385,11 +388,7 @@ fn to_sql_values(params: Vec<Param>) -> Vec<Box<dyn ToSql + Sync + Send>> {
         .collect()
 }
 
-fn to_cell(
-    row: &tokio_postgres::Row,
-    i: usize,
-    ty: &Type,
-) -> Result<Cell, tokio_postgres::Error> {
+fn to_cell(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result<Cell, tokio_postgres::Error> {
     fn or_null<T>(v: Option<T>, f: impl FnOnce(T) -> Cell) -> Cell {
         v.map(f).unwrap_or(Cell::Null)
     }
@@ -419,8 +418,9 @@ mod tests {
 
     #[test]
     fn schema_is_taken_out_and_tls_refused() {
-        let loc = parse_location("postgres://app:s3cr%40t@db:5433/erp?schema=Hist&application_name=x")
-            .map_err(|e| e.to_string());
+        let loc =
+            parse_location("postgres://app:s3cr%40t@db:5433/erp?schema=Hist&application_name=x")
+                .map_err(|e| e.to_string());
         let loc = match loc {
             Ok(l) => l,
             Err(e) => panic!("{e}"),
@@ -436,7 +436,10 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(err.contains("TLS to the state database is not supported"), "{err}");
+        assert!(
+            err.contains("TLS to the state database is not supported"),
+            "{err}"
+        );
         assert!(!err.contains("s3cret"), "{err}");
 
         let err = parse_location("postgres://db/erp?schema=drop%20table")
