@@ -194,15 +194,18 @@ impl<'a> RowReader<'a> {
             })
     }
 
+    /// A stored `value` of `column` in this row that cannot be used, and why.
+    pub(crate) fn invalid(
+        &self,
+        column: &str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> StateError {
+        StateError::corrupt(self.location, self.table, column, &self.key, value, reason)
+    }
+
     fn corrupt(&self, column: &str, cell: &Cell, reason: impl Into<String>) -> StateError {
-        StateError::Corrupt {
-            location: self.location.to_string(),
-            table: self.table.to_string(),
-            column: column.to_string(),
-            key: self.key.clone(),
-            value: cell.show(),
-            reason: reason.into(),
-        }
+        self.invalid(column, cell.show(), reason)
     }
 
     fn required<T>(&self, column: &str, v: Option<T>) -> Result<T, StateError> {

@@ -87,18 +87,12 @@ pub enum StateError {
         operation: String,
     },
     /// A stored value could not be read back (edited by hand, or written by a buggy version).
-    #[error(
-        "state store {location}: table {table}, column {column}, row {key}: cannot read `{value}`: {reason}"
-    )]
+    #[error("state store {location}: {place}: cannot read `{value}`: {reason}")]
     Corrupt {
         /// The store, password redacted.
         location: String,
-        /// The table.
-        table: String,
-        /// The column.
-        column: String,
-        /// The row's key.
-        key: String,
+        /// Where the value is: `table runs, column status, row run_id=…`.
+        place: String,
         /// The stored value (never a secret: the store holds none).
         value: String,
         /// Why it cannot be read.
@@ -127,6 +121,23 @@ pub enum StateError {
 }
 
 impl StateError {
+    /// A [`StateError::Corrupt`] naming the table, column and row.
+    pub(crate) fn corrupt(
+        location: &str,
+        table: &str,
+        column: &str,
+        key: &str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> StateError {
+        StateError::Corrupt {
+            location: location.to_string(),
+            place: format!("table {table}, column {column}, row {key}"),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// Whether trying the same operation again later may succeed (the store was unreachable or
     /// the connection was lost).
     pub fn is_retryable(&self) -> bool {

@@ -165,14 +165,24 @@ impl StateStore {
         ))
     }
 
-    async fn execute(&self, operation: &str, sql: &str, params: Vec<Param>) -> Result<u64, StateError> {
+    async fn execute(
+        &self,
+        operation: &str,
+        sql: &str,
+        params: Vec<Param>,
+    ) -> Result<u64, StateError> {
         self.backend
             .execute(sql, params)
             .await
             .map_err(self.failed(operation))
     }
 
-    async fn query(&self, operation: &str, sql: &str, params: Vec<Param>) -> Result<Vec<Row>, StateError> {
+    async fn query(
+        &self,
+        operation: &str,
+        sql: &str,
+        params: Vec<Param>,
+    ) -> Result<Vec<Row>, StateError> {
         self.backend
             .query(sql, params)
             .await
@@ -189,7 +199,9 @@ impl StateStore {
             )
             .await?;
         match rows.first() {
-            Some(row) => RowReader::new(row, "schema_migrations", &[], &self.location).u32("version"),
+            Some(row) => {
+                RowReader::new(row, "schema_migrations", &[], &self.location).u32("version")
+            }
             None => Ok(0),
         }
     }
@@ -389,14 +401,8 @@ impl StateStore {
         let r = RowReader::new(row, "runs", &["run_id"], &self.location);
         let run_id = r.text("run_id")?;
         let status_text = r.text("status")?;
-        let mut status = RunStatus::parse(&status_text).ok_or_else(|| StateError::Corrupt {
-            location: self.location.to_string(),
-            table: "runs".into(),
-            column: "status".into(),
-            key: format!("run_id={run_id}"),
-            value: status_text.clone(),
-            reason: "not a run status".into(),
-        })?;
+        let mut status = RunStatus::parse(&status_text)
+            .ok_or_else(|| r.invalid("status", status_text.as_str(), "not a run status"))?;
         let started_at = r.time("started_at")?;
         let last_seen = r.opt_time("heartbeat_at")?.unwrap_or(started_at);
         if status == RunStatus::Running && is_stale(last_seen, now) {
@@ -404,14 +410,11 @@ impl StateStore {
         }
         let selectors = r.json("selectors")?;
         let selectors = serde_json::from_value::<Vec<String>>(selectors.clone()).map_err(|e| {
-            StateError::Corrupt {
-                location: self.location.to_string(),
-                table: "runs".into(),
-                column: "selectors".into(),
-                key: format!("run_id={run_id}"),
-                value: selectors.to_string(),
-                reason: format!("not a list of strings: {e}"),
-            }
+            r.invalid(
+                "selectors",
+                selectors.to_string(),
+                format!("not a list of strings: {e}"),
+            )
         })?;
         let finished_at = r.opt_time("finished_at")?;
         let duration = finished_at.and_then(|f| (f - started_at).to_std().ok());
@@ -535,7 +538,10 @@ impl StateStore {
 
     /// One run with its tasks, attempts and expectation results, by id or unique id prefix.
     /// `Ok(None)` when no run matches; an error when the prefix matches several.
-    pub async fn get_run(&self, run_id_or_unique_prefix: &str) -> Result<Option<RunDetail>, StateError> {
+    pub async fn get_run(
+        &self,
+        run_id_or_unique_prefix: &str,
+    ) -> Result<Option<RunDetail>, StateError> {
         let Some(run_id) = self.resolve_run_id(run_id_or_unique_prefix).await? else {
             return Ok(None);
         };
@@ -598,23 +604,16 @@ impl StateStore {
         }))
     }
 
-    fn task_status(&self, r: &RowReader<'_>, table: &str, key: String) -> Result<TaskStatus, StateError> {
+    fn task_status(r: &RowReader<'_>) -> Result<TaskStatus, StateError> {
         let s = r.text("status")?;
-        TaskStatus::parse(&s).ok_or_else(|| StateError::Corrupt {
-            location: self.location.to_string(),
-            table: table.to_string(),
-            column: "status".into(),
-            key,
-            value: s,
-            reason: "not a task status".into(),
-        })
+        TaskStatus::parse(&s).ok_or_else(|| r.invalid("status", s.as_str(), "not a task status"))
     }
 
     fn read_task(&self, row: &Row) -> Result<TaskRecord, StateError> {
         let r = RowReader::new(row, "tasks", &["run_id", "task_id"], &self.location);
         let run_id = r.text("run_id")?;
         let task_id = r.text("task_id")?;
-        let status = self.task_status(&r, "tasks", format!("run_id={run_id}, task_id={task_id}"))?;
+        let status = Self::task_status(&r)?;
         Ok(TaskRecord {
             kind: r.text("kind")?,
             status,
@@ -633,15 +632,16 @@ impl StateStore {
     }
 
     fn read_attempt(&self, row: &Row) -> Result<AttemptRecord, StateError> {
-        let r = RowReader::new(row, "attempts", &["run_id", "task_id", "attempt"], &self.location);
+        let r = RowReader::new(
+            row,
+            "attempts",
+            &["run_id", "task_id", "attempt"],
+            &self.location,
+        );
         let run_id = r.text("run_id")?;
         let task_id = r.text("task_id")?;
         let attempt = r.u32("attempt")?;
-        let status = self.task_status(
-            &r,
-            "attempts",
-            format!("run_id={run_id}, task_id={task_id}, attempt={attempt}"),
-        )?;
+        let status = Self::task_status(&r)?;
         Ok(AttemptRecord {
             started_at: r.time("started_at")?,
             finished_at: r.opt_time("finished_at")?,
@@ -676,7 +676,11 @@ impl StateStore {
 
     /// One task's records across runs, newest first (by the task's start, or its run's start
     /// when it never started). `limit` 0 means all.
-    pub async fn task_history(&self, task_id: &str, limit: usize) -> Result<Vec<TaskRecord>, StateError> {
+    pub async fn task_history(
+        &self,
+        task_id: &str,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StateError> {
         let sql = format!(
             "SELECT {TASK_COLUMNS} FROM tasks t LEFT JOIN runs r ON r.run_id = t.run_id
              WHERE t.task_id = $1
@@ -724,7 +728,12 @@ impl StateStore {
 
     // ---- leases ----
 
-    fn expiry(&self, operation: &str, from: DateTime<Utc>, ttl: Duration) -> Result<DateTime<Utc>, StateError> {
+    fn expiry(
+        &self,
+        operation: &str,
+        from: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<DateTime<Utc>, StateError> {
         chrono::Duration::from_std(ttl)
             .ok()
             .and_then(|d| from.checked_add_signed(d))
@@ -800,9 +809,7 @@ impl StateStore {
         }
         Err(StateError::Internal {
             location: self.location.to_string(),
-            message: format!(
-                "{op}: the lease was neither granted nor held after 5 tries"
-            ),
+            message: format!("{op}: the lease was neither granted nor held after 5 tries"),
         })
     }
 
@@ -866,7 +873,12 @@ impl StateStore {
     }
 
     fn read_fire(&self, row: &Row) -> Result<ScheduleFire, StateError> {
-        let r = RowReader::new(row, "schedule_fires", &["schedule", "fire_time"], &self.location);
+        let r = RowReader::new(
+            row,
+            "schedule_fires",
+            &["schedule", "fire_time"],
+            &self.location,
+        );
         Ok(ScheduleFire {
             schedule: r.text("schedule")?,
             fire_time: r.time("fire_time")?,
@@ -878,7 +890,10 @@ impl StateStore {
     }
 
     /// The latest firing (by fire time) of a schedule.
-    pub async fn last_schedule_fire(&self, schedule: &str) -> Result<Option<ScheduleFire>, StateError> {
+    pub async fn last_schedule_fire(
+        &self,
+        schedule: &str,
+    ) -> Result<Option<ScheduleFire>, StateError> {
         let mut fires = self.schedule_fires(Some(schedule), 1).await?;
         Ok(fires.pop())
     }

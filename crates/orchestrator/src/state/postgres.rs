@@ -91,9 +91,8 @@ pub(crate) fn parse_location(raw: &str) -> Result<PgLocation, StateError> {
         url.query_pairs_mut().clear().extend_pairs(kept);
     }
     let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let mut config = Config::from_str(url.as_str()).map_err(|e| {
-        invalid(scrub(&error_chain(&e), &secret_refs))
-    })?;
+    let mut config = Config::from_str(url.as_str())
+        .map_err(|e| invalid(scrub(&error_chain(&e), &secret_refs)))?;
     let options = match config.get_options() {
         Some(o) if !o.trim().is_empty() => format!("{o} -c search_path={schema}"),
         _ => format!("-c search_path={schema}"),
@@ -145,6 +144,13 @@ fn error_chain(e: &tokio_postgres::Error) -> String {
     out
 }
 
+/// Whether an error means the session is gone: the connection closed, or the server ended the
+/// session (`FATAL`, e.g. 57P01 "terminating connection due to administrator command" on a
+/// restart). The statement was not run, so it may be sent again on a new connection.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed() || e.as_db_error().is_some_and(|d| d.severity() == "FATAL")
+}
+
 /// The advisory lock key that serialises migrations of one schema.
 fn lock_key(schema: &str) -> i64 {
     // FNV-1a: stable across builds and platforms.
@@ -182,7 +188,7 @@ impl PgStore {
     fn db_error(&self, e: &tokio_postgres::Error) -> DbError {
         DbError {
             message: self.scrubbed(&error_chain(e)),
-            connection_lost: e.is_closed(),
+            connection_lost: connection_lost(e),
         }
     }
 
@@ -204,6 +210,14 @@ impl PgStore {
             }
         });
         Ok(client)
+    }
+
+    /// Forget `dead`, so that the next call connects again.
+    async fn forget(&self, dead: &Arc<Client>) {
+        let mut guard = self.client.lock().await;
+        if guard.as_ref().is_some_and(|c| Arc::ptr_eq(c, dead)) {
+            *guard = None;
+        }
     }
 
     /// The shared client, reconnecting first if the server closed it.
@@ -302,8 +316,16 @@ impl PgStore {
             let client = self.client().await?;
             match client.execute(sql, &refs).await {
                 Ok(n) => return Ok(n),
-                Err(e) if e.is_closed() && !retried => retried = true,
-                Err(e) => return Err(self.db_error(&e)),
+                Err(e) if connection_lost(&e) && !retried => {
+                    self.forget(&client).await;
+                    retried = true;
+                }
+                Err(e) => {
+                    if connection_lost(&e) {
+                        self.forget(&client).await;
+                    }
+                    return Err(self.db_error(&e));
+                }
             }
         }
     }
@@ -316,14 +338,26 @@ impl PgStore {
             let client = self.client().await?;
             match client.query(sql, &refs).await {
                 Ok(rows) => break rows,
-                Err(e) if e.is_closed() && !retried => retried = true,
-                Err(e) => return Err(self.db_error(&e)),
+                Err(e) if connection_lost(&e) && !retried => {
+                    self.forget(&client).await;
+                    retried = true;
+                }
+                Err(e) => {
+                    if connection_lost(&e) {
+                        self.forget(&client).await;
+                    }
+                    return Err(self.db_error(&e));
+                }
             }
         };
         let Some(first) = rows.first() else {
             return Ok(Vec::new());
         };
-        let names: Arc<[String]> = first.columns().iter().map(|c| c.name().to_string()).collect();
+        let names: Arc<[String]> = first
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut cells = Vec::with_capacity(names.len());
@@ -354,11 +388,7 @@ fn to_sql_values(params: Vec<Param>) -> Vec<Box<dyn ToSql + Sync + Send>> {
         .collect()
 }
 
-fn to_cell(
-    row: &tokio_postgres::Row,
-    i: usize,
-    ty: &Type,
-) -> Result<Cell, tokio_postgres::Error> {
+fn to_cell(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result<Cell, tokio_postgres::Error> {
     fn or_null<T>(v: Option<T>, f: impl FnOnce(T) -> Cell) -> Cell {
         v.map(f).unwrap_or(Cell::Null)
     }
@@ -388,8 +418,9 @@ mod tests {
 
     #[test]
     fn schema_is_taken_out_and_tls_refused() {
-        let loc = parse_location("postgres://app:s3cr%40t@db:5433/erp?schema=Hist&application_name=x")
-            .map_err(|e| e.to_string());
+        let loc =
+            parse_location("postgres://app:s3cr%40t@db:5433/erp?schema=Hist&application_name=x")
+                .map_err(|e| e.to_string());
         let loc = match loc {
             Ok(l) => l,
             Err(e) => panic!("{e}"),
@@ -405,7 +436,10 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(err.contains("TLS to the state database is not supported"), "{err}");
+        assert!(
+            err.contains("TLS to the state database is not supported"),
+            "{err}"
+        );
         assert!(!err.contains("s3cret"), "{err}");
 
         let err = parse_location("postgres://db/erp?schema=drop%20table")

@@ -73,7 +73,8 @@ impl SqliteStore {
             let mut stmt = conn.prepare_cached(&sql)?;
             let names: Arc<[String]> = stmt.column_names().into_iter().map(String::from).collect();
             let width = names.len();
-            let mut rows = stmt.query(rusqlite::params_from_iter(params.into_iter().map(to_value)))?;
+            let mut rows =
+                stmt.query(rusqlite::params_from_iter(params.into_iter().map(to_value)))?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
                 let mut cells = Vec::with_capacity(width);
@@ -123,8 +124,12 @@ fn open_blocking(path: &Path, location: &str) -> Result<SqliteStore, StateError>
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| unavailable(format!("cannot create the folder {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent).map_err(|e| {
+            unavailable(format!(
+                "cannot create the folder {}: {e}",
+                parent.display()
+            ))
+        })?;
     }
     let mut conn = Connection::open(path).map_err(|e| unavailable(e.to_string()))?;
     conn.busy_timeout(BUSY_TIMEOUT)
@@ -276,7 +281,10 @@ fn upgrade_legacy(tx: &Transaction<'_>, now: DateTime<Utc>) -> Result<(), String
                 "ok" | "succeeded" => ("succeeded", None),
                 "failed" => ("failed", None),
                 "running" => ("running", None),
-                other => ("failed", Some(format!("unknown status `{other}` before upgrade"))),
+                other => (
+                    "failed",
+                    Some(format!("unknown status `{other}` before upgrade")),
+                ),
             };
             tx.execute(
                 "INSERT INTO runs (run_id, triggered_by, selectors, target, status, started_at,

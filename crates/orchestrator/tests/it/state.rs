@@ -1,5 +1,6 @@
 //! The run-state store: one suite, run against SQLite (a temporary file) and PostgreSQL (a fresh
 //! schema of the test database).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -238,7 +239,8 @@ async fn run_lifecycle_list_and_get(env: &Env) {
     }
     let dup = store.create_run(&r1).await.err().map(|e| e.to_string());
     assert!(
-        dup.as_deref().is_some_and(|e| e.contains("create_run 20250101T000000Z-aaaa1111")),
+        dup.as_deref()
+            .is_some_and(|e| e.contains("create_run 20250101T000000Z-aaaa1111")),
         "{dup:?}"
     );
 
@@ -262,15 +264,36 @@ async fn run_lifecycle_list_and_get(env: &Env) {
     skipped.version = None;
     skipped.attempts = 0;
     ok(store.upsert_task(&skipped)).await;
-    ok(store.upsert_task(&task(&r2.run_id, "bronze.erp_orders", TaskStatus::Succeeded, ago(19)))).await;
+    ok(store.upsert_task(&task(
+        &r2.run_id,
+        "bronze.erp_orders",
+        TaskStatus::Succeeded,
+        ago(19),
+    )))
+    .await;
 
     let finished = ago(5);
-    ok(store.finish_run(&r1.run_id, RunStatus::Failed, finished, Some("1 task failed"))).await;
+    ok(store.finish_run(
+        &r1.run_id,
+        RunStatus::Failed,
+        finished,
+        Some("1 task failed"),
+    ))
+    .await;
     ok(store.heartbeat(&r2.run_id, ago(1))).await;
     let unknown = store.heartbeat("nope", ago(0)).await.err();
-    assert!(matches!(unknown, Some(StateError::UnknownRun { .. })), "{unknown:?}");
-    let unknown = store.finish_run("nope", RunStatus::Succeeded, ago(0), None).await.err();
-    assert!(matches!(unknown, Some(StateError::UnknownRun { .. })), "{unknown:?}");
+    assert!(
+        matches!(unknown, Some(StateError::UnknownRun { .. })),
+        "{unknown:?}"
+    );
+    let unknown = store
+        .finish_run("nope", RunStatus::Succeeded, ago(0), None)
+        .await
+        .err();
+    assert!(
+        matches!(unknown, Some(StateError::UnknownRun { .. })),
+        "{unknown:?}"
+    );
 
     // Newest first, with counts.
     let all = ok(store.list_runs(&RunFilter::default())).await;
@@ -319,7 +342,10 @@ async fn run_lifecycle_list_and_get(env: &Env) {
         trigger: Some("schedule:nightly".into()),
         ..RunFilter::default()
     };
-    assert_eq!(ids(ok(store.list_runs(&scheduled)).await), [r2.run_id.clone()]);
+    assert_eq!(
+        ids(ok(store.list_runs(&scheduled)).await),
+        [r2.run_id.clone()]
+    );
     let two = RunFilter {
         limit: 2,
         ..RunFilter::default()
@@ -334,14 +360,20 @@ async fn run_lifecycle_list_and_get(env: &Env) {
         task: Some("bronze.erp_orders".into()),
         trigger: Some("schedule:nightly".into()),
     };
-    assert_eq!(ids(ok(store.list_runs(&combined)).await), [r2.run_id.clone()]);
+    assert_eq!(
+        ids(ok(store.list_runs(&combined)).await),
+        [r2.run_id.clone()]
+    );
 
     // get_run: full id, unique prefix, ambiguous prefix, unknown.
     let detail = ok(store.get_run(&r1.run_id)).await.unwrap();
     assert_eq!(detail.run, all[2]);
     let tasks: Vec<&str> = detail.tasks.iter().map(|t| t.task_id.as_str()).collect();
     // By start time (the model started later than the load), not started last.
-    assert_eq!(tasks, ["bronze.erp_orders", "silver.orders", "gold.revenue"]);
+    assert_eq!(
+        tasks,
+        ["bronze.erp_orders", "silver.orders", "gold.revenue"]
+    );
     assert_eq!(detail.tasks[0], load);
     assert_eq!(detail.tasks[1], model);
     assert_eq!(detail.tasks[2], skipped);
@@ -351,7 +383,10 @@ async fn run_lifecycle_list_and_get(env: &Env) {
     let ambiguous = store.get_run("20250101").await.err().map(|e| e.to_string());
     let ambiguous = ambiguous.unwrap_or_default();
     assert!(ambiguous.contains("ambiguous"), "{ambiguous}");
-    assert!(ambiguous.contains(&r1.run_id) && ambiguous.contains(&r2.run_id), "{ambiguous}");
+    assert!(
+        ambiguous.contains(&r1.run_id) && ambiguous.contains(&r2.run_id),
+        "{ambiguous}"
+    );
     assert!(ok(store.get_run("2099")).await.is_none());
     assert!(ok(store.get_run("")).await.is_none());
     // A prefix containing LIKE wildcards matches literally.
@@ -432,7 +467,10 @@ async fn attempts_expectations_and_history(env: &Env) {
     assert_eq!(detail.expectations, vec![expectations[2].clone()]);
     let detail = ok(store.get_run("r-1")).await.unwrap();
     // By model, then expectation.
-    assert_eq!(detail.expectations, vec![other.clone(), expectations[0].clone()]);
+    assert_eq!(
+        detail.expectations,
+        vec![other.clone(), expectations[0].clone()]
+    );
 
     let history = ok(store.expectation_history(Some("silver.orders"), 0)).await;
     let expected: Vec<ExpectationRecord> = expectations.iter().rev().cloned().collect();
@@ -441,7 +479,8 @@ async fn attempts_expectations_and_history(env: &Env) {
     assert_eq!(latest, vec![other, expectations[2].clone()]);
 
     let trend = ok(store.task_history("silver.orders", 2)).await;
-    let rows: Vec<(String, Option<u64>)> = trend.iter().map(|t| (t.run_id.clone(), t.rows)).collect();
+    let rows: Vec<(String, Option<u64>)> =
+        trend.iter().map(|t| (t.run_id.clone(), t.rows)).collect();
     assert_eq!(rows, [("r-3".into(), Some(300)), ("r-2".into(), Some(200))]);
     assert_eq!(ok(store.task_history("silver.orders", 0)).await.len(), 3);
     assert!(ok(store.task_history("gold.none", 10)).await.is_empty());
@@ -460,7 +499,9 @@ async fn dead_runs_are_reported_abandoned(env: &Env) {
     ok(store.finish_run("done", RunStatus::Succeeded, ago(800), None)).await;
 
     let status = |runs: &[tributary_orchestrator::state::RunSummary], id: &str| {
-        runs.iter().find(|s| s.run.run_id == id).map(|s| s.run.status)
+        runs.iter()
+            .find(|s| s.run.run_id == id)
+            .map(|s| s.run.status)
     };
     let all = ok(store.list_runs(&RunFilter::default())).await;
     assert_eq!(status(&all, "dead"), Some(RunStatus::Abandoned));
@@ -497,7 +538,10 @@ async fn leases_name_their_holder_and_can_be_taken_over(env: &Env) {
     }
     let hour = Duration::from_secs(3600);
     let t = "silver.orders";
-    assert_eq!(ok(store.acquire_lease(t, &holder("r1"), hour)).await, LeaseOutcome::Acquired);
+    assert_eq!(
+        ok(store.acquire_lease(t, &holder("r1"), hour)).await,
+        LeaseOutcome::Acquired
+    );
     let LeaseOutcome::Held {
         holder: h,
         acquired_at,
@@ -535,7 +579,10 @@ async fn leases_name_their_holder_and_can_be_taken_over(env: &Env) {
     for resource in [t, "gold.revenue"] {
         match ok(store.acquire_lease(resource, &holder("r2"), hour)).await {
             LeaseOutcome::Held { expires_at, .. } => {
-                assert!(expires_at > Utc::now() + chrono::Duration::hours(9), "{resource}")
+                assert!(
+                    expires_at > Utc::now() + chrono::Duration::hours(9),
+                    "{resource}"
+                )
             }
             LeaseOutcome::Acquired => panic!("r2 got {resource}"),
         }
@@ -543,7 +590,10 @@ async fn leases_name_their_holder_and_can_be_taken_over(env: &Env) {
 
     // Released: the next run gets it.
     ok(store.release_leases("r1")).await;
-    assert_eq!(ok(store.acquire_lease(t, &holder("r2"), hour)).await, LeaseOutcome::Acquired);
+    assert_eq!(
+        ok(store.acquire_lease(t, &holder("r2"), hour)).await,
+        LeaseOutcome::Acquired
+    );
     assert_eq!(
         ok(store.acquire_lease("gold.revenue", &holder("r3"), hour)).await,
         LeaseOutcome::Acquired
@@ -599,7 +649,11 @@ async fn racing_for_a_lease_exactly_one_wins(env: &Env) {
             let resource = resource.to_string();
             handles.push(tokio::spawn(async move {
                 store
-                    .acquire_lease(&resource, &holder(&format!("race-{i}")), Duration::from_secs(60))
+                    .acquire_lease(
+                        &resource,
+                        &holder(&format!("race-{i}")),
+                        Duration::from_secs(60),
+                    )
                     .await
             }));
         }
@@ -613,7 +667,10 @@ async fn racing_for_a_lease_exactly_one_wins(env: &Env) {
             }
         }
         assert_eq!(winners.len(), 1, "{resource}: {winners:?}");
-        assert!(holders.iter().all(|h| h == &winners[0]), "{resource}: {holders:?} vs {winners:?}");
+        assert!(
+            holders.iter().all(|h| h == &winners[0]),
+            "{resource}: {holders:?} vs {winners:?}"
+        );
     }
 }
 
@@ -640,8 +697,14 @@ async fn schedule_fires_round_trip(env: &Env) {
     for f in &fires {
         ok(store.record_schedule_fire(f)).await;
     }
-    assert_eq!(ok(store.last_schedule_fire("nightly")).await, Some(fires[3].clone()));
-    assert_eq!(ok(store.last_schedule_fire("hourly")).await, Some(fires[2].clone()));
+    assert_eq!(
+        ok(store.last_schedule_fire("nightly")).await,
+        Some(fires[3].clone())
+    );
+    assert_eq!(
+        ok(store.last_schedule_fire("hourly")).await,
+        Some(fires[2].clone())
+    );
     assert_eq!(
         ok(store.schedule_fires(Some("nightly"), 0)).await,
         vec![fires[3].clone(), fires[1].clone(), fires[0].clone()]
@@ -722,9 +785,30 @@ async fn pre_migration_sqlite_store_keeps_its_history() {
     assert_eq!(
         summary,
         [
-            ("20240503T100000Z-33333333".into(), RunStatus::Abandoned, 0, 0, 0, 0),
-            ("20240502T100000Z-22222222".into(), RunStatus::Failed, 2, 1, 1, 0),
-            ("20240501T100000Z-11111111".into(), RunStatus::Succeeded, 2, 0, 0, 238),
+            (
+                "20240503T100000Z-33333333".into(),
+                RunStatus::Abandoned,
+                0,
+                0,
+                0,
+                0
+            ),
+            (
+                "20240502T100000Z-22222222".into(),
+                RunStatus::Failed,
+                2,
+                1,
+                1,
+                0
+            ),
+            (
+                "20240501T100000Z-11111111".into(),
+                RunStatus::Succeeded,
+                2,
+                0,
+                0,
+                238
+            ),
         ]
     );
     assert!(runs.iter().all(|s| s.run.trigger == "manual"));
@@ -735,7 +819,8 @@ async fn pre_migration_sqlite_store_keeps_its_history() {
     assert_eq!(runs[2].duration, Some(Duration::from_micros(5_376_544)));
 
     let first = ok(store.get_run("20240501")).await.unwrap();
-    let kinds: Vec<(&str, &str, TaskStatus, Option<u64>, Option<i64>)> = first
+    type TaskRow<'a> = (&'a str, &'a str, TaskStatus, Option<u64>, Option<i64>);
+    let kinds: Vec<TaskRow> = first
         .tasks
         .iter()
         .map(|t| {
@@ -751,8 +836,20 @@ async fn pre_migration_sqlite_store_keeps_its_history() {
     assert_eq!(
         kinds,
         [
-            ("bronze.erp_orders", "load", TaskStatus::Succeeded, Some(120), Some(4)),
-            ("silver.orders", "model", TaskStatus::Succeeded, Some(118), Some(2)),
+            (
+                "bronze.erp_orders",
+                "load",
+                TaskStatus::Succeeded,
+                Some(120),
+                Some(4)
+            ),
+            (
+                "silver.orders",
+                "model",
+                TaskStatus::Succeeded,
+                Some(118),
+                Some(2)
+            ),
         ]
     );
     assert_eq!(first.tasks[0].detail, json!({"seconds": 1.25}));
@@ -761,7 +858,12 @@ async fn pre_migration_sqlite_store_keeps_its_history() {
     assert_eq!(first.expectations.len(), 1);
     let e = &first.expectations[0];
     assert_eq!(
-        (e.expectation.as_str(), e.checked_rows, e.failed_rows, e.passed),
+        (
+            e.expectation.as_str(),
+            e.checked_rows,
+            e.failed_rows,
+            e.passed
+        ),
         ("positive_total", 120, 2, true)
     );
     assert_eq!(Some(e.recorded_at), first.run.run.finished_at);
@@ -774,8 +876,15 @@ async fn pre_migration_sqlite_store_keeps_its_history() {
         .unwrap();
     assert_eq!(failed.error.as_deref(), Some("connection refused"));
     assert_eq!(second.attempts[0].status, TaskStatus::Failed);
-    let skipped = second.tasks.iter().find(|t| t.task_id == "gold.revenue").unwrap();
-    assert_eq!((skipped.kind.as_str(), skipped.status), ("model", TaskStatus::Skipped));
+    let skipped = second
+        .tasks
+        .iter()
+        .find(|t| t.task_id == "gold.revenue")
+        .unwrap();
+    assert_eq!(
+        (skipped.kind.as_str(), skipped.status),
+        ("model", TaskStatus::Skipped)
+    );
 
     // The old tables are gone; opening again changes nothing.
     drop(store);
@@ -831,7 +940,10 @@ async fn postgres_password_never_shows() {
     let err = StateStore::open(&url, root.path()).await.err().unwrap();
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains(PASSWORD), "{shown}");
-    assert!(shown.contains("127.0.0.1:1") || shown.contains("127.0.0.1"), "{shown}");
+    assert!(
+        shown.contains("127.0.0.1:1") || shown.contains("127.0.0.1"),
+        "{shown}"
+    );
     assert!(err.is_retryable(), "{shown}");
     assert!(matches!(err, StateError::Unavailable { .. }), "{shown}");
 
@@ -844,7 +956,10 @@ async fn postgres_password_never_shows() {
     .err()
     .unwrap();
     let shown = format!("{err} {err:?}");
-    assert!(shown.contains("TLS to the state database is not supported"), "{shown}");
+    assert!(
+        shown.contains("TLS to the state database is not supported"),
+        "{shown}"
+    );
     assert!(!shown.contains(PASSWORD), "{shown}");
 
     // A reachable server (trust auth accepts any password).
@@ -864,9 +979,10 @@ async fn postgres_password_never_shows() {
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains(PASSWORD), "{shown}");
         assert!(shown.contains("missing"), "{shown}");
-        let err = store.create_run(&run("x", "manual", ago(0))).await.and(
-            store.create_run(&run("x", "manual", ago(0))).await,
-        );
+        let err = store
+            .create_run(&run("x", "manual", ago(0)))
+            .await
+            .and(store.create_run(&run("x", "manual", ago(0))).await);
         let shown = format!("{err:?}");
         assert!(shown.contains("create_run x"), "{shown}");
         assert!(!shown.contains(PASSWORD), "{shown}");
