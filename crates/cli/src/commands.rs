@@ -1,11 +1,9 @@
 //! One function per command.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use futures::StreamExt;
 use tributary_core::Project;
 use tributary_lake::Lake;
 

@@ -2,10 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tracing::Instrument;
 use tributary_core::Project;
-use tributary_lake::Lake;
-use tributary_transform::{ModelOutcome, ModelRunner, Models, RunOptions, TransformError};
+use tributary_transform::{ModelOutcome, Models};
 
 use crate::Failure;
 use crate::output::{text_table, thousands};

@@ -175,7 +175,6 @@ pub struct CliRunner {
     pub specs: HashMap<String, LoadSpec>,
     pub pipeline: HashMap<String, TaskConfig>,
     pub state: StateStore,
-    pub http: reqwest::Client,
     pub collected: Mutex<Collected>,
 }
 
@@ -211,6 +210,13 @@ impl CliRunner {
                         other.host,
                         expires_at.format("%Y-%m-%d %H:%M:%S UTC")
                     );
+                    // A holder on this machine whose process is gone (killed, crashed) gives
+                    // its lease up now rather than when it expires.
+                    if other.host == holder.host && process_is_gone(other.pid) {
+                        warn!(table = %table, holder = %other.run_id, pid = other.pid, "The run holding this table's lease is gone; taking the lease over.");
+                        self.state.release_lease(&resource, &other.run_id).await?;
+                        continue;
+                    }
                     if orch.on_lease_conflict == LeaseConflict::Fail {
                         return Err(TaskError::new(
                             ErrorClass::Task,
@@ -351,79 +357,12 @@ impl CliRunner {
     async fn run_pipeline_task(
         &self,
         cfg: &TaskConfig,
-        cancel: CancellationToken,
+        _cancel: CancellationToken,
     ) -> anyhow::Result<TaskReport> {
-        use tributary_orchestrator::tasks::{command, http};
-        match cfg.kind {
-            TaskType::Http => {
-                let ctx = http::HttpContext {
-                    client: self.http.clone(),
-                    run_id: self.ctx.run_id.clone(),
-                };
-                let out = http::run_http(cfg, &ctx, cancel).await?;
-                Ok(TaskReport {
-                    detail: serde_json::json!({
-                        "status": out.status,
-                        "polls": out.polls,
-                        "final_state": out.final_state,
-                    }),
-                    ..Default::default()
-                })
-            }
-            TaskType::Command => match &cfg.target {
-                None => {
-                    let ctx = command::CommandContext {
-                        project_root: self.ctx.project.root.clone(),
-                        run_id: self.ctx.run_id.clone(),
-                        extra_env: Vec::new(),
-                    };
-                    let out = command::run_command(cfg, &ctx, cancel).await?;
-                    Ok(TaskReport {
-                        detail: serde_json::json!({
-                            "exit_code": out.exit_code,
-                            "stdout_lines": out.stdout_lines,
-                            "stderr_lines": out.stderr_lines,
-                        }),
-                        ..Default::default()
-                    })
-                }
-                Some(target) => {
-                    let (layer, name) = target
-                        .split_once('.')
-                        .ok_or_else(|| anyhow!("target `{target}` is not <layer>.<name>"))?;
-                    let source = tributary_connectors::command::CommandSource::new(
-                        cfg,
-                        &self.ctx.project.root,
-                        &self.ctx.run_id,
-                    )?;
-                    let table: tributary_core::config::TableConfig =
-                        serde_json::from_value(serde_json::json!({ "name": cfg.name }))?;
-                    let spec = LoadSpec {
-                        connection: cfg.name.clone(),
-                        table,
-                        layer: layer.to_string(),
-                        name: name.to_string(),
-                        file: self
-                            .ctx
-                            .project
-                            .pipelines
-                            .iter()
-                            .find(|f| f.config.tasks.iter().any(|t| t.name == cfg.name))
-                            .map(|f| f.path.clone())
-                            .unwrap_or_default(),
-                    };
-                    let over = crate::run::SourceOverride {
-                        source: Box::new(source),
-                        append: cfg.mode == tributary_core::pipeline::OutputMode::Append,
-                    };
-                    let load = crate::run::load_table_from(&self.ctx, &spec, Some(over));
-                    tokio::select! {
-                        r = self.collect_load(load) => r,
-                        _ = cancel.cancelled() => Err(cancelled()),
-                    }
-                }
-            },
-        }
+        Err(anyhow!(
+            "task {}: pipeline tasks are being wired in",
+            cfg.name
+        ))
     }
 }
 
@@ -478,6 +417,14 @@ impl TaskRunner for CliRunner {
 
 fn cancelled() -> anyhow::Error {
     TaskError::new(ErrorClass::Cancelled, anyhow!("cancelled")).into()
+}
+
+/// Whether no process `pid` runs on this machine (Linux: no /proc entry). Elsewhere, assume it
+/// runs: the lease then expires by itself.
+fn process_is_gone(pid: u32) -> bool {
+    pid != std::process::id()
+        && std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The machine's name, for lease holders.
@@ -872,7 +819,6 @@ pub async fn run_dag(
         specs,
         pipeline,
         state: state.clone(),
-        http: reqwest::Client::new(),
         collected: Mutex::new(Collected::default()),
     });
     let observer = Arc::new(StateObserver {

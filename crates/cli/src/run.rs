@@ -669,49 +669,6 @@ fn add_metadata(
     RecordBatch::try_new(schema, columns).context("adding the _tributary_ columns")
 }
 
-/// Which tables `--select` picks. Empty selection = all. A selector matching nothing is a usage
-/// error.
-pub fn select(specs: Vec<LoadSpec>, selectors: &[String]) -> anyhow::Result<Vec<LoadSpec>> {
-    if selectors.is_empty() {
-        return Ok(specs);
-    }
-    let mut matchers = Vec::new();
-    for s in selectors {
-        let g = globset::Glob::new(s)
-            .with_context(|| format!("--select {s}: not a valid pattern"))?
-            .compile_matcher();
-        matchers.push((s.clone(), g));
-    }
-    let mut used = vec![false; matchers.len()];
-    let picked: Vec<LoadSpec> = specs
-        .into_iter()
-        .filter(|spec| {
-            let target = spec.target();
-            let mut hit = false;
-            for (i, (s, g)) in matchers.iter().enumerate() {
-                if *s == target || *s == spec.connection || *s == spec.name || g.is_match(&target) {
-                    used[i] = true;
-                    hit = true;
-                }
-            }
-            hit
-        })
-        .collect();
-    let unused: Vec<&str> = matchers
-        .iter()
-        .zip(&used)
-        .filter(|(_, u)| !**u)
-        .map(|((s, _), _)| s.as_str())
-        .collect();
-    if !unused.is_empty() {
-        bail!(
-            "--select {} matches no configured table; `tributary validate` lists the configuration, targets look like bronze.<connection>_<table>",
-            unused.join(", ")
-        );
-    }
-    Ok(picked)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -190,5 +190,5 @@ fn unknown_select_is_a_usage_error() {
     let p = sqlite_project();
     let out = p.run(&["run", "--select", "bronze.nope"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--select bronze.nope matches no configured table"));
+    assert!(stderr(&out).contains("--select bronze.nope matches no task"));
 }

@@ -10,6 +10,7 @@ mod incremental;
 mod interop;
 mod maintain;
 mod models;
+mod orchestrate;
 mod schema_change;
 mod sqlite_e2e;
 mod support;

@@ -261,7 +261,7 @@ fn a_failing_expectation_fails_the_run_and_skips_downstream_models() {
     let state = rusqlite::Connection::open(p.path().join(".tributary/state.db")).unwrap();
     let failed: i64 = state
         .query_row(
-            "SELECT failed_rows FROM expectation_results WHERE model = 'silver.orders' AND expectation = 'not_null(s)'",
+            "SELECT failed_rows FROM expectations WHERE model = 'silver.orders' AND expectation = 'not_null(s)'",
             [],
             |r| r.get(0),
         )
