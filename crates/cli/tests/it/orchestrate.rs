@@ -58,6 +58,7 @@ fn dag_runs_history_and_resume() {
         .nth(1)
         .and_then(|s| s.split_whitespace().next())
         .unwrap()
+        .trim_matches('`')
         .to_string();
 
     let list = p.ok(&["runs"]);
