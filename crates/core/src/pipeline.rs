@@ -117,23 +117,6 @@ pub enum LeaseConflict {
     Fail,
 }
 
-/// Options every task accepts: loads (in `ingest/*.yaml`), models (in their settings) and
-/// pipeline tasks.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TaskOptions {
-    /// Tasks that must finish successfully before this one starts (ids such as
-    /// `bronze.erp_orders`, `silver.orders` or a pipeline task's name).
-    #[serde(default)]
-    pub depends_on: Vec<String>,
-    /// Retries after the first attempt, for retryable errors; default `orchestration.retries`.
-    #[serde(default)]
-    pub retries: Option<u32>,
-    /// Stop the task after this long (e.g. `15m`); default `orchestration.timeout`.
-    #[serde(default)]
-    pub timeout: Option<String>,
-}
-
 /// `pipelines/*.yaml`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
