@@ -33,7 +33,7 @@ impl ProjectRef {
         }
     }
 
-    fn load(&self) -> Result<Project, Failure> {
+    pub fn load(&self) -> Result<Project, Failure> {
         Project::load_with_target(&self.dir, self.target.as_deref()).map_err(Failure::config)
     }
 }
@@ -91,6 +91,7 @@ pub async fn dispatch(
             Some(crate::RunsCommand::Show { run_id }) => runs_show(&project, &run_id).await,
             None => runs_list(&project, status.as_deref(), task, limit).await,
         },
+        Command::Serve { bind } => crate::serve::serve(&project, bind.as_deref()).await,
         Command::Test { filter } => test(&project, filter.as_deref()).await,
         Command::Query { sql, format } => query(&project, &sql, format).await,
         Command::Tables => tables(&project).await,
@@ -315,7 +316,10 @@ pub async fn run(
     let project = project.load()?;
     let target = target_note(&project);
     let cancel = tokio_util::sync::CancellationToken::new();
-    crate::orchestrate::cancel_on_signals(cancel.clone());
+    crate::orchestrate::cancel_on_signals(
+        cancel.clone(),
+        "cancelling the run (running tasks get a grace period; press Ctrl-C again to stop at once)",
+    );
     let Some(result) = run_dag(project, req, progress, cancel).await? else {
         return Ok(None);
     };
@@ -825,6 +829,7 @@ async fn runs_show(project: &ProjectRef, run_id: &str) -> Result<(), Failure> {
                     .unwrap_or_else(|| "-".into()),
                 seconds_between(t.started_at, t.finished_at),
                 t.rows.map(thousands).unwrap_or_else(|| "-".into()),
+                t.bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
                 t.error_class.clone().unwrap_or_default(),
             ]
         })
@@ -841,10 +846,11 @@ async fn runs_show(project: &ProjectRef, run_id: &str) -> Result<(), Failure> {
                 "started",
                 "seconds",
                 "rows",
+                "bytes",
                 "error class"
             ],
             &rows,
-            &[false, false, false, true, false, true, true, false]
+            &[false, false, false, true, false, true, true, true, false]
         )
     );
     let retried: Vec<_> = detail

@@ -8,6 +8,7 @@ mod models;
 mod orchestrate;
 mod output;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -150,6 +151,13 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Serve the HTTP API and run the `schedules:` of tributary.yaml until Ctrl-C / SIGTERM.
+    Serve {
+        /// Address and port to listen on, replacing `serve.bind` (default 127.0.0.1:8080).
+        /// Any non-loopback address requires `serve.token`.
+        #[arg(long)]
+        bind: Option<String>,
+    },
     /// Run the model unit tests in tests/*.yaml on their fixtures, without touching the lake.
     Test {
         /// Only tests whose name or model contains this text.
@@ -213,13 +221,16 @@ impl Failure {
             error: error.into(),
         }
     }
+    /// The error and its causes on one line, as `main` prints them.
+    pub fn message(&self) -> String {
+        format!("{:#}", self.error)
+    }
 }
 
 fn init_logging(format: LogFormat, verbose: u8) {
     // In text mode a failed table is reported once, in the run summary; JSON logs carry the
     // `tributary::load` error events instead.
-    const OURS_INFO: &str =
-        "warn,tributary=info,tributary_core=info,tributary_connectors=info,tributary_lake=info";
+    const OURS_INFO: &str = "warn,tributary=info,tributary_core=info,tributary_connectors=info,tributary_lake=info,tributary_orchestrator=info,tributary_server=info";
     let default = match (format, verbose) {
         (_, 0) if format == LogFormat::Json => OURS_INFO,
         (_, 0) => "warn,tributary::load=off",
@@ -244,7 +255,12 @@ fn init_logging(format: LogFormat, verbose: u8) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, cli.verbose);
+    // A server's log is its only output: `serve` logs what it does (fires, runs) by default.
+    let verbose = match cli.command {
+        Command::Serve { .. } => cli.verbose.max(1),
+        _ => cli.verbose,
+    };
+    init_logging(cli.log_format, verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

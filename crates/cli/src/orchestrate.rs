@@ -176,6 +176,8 @@ pub struct CliRunner {
     pub pipeline: HashMap<String, TaskConfig>,
     pub state: StateStore,
     pub collected: Mutex<Collected>,
+    /// The client of `http` tasks (one connection pool for the run).
+    pub http: reqwest::Client,
 }
 
 impl CliRunner {
@@ -247,6 +249,19 @@ impl CliRunner {
         }
     }
 
+    /// Bytes of the files the commit `version` of `table` (`layer.name`) added; `None` when
+    /// nothing was committed or the log cannot be read (history only, never a failure).
+    async fn bytes_written(&self, table: &str, version: Option<u64>) -> Option<u64> {
+        let (layer, name) = table.split_once('.')?;
+        match self.ctx.lake.bytes_added(layer, name, version?).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                warn!(table = %table, error = %e, "Could not read the bytes a commit added.");
+                None
+            }
+        }
+    }
+
     async fn run_load(&self, spec: &LoadSpec) -> anyhow::Result<TaskReport> {
         self.collect_load(load_table(&self.ctx, spec)).await
     }
@@ -257,9 +272,14 @@ impl CliRunner {
         load: impl std::future::Future<Output = TableOutcome>,
     ) -> anyhow::Result<TaskReport> {
         let outcome = load.await;
+        // A load without rows commits nothing (or an empty table).
+        let bytes = match outcome.rows {
+            0 => outcome.version.map(|_| 0),
+            _ => self.bytes_written(&outcome.target, outcome.version).await,
+        };
         let report = TaskReport {
             rows: Some(outcome.rows),
-            bytes: None,
+            bytes,
             version: outcome.version.map(|v| v as i64),
             detail: serde_json::json!({ "mode": outcome.mode, "skipped_records": outcome.skipped }),
         };
@@ -282,6 +302,7 @@ impl CliRunner {
             .ok_or_else(|| anyhow!("model {id} is not in the project"))?;
         let mut opts = RunOptions::new(self.ctx.run_id.clone());
         opts.full_refresh = self.ctx.full_refresh;
+        opts.backfill = self.ctx.backfill.clone();
         let runner = ModelRunner::new(&self.ctx.lake, &self.models, opts);
         let started = std::time::Instant::now();
         let result = runner.run_model(model).await;
@@ -307,9 +328,14 @@ impl CliRunner {
                 warn!(model = %id, error = %err, "Could not record an expectation result.");
             }
         }
+        let bytes = match &result {
+            Ok(o) if o.status == tributary_transform::ModelStatus::UpToDate => Some(0),
+            Ok(o) => self.bytes_written(id, o.version).await,
+            Err(_) => None,
+        };
         let report = result.as_ref().ok().map(|o| TaskReport {
             rows: Some(o.rows_inserted + o.rows_updated),
-            bytes: None,
+            bytes,
             version: o.version.map(|v| v as i64),
             detail: serde_json::json!({
                 "materialized": o.materialized.as_str(),
@@ -357,12 +383,84 @@ impl CliRunner {
     async fn run_pipeline_task(
         &self,
         cfg: &TaskConfig,
-        _cancel: CancellationToken,
+        cancel: CancellationToken,
     ) -> anyhow::Result<TaskReport> {
-        Err(anyhow!(
-            "task {}: pipeline tasks are being wired in",
-            cfg.name
-        ))
+        use tributary_orchestrator::tasks::{command, http};
+        match cfg.kind {
+            TaskType::Http => {
+                let ctx = http::HttpContext {
+                    client: self.http.clone(),
+                    run_id: self.ctx.run_id.clone(),
+                };
+                let out = http::run_http(cfg, &ctx, cancel).await?;
+                Ok(TaskReport {
+                    detail: serde_json::json!({
+                        "status": out.status,
+                        "polls": out.polls,
+                        "final_state": out.final_state,
+                    }),
+                    ..Default::default()
+                })
+            }
+            TaskType::Command => match &cfg.target {
+                None => {
+                    let ctx = command::CommandContext {
+                        project_root: self.ctx.project.root.clone(),
+                        run_id: self.ctx.run_id.clone(),
+                        extra_env: Vec::new(),
+                    };
+                    let out = command::run_command(cfg, &ctx, cancel).await?;
+                    Ok(TaskReport {
+                        detail: serde_json::json!({
+                            "exit_code": out.exit_code,
+                            "stdout_lines": out.stdout_lines,
+                            "stderr_lines": out.stderr_lines,
+                        }),
+                        ..Default::default()
+                    })
+                }
+                Some(target) => {
+                    let (layer, name) = target.split_once('.').ok_or_else(|| {
+                        TaskError::new(
+                            ErrorClass::Config,
+                            anyhow!("task {}: target `{target}` is not <layer>.<name>", cfg.name),
+                        )
+                    })?;
+                    let source = tributary_connectors::command::CommandSource::new(
+                        cfg,
+                        &self.ctx.project.root,
+                        &self.ctx.run_id,
+                        &[],
+                    )
+                    .map_err(|e| TaskError::new(ErrorClass::Config, anyhow::Error::new(e)))?;
+                    let table: tributary_core::config::TableConfig =
+                        serde_json::from_value(serde_json::json!({ "name": cfg.name }))?;
+                    let spec = LoadSpec {
+                        connection: cfg.name.clone(),
+                        table,
+                        layer: layer.to_string(),
+                        name: name.to_string(),
+                        file: self
+                            .ctx
+                            .project
+                            .pipelines
+                            .iter()
+                            .find(|f| f.config.tasks.iter().any(|t| t.name == cfg.name))
+                            .map(|f| f.path.clone())
+                            .unwrap_or_default(),
+                    };
+                    let over = crate::run::SourceOverride {
+                        source: Box::new(source),
+                        append: cfg.mode == tributary_core::pipeline::OutputMode::Append,
+                    };
+                    let load = crate::run::load_table_from(&self.ctx, &spec, Some(over));
+                    tokio::select! {
+                        r = self.collect_load(load) => r,
+                        _ = cancel.cancelled() => Err(cancelled()),
+                    }
+                }
+            },
+        }
     }
 }
 
@@ -671,7 +769,7 @@ pub fn spawn_heartbeat(state: StateStore, run_id: String, stop: CancellationToke
 }
 
 /// Cancel `token` on Ctrl-C or SIGTERM (once; a second signal exits at once).
-pub fn cancel_on_signals(token: CancellationToken) {
+pub fn cancel_on_signals(token: CancellationToken, what: &'static str) {
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -687,9 +785,7 @@ pub fn cancel_on_signals(token: CancellationToken) {
             _ = tokio::signal::ctrl_c() => "Ctrl-C",
             _ = term.recv() => "SIGTERM",
         };
-        eprintln!(
-            "\n{which}: cancelling the run (running tasks get a grace period; press Ctrl-C again to stop at once)…"
-        );
+        eprintln!("\n{which}: {what}…");
         token.cancel();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
@@ -715,7 +811,7 @@ pub struct RunRequest {
     pub resume: Option<String>,
     /// `manual`, `api`, `schedule:<name>`.
     pub trigger: String,
-    /// `--from/--to`: backfill a cursor range of incremental loads.
+    /// `--from/--to`: backfill a cursor range of incremental loads and models.
     pub backfill: Option<crate::run::Backfill>,
 }
 
@@ -736,6 +832,43 @@ pub async fn run_dag(
     progress: bool,
     cancel: CancellationToken,
 ) -> Result<Option<RunResult>, Failure> {
+    match prepare_run(project, req, progress).await? {
+        Prepared::Run(run) => (*run).execute(cancel).await.map(Some),
+        Prepared::Nothing(message) => {
+            println!("{message}");
+            Ok(None)
+        }
+    }
+}
+
+/// What [`prepare_run`] found to do.
+pub enum Prepared {
+    /// A run, recorded in the state store with its tasks pending, ready to execute.
+    Run(Box<PreparedRun>),
+    /// Nothing to run, and why (for the user).
+    Nothing(String),
+}
+
+/// A run recorded in the state store (status running, its tasks pending) that has not started
+/// executing: [`PreparedRun::execute`] runs it.
+pub struct PreparedRun {
+    /// The run's id.
+    pub run_id: String,
+    dag: Dag,
+    selected: Vec<String>,
+    opts: ExecOptions,
+    ctx: Arc<RunContext>,
+    runner: Arc<CliRunner>,
+    state: StateStore,
+}
+
+/// Check the configuration and the selection, and record the run (running, its tasks pending).
+/// Configuration problems come back as `Err`, before anything is recorded.
+pub async fn prepare_run(
+    project: Project,
+    req: &RunRequest,
+    progress: bool,
+) -> Result<Prepared, Failure> {
     let models = crate::models::load_models(&project)?;
     let dag = build_dag(&project, &models)?;
     let state = StateStore::open(&project.config.state, &project.root)
@@ -745,8 +878,9 @@ pub async fn run_dag(
         Some(id) => {
             let (full_id, ids) = resume_selection(&state, &dag, id).await?;
             if ids.is_empty() {
-                println!("Run {full_id} has nothing to resume: every task succeeded.");
-                return Ok(None);
+                return Ok(Prepared::Nothing(format!(
+                    "Run {full_id} has nothing to resume: every task succeeded."
+                )));
             }
             (Some(full_id), ids)
         }
@@ -757,11 +891,10 @@ pub async fn run_dag(
         ),
     };
     if selected.is_empty() {
-        println!(
+        return Ok(Prepared::Nothing(format!(
             "No tables configured in {}: add an ingest/*.yaml file (see ingest/example.yaml.disabled), a model under models/<layer>/ or a task in pipelines/*.yaml.",
             project.root.display()
-        );
-        return Ok(None);
+        )));
     }
     let lake = crate::commands::open_lake(&project)?;
     let opts = exec_options(&project, req.parallel, req.fail_fast);
@@ -810,9 +943,6 @@ pub async fn run_dag(
         .await
         .map_err(Failure::task)?;
     info!(run_id = %run_id, environment = environment.as_deref().unwrap_or(""), tasks = selected.len(), trigger = %trigger, resumed_from = resumed_from.as_deref().unwrap_or(""), "Run started.");
-
-    let heartbeat_stop = CancellationToken::new();
-    spawn_heartbeat(state.clone(), run_id.clone(), heartbeat_stop.clone());
     let runner = Arc::new(CliRunner {
         ctx: ctx.clone(),
         models: Arc::new(models),
@@ -820,68 +950,99 @@ pub async fn run_dag(
         pipeline,
         state: state.clone(),
         collected: Mutex::new(Collected::default()),
+        http: reqwest::Client::builder()
+            .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Failure::task(anyhow!("building the HTTP client: {e}")))?,
     });
-    let observer = Arc::new(StateObserver {
-        state: state.clone(),
-        run_id: run_id.clone(),
-    });
-    let outcomes = execute(
-        &dag,
-        &selected,
-        runner.clone(),
-        observer,
-        &opts,
-        cancel.clone(),
-    )
-    .await;
-    heartbeat_stop.cancel();
-    let _ = ctx.progress.clear();
-
-    let failed = outcomes
-        .iter()
-        .filter(|o| o.state != TaskState::Succeeded)
-        .count();
-    let status = if cancel.is_cancelled()
-        && !outcomes
-            .iter()
-            .any(|o| o.state == TaskState::Failed && opts.fail_fast)
-    {
-        RunStatus::Cancelled
-    } else if failed == 0 {
-        RunStatus::Succeeded
-    } else {
-        RunStatus::Failed
-    };
-    let error = (failed > 0).then(|| {
-        format!(
-            "{failed} of {} task{} did not succeed",
-            outcomes.len(),
-            if outcomes.len() == 1 { "" } else { "s" }
-        )
-    });
-    if let Err(e) = state
-        .finish_run(&run_id, status, chrono::Utc::now(), error.as_deref())
-        .await
-    {
-        warn!(run_id = %run_id, error = %e, "Could not record the end of the run.");
-    }
-    if let Err(e) = state.release_leases(&run_id).await {
-        warn!(run_id = %run_id, error = %e, "Could not release table leases; they expire by themselves.");
-    }
-    info!(run_id = %run_id, status = status.as_str(), tasks = outcomes.len(), failed, "Run finished.");
-    let collected = match Arc::try_unwrap(runner) {
-        Ok(r) => r.collected.into_inner().unwrap_or_default(),
-        Err(r) => std::mem::take(
-            &mut *r
-                .collected
-                .lock()
-                .map_err(|_| Failure::task(anyhow!("internal error: poisoned lock")))?,
-        ),
-    };
-    Ok(Some(RunResult {
+    Ok(Prepared::Run(Box::new(PreparedRun {
         run_id,
-        status,
-        outcomes,
-        collected,
-    }))
+        dag,
+        selected,
+        opts,
+        ctx,
+        runner,
+        state,
+    })))
+}
+
+impl PreparedRun {
+    /// Execute the run to its end (or until `cancel`), record its outcome and release its
+    /// leases.
+    pub async fn execute(self, cancel: CancellationToken) -> Result<RunResult, Failure> {
+        let PreparedRun {
+            run_id,
+            dag,
+            selected,
+            opts,
+            ctx,
+            runner,
+            state,
+        } = self;
+        let heartbeat_stop = CancellationToken::new();
+        spawn_heartbeat(state.clone(), run_id.clone(), heartbeat_stop.clone());
+        let observer = Arc::new(StateObserver {
+            state: state.clone(),
+            run_id: run_id.clone(),
+        });
+        let outcomes = execute(
+            &dag,
+            &selected,
+            runner.clone(),
+            observer,
+            &opts,
+            cancel.clone(),
+        )
+        .await;
+        heartbeat_stop.cancel();
+        let _ = ctx.progress.clear();
+
+        let failed = outcomes
+            .iter()
+            .filter(|o| o.state != TaskState::Succeeded)
+            .count();
+        let status = if cancel.is_cancelled()
+            && !outcomes
+                .iter()
+                .any(|o| o.state == TaskState::Failed && opts.fail_fast)
+        {
+            RunStatus::Cancelled
+        } else if failed == 0 {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        };
+        let error = (failed > 0).then(|| {
+            format!(
+                "{failed} of {} task{} did not succeed",
+                outcomes.len(),
+                if outcomes.len() == 1 { "" } else { "s" }
+            )
+        });
+        if let Err(e) = state
+            .finish_run(&run_id, status, chrono::Utc::now(), error.as_deref())
+            .await
+        {
+            warn!(run_id = %run_id, error = %e, "Could not record the end of the run.");
+        }
+        if let Err(e) = state.release_leases(&run_id).await {
+            warn!(run_id = %run_id, error = %e, "Could not release table leases; they expire by themselves.");
+        }
+        info!(run_id = %run_id, status = status.as_str(), tasks = outcomes.len(), failed, "Run finished.");
+        let collected = match Arc::try_unwrap(runner) {
+            Ok(r) => r.collected.into_inner().unwrap_or_default(),
+            Err(r) => std::mem::take(
+                &mut *r
+                    .collected
+                    .lock()
+                    .map_err(|_| Failure::task(anyhow!("internal error: poisoned lock")))?,
+            ),
+        };
+        Ok(RunResult {
+            run_id,
+            status,
+            outcomes,
+            collected,
+        })
+    }
 }

@@ -59,13 +59,9 @@ pub struct RunContext {
     pub progress: MultiProgress,
 }
 
-/// A cursor range to backfill, as given on the command line (`--from` inclusive, `--to`
-/// exclusive); parsed per table, by the type of its cursor.
-#[derive(Debug, Clone, Default)]
-pub struct Backfill {
-    pub from: Option<String>,
-    pub to: Option<String>,
-}
+/// A cursor range to backfill (`--from` inclusive, `--to` exclusive), as given on the command
+/// line; parsed per table by the type of its cursor.
+pub use tributary_transform::Backfill;
 
 impl RunContext {
     pub fn new(project: Project, lake: Lake, full_refresh: bool, show_progress: bool) -> Self {

@@ -7,6 +7,7 @@
 //! table, column and type, unless the table's `cast:` option loads that column as text.
 #![warn(missing_docs)]
 
+pub mod command;
 pub mod files;
 pub mod mysql;
 pub mod postgres;

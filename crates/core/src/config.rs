@@ -57,6 +57,12 @@ pub struct ProjectConfig {
     /// How the DAG runs: parallelism, per-connection limits, retries, timeouts, leases.
     #[serde(default)]
     pub orchestration: crate::pipeline::OrchestrationConfig,
+    /// Named schedules that `tributary serve` runs: cron expression, time zone, selection.
+    #[serde(default)]
+    pub schedules: BTreeMap<String, crate::pipeline::ScheduleConfig>,
+    /// The HTTP server of `tributary serve`: address and API token.
+    #[serde(default)]
+    pub serve: crate::pipeline::ServeConfig,
 }
 
 /// One named environment in `targets:`: what it changes in the base configuration.
@@ -840,6 +846,34 @@ impl Project {
             }
         }
         self.check_orchestration(root, problems);
+        self.check_schedules(root, problems);
+    }
+
+    /// The `schedules:` and `serve:` blocks.
+    fn check_schedules(&self, root: &Path, problems: &mut Vec<ConfigProblem>) {
+        let text = std::fs::read_to_string(root.join(PROJECT_FILE)).unwrap_or_default();
+        let pos = Positions::of(&text);
+        let mut found = Vec::new();
+        for (name, schedule) in &self.config.schedules {
+            for (key, message) in crate::pipeline::check_schedule(name, schedule) {
+                let key = match key.as_str() {
+                    "" => format!("schedules.{name}"),
+                    k => format!("schedules.{name}.{k}"),
+                };
+                found.push((key, message));
+            }
+        }
+        for (key, message) in crate::pipeline::check_serve(&self.config.serve) {
+            found.push((format!("serve.{key}"), message));
+        }
+        for (key, message) in found {
+            problems.push(ConfigProblem {
+                file: PathBuf::from(PROJECT_FILE),
+                line: pos.line(&key),
+                key,
+                message,
+            });
+        }
     }
 
     /// The `orchestration:` block and the tasks of `pipelines/*.yaml`.
@@ -1179,7 +1213,10 @@ fn load_project_file(
             None
         }
     };
-    let unused = unused_paths(&raw, selected.as_deref());
+    let mut unused = unused_paths(&raw, selected.as_deref());
+    // Only `tributary serve` needs the API token: it substitutes it itself
+    // (`ServeConfig::resolved_token`), so other commands run without the variable.
+    unused.push("serve.token".into());
     let mut config: ProjectConfig = parse_substituted(
         &text,
         rel,
@@ -1495,6 +1532,36 @@ mod tests {
             p[0].message
                 .contains("TRIBUTARY_TEST_SURELY_UNSET is not set")
         );
+    }
+
+    #[test]
+    fn serve_token_is_substituted_only_when_serving() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            PROJECT_FILE,
+            "name: t\nlake: ./lake\nserve:\n  bind: 0.0.0.0:8080\n  token: ${env:TT_SERVE_TOKEN}\n",
+        );
+        let unset = |_: &str| None;
+        // Every other command loads the project without the variable.
+        let p = Project::load_with_env(d.path(), None, &unset).unwrap();
+        assert_eq!(
+            p.config.serve.token.as_deref(),
+            Some("${env:TT_SERVE_TOKEN}")
+        );
+        let e = p.config.serve.resolved_token(&unset).unwrap_err();
+        assert!(
+            e.contains("serve.token") && e.contains("TT_SERVE_TOKEN is not set"),
+            "{e}"
+        );
+        let set = |k: &str| (k == "TT_SERVE_TOKEN").then(|| "s3cret-value".to_string());
+        assert_eq!(
+            p.config.serve.resolved_token(&set).unwrap().as_deref(),
+            Some("s3cret-value")
+        );
+        // Never serialized.
+        let yaml = serde_yaml_ng::to_string(&p.config).unwrap();
+        assert!(!yaml.contains("TT_SERVE_TOKEN"), "{yaml}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Orchestration settings: the `orchestration:` block of `tributary.yaml` and the extra tasks in
 //! `pipelines/*.yaml` (`command` and `http`), with the per-task options (`depends_on`,
-//! `retries`, `timeout`) that loads and models accept too.
+//! `retries`, `timeout`) that loads and models accept too; and the `schedules:` and `serve:`
+//! blocks of `tributary serve`.
 //!
 //! ```yaml
 //! # pipelines/nightly.yaml
@@ -455,6 +456,242 @@ pub fn check_orchestration(o: &OrchestrationConfig) -> Vec<(String, String)> {
     out
 }
 
+/// One entry of `schedules:` in `tributary.yaml`: when `tributary serve` runs which part of
+/// the DAG.
+///
+/// ```yaml
+/// schedules:
+///   nightly:
+///     cron: "0 2 * * *"
+///     timezone: Europe/Amsterdam
+///     select: ["+gold.daily_revenue"]
+///     catch_up: skip
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// When to run: a cron expression with 5 fields (`minute hour day-of-month month
+    /// day-of-week`, e.g. `0 2 * * *` for 02:00 every day) or 6 fields with seconds first
+    /// (`*/30 * * * * *`). Names (`MON`, `JAN`), ranges, steps, lists, `L` and `#` are accepted.
+    pub cron: String,
+    /// The IANA time zone the expression is read in (`Europe/Amsterdam`, `America/New_York`).
+    /// Default `UTC`. Across a daylight-saving change, a fixed time that does not exist that
+    /// day fires at the first instant after the gap, and one that occurs twice fires once;
+    /// interval expressions (`*/15`) skip the gap and fire in both passes of a repeated hour.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// What to run: the same selectors as `tributary run --select` (names, layers, globs,
+    /// `+name`, `name+`). Default: the whole DAG.
+    #[serde(default)]
+    pub select: Vec<String>,
+    /// Run as `tributary run --full-refresh`: rebuild incremental tables from scratch.
+    #[serde(default)]
+    pub full_refresh: bool,
+    /// What happens to fires missed while `tributary serve` was not running: `skip` them (they
+    /// are recorded as missed) or run `once` at start-up for all of them. Default `skip`.
+    #[serde(default)]
+    pub catch_up: CatchUp,
+    /// `false` keeps the schedule in the file without running it. Default `true`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// What a schedule does with the fires it missed while the server was down.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// Do not run them; record them as one `missed` entry.
+    #[default]
+    Skip,
+    /// Start one run at start-up, whatever the number of missed fires.
+    Once,
+}
+
+/// `serve:` in `tributary.yaml`: the HTTP server of `tributary serve`.
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address and port to listen on. Default `127.0.0.1:8080` (this machine only).
+    /// `tributary serve --bind` overrides it. Any address other than a loopback one requires
+    /// `token`.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// The API token, required on every request but `/health` as `Authorization: Bearer
+    /// TOKEN`. Give it through the environment: `token: ${env:TRIBUTARY_TOKEN}`. Required when
+    /// `bind` is not a loopback address.
+    ///
+    /// Kept as written when the project loads (`${env:…}` unexpanded, so commands other than
+    /// `serve` do not need the variable) and never serialized.
+    #[serde(default, skip_serializing)]
+    pub token: Option<String>,
+}
+
+impl ServeConfig {
+    /// The token with `${env:…}` substituted through `env`; an empty result counts as none.
+    /// The error names the variable, never a value.
+    pub fn resolved_token(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<String>, String> {
+        match &self.token {
+            None => Ok(None),
+            Some(t) => crate::config::expand_env(t, env)
+                .map(|t| Some(t).filter(|t| !t.trim().is_empty()))
+                .map_err(|e| format!("serve.token: {e}")),
+        }
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            bind: default_bind(),
+            token: None,
+        }
+    }
+}
+
+// By hand, so that the token never reaches a log or an error message.
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("bind", &self.bind)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// The default address of `tributary serve`.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+fn default_bind() -> String {
+    DEFAULT_BIND.into()
+}
+
+/// Parse a cron expression of 5 fields (minute precision) or 6 (seconds first). The error
+/// names the expression and the parser's reason.
+pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
+    use croner::parser::{CronParser, Seconds, Year};
+    let fields = expr.split_whitespace().count();
+    let starts_with_alias = expr.trim_start().starts_with('@');
+    if !starts_with_alias && !matches!(fields, 5 | 6) {
+        return Err(format!(
+            "cron expression `{expr}` has {fields} field{}; write 5 (`minute hour day month weekday`, e.g. `0 2 * * *`) or 6 with seconds first (`*/30 * * * * *`)",
+            if fields == 1 { "" } else { "s" }
+        ));
+    }
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+        .map_err(|e| format!("cron expression `{expr}` is invalid: {e}"))
+}
+
+/// Parse an IANA time zone name (`Europe/Amsterdam`, `UTC`).
+pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse::<chrono_tz::Tz>().map_err(|_| {
+        format!("unknown time zone `{name}`; use an IANA name such as `UTC`, `Europe/Amsterdam` or `America/New_York`")
+    })
+}
+
+/// Parse `serve.bind` / `--bind`: `IP:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `0.0.0.0:8080`) or
+/// `localhost:PORT`.
+pub fn parse_bind(bind: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(addr) = bind.parse::<std::net::SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some(port) = bind.strip_prefix("localhost:")
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(format!(
+        "`{bind}` is not an address to listen on; write IP:PORT, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`"
+    ))
+}
+
+/// Problems of one schedule, as (key, message) relative to it (`cron`, `timezone`, …).
+pub fn check_schedule(name: &str, s: &ScheduleConfig) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    if !crate::config::is_identifier(name) {
+        out.push((
+            String::new(),
+            format!(
+                "schedule name `{name}` must be lowercase letters, digits and `_` (e.g. nightly)"
+            ),
+        ));
+    }
+    let tz = match parse_timezone(&s.timezone) {
+        Ok(tz) => Some(tz),
+        Err(e) => {
+            out.push(("timezone".into(), e));
+            None
+        }
+    };
+    match parse_cron(&s.cron) {
+        Err(e) => out.push(("cron".into(), e)),
+        Ok(cron) => {
+            if let Some(tz) = tz {
+                let now = chrono::Utc::now().with_timezone(&tz);
+                if cron.find_next_occurrence(&now, false).is_err() {
+                    out.push((
+                        "cron".into(),
+                        format!("cron expression `{}` never fires", s.cron),
+                    ));
+                }
+            }
+        }
+    }
+    for (i, sel) in s.select.iter().enumerate() {
+        if sel.trim().is_empty() {
+            out.push((format!("select[{i}]"), "empty selector".into()));
+        }
+    }
+    out
+}
+
+/// Problems of the `serve:` block, as (key, message) relative to it.
+pub fn check_serve(s: &ServeConfig) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(t) = &s.token
+        && t.trim().is_empty()
+    {
+        out.push((
+            "token".into(),
+            "`token` is empty; set it (e.g. `${env:TRIBUTARY_TOKEN}`) or remove it".into(),
+        ));
+    }
+    match parse_bind(&s.bind) {
+        Err(e) => out.push(("bind".into(), e)),
+        Ok(addr) => {
+            if let Err(e) = check_exposure(addr, s.token.as_deref()) {
+                out.push(("bind".into(), e));
+            }
+        }
+    }
+    out
+}
+
+/// A server bound to `addr` must have a (non-empty) token unless `addr` is a loopback address.
+pub fn check_exposure(addr: std::net::SocketAddr, token: Option<&str>) -> Result<(), String> {
+    let has_token = token.map(|t| !t.trim().is_empty()).unwrap_or(false);
+    if addr.ip().is_loopback() || has_token {
+        Ok(())
+    } else {
+        Err(format!(
+            "binding {addr} exposes the server; set serve.token (e.g. `token: ${{env:TRIBUTARY_TOKEN}}`) or bind to 127.0.0.1"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,5 +730,116 @@ mod tests {
     #[test]
     fn orchestration_defaults_are_valid() {
         assert!(check_orchestration(&OrchestrationConfig::default()).is_empty());
+    }
+
+    fn schedule(yaml: &str) -> ScheduleConfig {
+        match serde_yaml_ng::from_str(yaml) {
+            Ok(t) => t,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn schedule_defaults_and_checks() {
+        let ok = schedule("cron: '0 2 * * *'\n");
+        assert_eq!(ok.timezone, "UTC");
+        assert_eq!(ok.catch_up, CatchUp::Skip);
+        assert!(ok.enabled && ok.select.is_empty() && !ok.full_refresh);
+        assert!(check_schedule("nightly", &ok).is_empty());
+        let six = schedule("cron: '*/2 * * * * *'\ntimezone: Europe/Amsterdam\ncatch_up: once\n");
+        assert!(check_schedule("fast", &six).is_empty());
+
+        let bad = schedule("cron: '61 * * * *'\ntimezone: Mars/Olympus\nselect: ['']\n");
+        let p = check_schedule("Nightly", &bad);
+        let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["", "timezone", "cron", "select[0]"]);
+        assert!(p[1].1.contains("Mars/Olympus"), "{}", p[1].1);
+        assert!(p[2].1.contains("`61 * * * *`"), "{}", p[2].1);
+
+        let fields = check_schedule("x", &schedule("cron: '* * *'\n"));
+        assert!(fields[0].1.contains("3 fields"), "{:?}", fields);
+        let never = check_schedule("x", &schedule("cron: '0 0 30 2 *'\n"));
+        assert!(never[0].1.contains("never fires"), "{:?}", never);
+        let unknown: Result<ScheduleConfig, _> =
+            serde_yaml_ng::from_str("cron: '* * * * *'\nevery: 5m\n");
+        assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn serve_checks() {
+        assert!(check_serve(&ServeConfig::default()).is_empty());
+        let exposed = ServeConfig {
+            bind: "0.0.0.0:8080".into(),
+            token: None,
+        };
+        let p = check_serve(&exposed);
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].1
+                .starts_with("binding 0.0.0.0:8080 exposes the server; set serve.token"),
+            "{}",
+            p[0].1
+        );
+        let with_token = ServeConfig {
+            bind: "0.0.0.0:8080".into(),
+            token: Some("s3cret-token".into()),
+        };
+        assert!(check_serve(&with_token).is_empty());
+        assert!(!format!("{with_token:?}").contains("s3cret-token"));
+        let bad = ServeConfig {
+            bind: "everywhere".into(),
+            token: Some(" ".into()),
+        };
+        let keys: Vec<String> = check_serve(&bad).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["token", "bind"]);
+        assert_eq!(
+            parse_bind("localhost:9000"),
+            Ok(std::net::SocketAddr::from(([127, 0, 0, 1], 9000)))
+        );
+        assert!(parse_bind("[::1]:80").is_ok_and(|a| a.ip().is_loopback()));
+    }
+
+    #[test]
+    fn project_reports_schedule_and_serve_problems_with_lines() {
+        use crate::config::{ConfigError, PROJECT_FILE, Project};
+        let d = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        let yaml = "name: t\nlake: ./lake\nschedules:\n  nightly:\n    cron: '0 2 * * *'\n    timezone: Europe/Amsterdam\n  broken:\n    cron: '0 25 * * *'\n    timezone: Nowhere/Land\nserve:\n  bind: 0.0.0.0:8080\n";
+        if let Err(e) = std::fs::write(d.path().join(PROJECT_FILE), yaml) {
+            panic!("{e}");
+        }
+        let p = match Project::load_with_env(d.path(), None, &|_| None) {
+            Err(ConfigError::Problems(p)) => p,
+            other => panic!("expected problems, got {other:?}"),
+        };
+        let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        assert_eq!(text.len(), 3, "{text:#?}");
+        assert!(
+            text[0].starts_with("tributary.yaml:9: key `schedules.broken.timezone`: unknown time zone `Nowhere/Land`"),
+            "{text:#?}"
+        );
+        assert!(
+            text[1].starts_with("tributary.yaml:8: key `schedules.broken.cron`: cron expression `0 25 * * *` is invalid"),
+            "{text:#?}"
+        );
+        assert!(
+            text[2].starts_with("tributary.yaml:11: key `serve.bind`: binding 0.0.0.0:8080 exposes the server; set serve.token"),
+            "{text:#?}"
+        );
+
+        let ok = "name: t\nlake: ./lake\nschedules:\n  nightly:\n    cron: '0 2 * * *'\nserve:\n  bind: 0.0.0.0:8080\n  token: ${env:TRIBUTARY_TOKEN}\n";
+        if let Err(e) = std::fs::write(d.path().join(PROJECT_FILE), ok) {
+            panic!("{e}");
+        }
+        let env = |k: &str| (k == "TRIBUTARY_TOKEN").then(|| "tok-123".to_string());
+        match Project::load_with_env(d.path(), None, &env) {
+            Ok(p) => {
+                assert_eq!(p.config.serve.token.as_deref(), Some("tok-123"));
+                assert_eq!(p.config.schedules["nightly"].cron, "0 2 * * *");
+            }
+            Err(e) => panic!("{e}"),
+        }
     }
 }

@@ -144,6 +144,34 @@ impl Lake {
         }
     }
 
+    /// Bytes of the data files that commit `version` of `layer.name` added (what a task wrote).
+    /// Reads only that commit's log entry; 0 when it does not exist.
+    pub async fn bytes_added(
+        &self,
+        layer: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<u64, LakeError> {
+        let table_name = format!("{layer}.{name}");
+        let table = DeltaTableBuilder::from_url(self.table_url(layer, name)?)
+            .map_err(|e| LakeError::delta(&table_name, "open", e))?
+            .with_storage_options(self.options.clone())
+            .build()
+            .map_err(|e| LakeError::delta(&table_name, "open", e))?;
+        let entry = table
+            .log_store()
+            .read_commit_entry(version as _)
+            .await
+            .map_err(|e| LakeError::delta(&table_name, "read a commit", e))?;
+        let Some(entry) = entry else { return Ok(0) };
+        Ok(entry
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+            .filter_map(|action| action.get("add")?.get("size")?.as_u64())
+            .sum())
+    }
+
     fn store(&self) -> Result<Arc<dyn ObjectStore>, LakeError> {
         deltalake::logstore::store_for(&self.root, self.options.iter()).map_err(|e| {
             LakeError::Location {

@@ -7,6 +7,7 @@
 pub mod dag;
 pub mod error;
 pub mod exec;
+pub mod schedule;
 pub mod state;
 pub mod tasks;
 

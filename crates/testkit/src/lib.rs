@@ -41,3 +41,14 @@ pub fn mysql_url() -> String {
     std::env::var("TRIBUTARY_TEST_MYSQL_URL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
+
+/// Whether process `pid` is gone, or a zombie waiting to be reaped (Linux `/proc`).
+pub fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+            .unwrap_or(true),
+    }
+}

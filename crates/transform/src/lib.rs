@@ -25,7 +25,7 @@ use std::path::PathBuf;
 pub use expect::{Expectation, ExpectationResult, OnFail};
 pub use model::{Materialized, Model, ModelConfig};
 pub use project::Models;
-pub use runner::{ModelOutcome, ModelRunner, RunOptions};
+pub use runner::{Backfill, ModelOutcome, ModelRunner, RunOptions};
 
 /// What went wrong in a model.
 #[derive(Debug, thiserror::Error)]

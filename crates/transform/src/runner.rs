@@ -59,6 +59,19 @@ pub struct RunOptions {
     pub full_refresh: bool,
     /// Memory the query engine may use before spilling to disk.
     pub memory_limit_bytes: usize,
+    /// `--from/--to`: reprocess the rows of this range of an incremental model's cursor (its
+    /// first `order_by` column) from all upstream data, without moving what it consumed.
+    pub backfill: Option<Backfill>,
+}
+
+/// A cursor range to reprocess (`from` inclusive, `to` exclusive), as written by the user; each
+/// bound is read in the cursor column's type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backfill {
+    /// Lower bound, inclusive.
+    pub from: Option<String>,
+    /// Upper bound, exclusive.
+    pub to: Option<String>,
 }
 
 impl RunOptions {
@@ -72,6 +85,7 @@ impl RunOptions {
             run_id: run_id.into(),
             full_refresh: false,
             memory_limit_bytes: mb * 1024 * 1024,
+            backfill: None,
         }
     }
 }
@@ -273,22 +287,26 @@ impl<'a> ModelRunner<'a> {
         let ctx = new_session(self.opts.memory_limit_bytes)?;
         let (layer, name) = (model.layer.as_str(), model.name.as_str());
         let existing = self.lake.open(layer, name).await?;
+        let backfill = self.backfill_of(model, existing.is_some())?;
         let full = self.opts.full_refresh || existing.is_none();
 
         // Which upstream tables, and how (new files only, for incremental models).
         let deps = self.models.upstream.get(&id).cloned().unwrap_or_default();
         let mut ctx_render = self.models.render_context();
-        ctx_render.is_incremental = model.config.materialized == Materialized::Incremental && !full;
+        // A backfill reads every upstream row (then keeps its cursor range).
+        ctx_render.is_incremental =
+            model.config.materialized == Materialized::Incremental && !full && backfill.is_none();
         let probe = render(model, &self.models.macros, &ctx_render)?;
         let consumed = match (&existing, model.config.materialized) {
-            (Some(t), Materialized::Incremental) if !full => {
+            (Some(t), Materialized::Incremental) if !full && backfill.is_none() => {
                 self.consumed_versions(t, &deps).await?
             }
             _ => BTreeMap::new(),
         };
         let mut upstreams = Vec::new();
         let mut new_only: BTreeSet<String> = BTreeSet::new();
-        let mut anything_new = full || model.config.materialized != Materialized::Incremental;
+        let mut anything_new =
+            full || backfill.is_some() || model.config.materialized != Materialized::Incremental;
         for dep in &deps {
             let up = self.open_upstream(model, dep).await?;
             register(
@@ -298,7 +316,11 @@ impl<'a> ModelRunner<'a> {
                 provider(&up.table, dep).await?,
             )?;
             let wants_new = probe.refs.get(dep) == Some(&false);
-            if model.config.materialized == Materialized::Incremental && !full && wants_new {
+            if model.config.materialized == Materialized::Incremental
+                && !full
+                && backfill.is_none()
+                && wants_new
+            {
                 match consumed.get(dep) {
                     Some(v) if *v == up.version as i64 => {
                         register(
@@ -370,6 +392,19 @@ impl<'a> ModelRunner<'a> {
             .map_err(|e| sql_error(model, e))?;
         let result_schema: Schema = df.schema().as_arrow().clone();
         self.check_columns(model, &result_schema)?;
+        let df = match backfill {
+            None => df,
+            Some(range) => {
+                ctx.register_table("__tributary_unfiltered", df.into_view())
+                    .map_err(engine(model, "backfill"))?;
+                let predicate = range_predicate(&ctx, model, &result_schema, range).await?;
+                ctx.sql(&format!(
+                    "SELECT * FROM __tributary_unfiltered WHERE {predicate}"
+                ))
+                .await
+                .map_err(engine(model, "backfill"))?
+            }
+        };
         let df = match model.unique_key().is_empty() {
             true => df,
             false => {
@@ -413,14 +448,26 @@ impl<'a> ModelRunner<'a> {
             .map_err(engine(model, "plan output"))?;
         let rows_in = expectations.first().map(|r| r.checked_rows).unwrap_or(0);
 
-        // Commit metadata: consumed upstream versions as app transactions.
-        let txns: Vec<Transaction> = upstreams
-            .iter()
-            .map(|u| Transaction::new(format!("{UPSTREAM_TXN_PREFIX}{}", u.id), u.version as i64))
-            .collect();
+        // Commit metadata: consumed upstream versions as app transactions. A backfill records
+        // none, so the next normal run still reads what arrived since the last one.
+        let txns: Vec<Transaction> = match backfill {
+            Some(_) => Vec::new(),
+            None => upstreams
+                .iter()
+                .map(|u| {
+                    Transaction::new(format!("{UPSTREAM_TXN_PREFIX}{}", u.id), u.version as i64)
+                })
+                .collect(),
+        };
         let mut meta: HashMap<String, serde_json::Value> = HashMap::new();
         meta.insert("tributary.run_id".into(), self.opts.run_id.clone().into());
         meta.insert("tributary.model".into(), id.clone().into());
+        if let Some(b) = backfill {
+            meta.insert(
+                "tributary.backfill".into(),
+                serde_json::json!({ "from": b.from, "to": b.to }),
+            );
+        }
         meta.insert(
             "tributary.materialized".into(),
             model.config.materialized.as_str().into(),
@@ -514,6 +561,48 @@ impl<'a> ModelRunner<'a> {
         }
         outcome.elapsed = started.elapsed();
         Ok(outcome)
+    }
+
+    /// The range this model reprocesses in a backfill run: `None` when there is no backfill or
+    /// the model is a `table` (rebuilt whole, as in any run); an error for models a range
+    /// cannot be reprocessed in.
+    fn backfill_of(
+        &self,
+        model: &Model,
+        exists: bool,
+    ) -> Result<Option<&Backfill>, TransformError> {
+        let Some(range) = &self.opts.backfill else {
+            return Ok(None);
+        };
+        let settings = |message: String| TransformError::Settings {
+            model: model.id(),
+            file: model.config_file.clone(),
+            message,
+        };
+        match model.config.materialized {
+            Materialized::Table => Ok(None),
+            Materialized::Scd2 => Err(settings(
+                "an scd2 model keeps history in order and cannot be backfilled by range; leave it out of the selection, or rebuild it with --full-refresh".into(),
+            )),
+            Materialized::Incremental => {
+                if !exists {
+                    return Err(settings(
+                        "not built yet, so there is nothing to backfill; run it once without --from/--to".into(),
+                    ));
+                }
+                if model.unique_key().is_empty() {
+                    return Err(settings(
+                        "a backfill needs `unique_key`, so that reprocessed rows replace their earlier versions instead of being appended twice".into(),
+                    ));
+                }
+                if model.order_by().is_empty() {
+                    return Err(settings(
+                        "a backfill needs `order_by`: its first column is the cursor --from/--to apply to".into(),
+                    ));
+                }
+                Ok(Some(range))
+            }
+        }
     }
 
     fn unloaded(&self, layer: &str, name: &str) -> Result<DeltaTable, TransformError> {
@@ -1219,6 +1308,58 @@ fn int_at(batch: &RecordBatch, col: usize) -> u64 {
 }
 
 /// `s.o1 > t.o1 OR (s.o1 = t.o1 AND …)` — the source row is at least as new as the target's.
+/// `cursor >= from AND cursor < to` over the model's result, each bound read in the cursor
+/// column's type (checked first, so a bad bound is an error naming the model and the cursor).
+async fn range_predicate(
+    ctx: &SessionContext,
+    model: &Model,
+    schema: &Schema,
+    range: &Backfill,
+) -> Result<String, TransformError> {
+    let order = model.order_by();
+    let cursor = order.first().map(String::as_str).unwrap_or_default();
+    let field = schema
+        .field_with_name(cursor)
+        .map_err(|_| TransformError::Settings {
+            model: model.id(),
+            file: model.config_file.clone(),
+            message: format!("order_by column `{cursor}` is not in the model's result"),
+        })?;
+    let literal = |text: &str| {
+        let quoted = format!("'{}'", text.replace('\'', "''"));
+        match field.data_type() {
+            DataType::Timestamp(_, Some(_)) => {
+                format!("(CAST({quoted} AS TIMESTAMP) AT TIME ZONE 'UTC')")
+            }
+            t => format!("CAST({quoted} AS {})", sql_type(t)),
+        }
+    };
+    let column = quote_ident(cursor);
+    let mut parts = Vec::new();
+    for (flag, bound, op) in [("--from", &range.from, ">="), ("--to", &range.to, "<")] {
+        let Some(text) = bound else { continue };
+        let lit = literal(text);
+        let checked = async { ctx.sql(&format!("SELECT {lit}")).await?.collect().await }.await;
+        if let Err(e) = checked {
+            return Err(TransformError::Settings {
+                model: model.id(),
+                file: model.config_file.clone(),
+                message: format!(
+                    "{flag} for {} (cursor `{cursor}`, {}): cannot read `{text}`: {e}",
+                    model.id(),
+                    field.data_type()
+                ),
+            });
+        }
+        parts.push(format!("{column} {op} {lit}"));
+    }
+    Ok(if parts.is_empty() {
+        "TRUE".into()
+    } else {
+        parts.join(" AND ")
+    })
+}
+
 fn order_predicate(order: &[String]) -> Option<String> {
     if order.is_empty() {
         return None;

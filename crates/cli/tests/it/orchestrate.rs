@@ -177,3 +177,194 @@ fn backfill_appends_a_range_without_moving_the_watermark() {
         stderr(&out)
     );
 }
+
+#[test]
+fn model_backfill_reprocesses_a_range_without_moving_what_it_consumed() {
+    let p = project();
+    p.write(
+        "models/silver/orders_inc.sql",
+        "SELECT id, CAST(day AS DATE) AS day, amount FROM {{ ref('bronze.erp_orders') }}",
+    );
+    p.write(
+        "models/silver/orders_inc.yaml",
+        "materialized: incremental\nunique_key: id\norder_by: day\n",
+    );
+    p.ok(&["run", "--select", "+silver.orders_inc"]);
+    assert_eq!(p.query_i64("SELECT sum(amount) FROM silver.orders_inc"), 60);
+
+    // The model's logic changes; only 2024-01-02 is reprocessed.
+    p.write(
+        "models/silver/orders_inc.sql",
+        "SELECT id, CAST(day AS DATE) AS day, amount * 2 AS amount FROM {{ ref('bronze.erp_orders') }}",
+    );
+    let out = p.run(&[
+        "run",
+        "--select",
+        "silver.orders_inc",
+        "--from",
+        "2024-01-02",
+        "--to",
+        "2024-01-03",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows = p.query("SELECT id, amount FROM silver.orders_inc ORDER BY id");
+    let amounts: Vec<i64> = rows.iter().map(|r| r["amount"].as_i64().unwrap()).collect();
+    assert_eq!(amounts, vec![10, 40, 30], "{rows:?}");
+    // Twice changes nothing.
+    p.ok(&[
+        "run",
+        "--select",
+        "silver.orders_inc",
+        "--from",
+        "2024-01-02",
+        "--to",
+        "2024-01-03",
+    ]);
+    assert_eq!(p.query_i64("SELECT count(*) FROM silver.orders_inc"), 3);
+    assert_eq!(p.query_i64("SELECT sum(amount) FROM silver.orders_inc"), 80);
+
+    // What the model consumed did not move: a normal run finds nothing new; after a new
+    // bronze row, it processes only that row.
+    let out = p.ok(&["run", "--select", "silver.orders_inc"]);
+    assert!(
+        out.contains("up to date") || out.contains("up_to_date"),
+        "{out}"
+    );
+    let conn = rusqlite::Connection::open(p.path().join("erp.db")).unwrap();
+    conn.execute_batch("INSERT INTO orders VALUES (4, '2024-01-04', 5);")
+        .unwrap();
+    p.ok(&["run", "--select", "+silver.orders_inc"]);
+    let rows = p.query("SELECT id, amount FROM silver.orders_inc ORDER BY id");
+    let amounts: Vec<i64> = rows.iter().map(|r| r["amount"].as_i64().unwrap()).collect();
+    assert_eq!(amounts, vec![10, 40, 30, 10], "{rows:?}");
+
+    // A bound that is not a date names the model and its cursor; an scd2 model is refused.
+    let out = p.run(&[
+        "run",
+        "--select",
+        "silver.orders_inc",
+        "--from",
+        "yesterday",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--from for silver.orders_inc (cursor `day`"),
+        "{err}"
+    );
+    p.write(
+        "models/silver/orders_hist.sql",
+        "SELECT id, amount FROM {{ ref('bronze.erp_orders') }}",
+    );
+    p.write(
+        "models/silver/orders_hist.yaml",
+        "materialized: scd2\nunique_key: id\n",
+    );
+    p.ok(&["run", "--select", "silver.orders_hist"]);
+    let out = p.run(&["run", "--select", "silver.orders_hist", "--from", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot be backfilled by range"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The most tasks whose recorded [start, end) intervals overlap at one instant.
+fn max_overlap(p: &TestProject, filter: &str) -> usize {
+    let conn = rusqlite::Connection::open(p.path().join(".tributary/state.db")).unwrap();
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT started_at, finished_at FROM tasks WHERE {filter} AND started_at IS NOT NULL"
+        ))
+        .unwrap();
+    let spans: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(!spans.is_empty(), "no tasks match {filter}");
+    spans
+        .iter()
+        .map(|(start, _)| {
+            spans
+                .iter()
+                .filter(|(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn parallelism_limits_hold_in_the_recorded_task_times() {
+    let p = TestProject::new(
+        "name: t\nlake: ./lake\nconnections:\n  erp: { type: sqlite, path: erp.db }\norchestration:\n  max_parallel: 3\n  connection_limits: { erp: 1 }\n",
+    );
+    let conn = rusqlite::Connection::open(p.path().join("erp.db")).unwrap();
+    let mut tables = String::new();
+    for t in ["a", "b", "c", "d"] {
+        conn.execute_batch(&format!(
+            "CREATE TABLE {t} (id INTEGER); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) INSERT INTO {t} SELECT i FROM n;"
+        ))
+        .unwrap();
+        tables.push_str(&format!("  - name: {t}\n"));
+    }
+    p.write(
+        "ingest/erp.yaml",
+        &format!("connection: erp\ntables:\n{tables}"),
+    );
+    let mut tasks = String::from("tasks:\n");
+    for i in 0..6 {
+        tasks.push_str(&format!(
+            "  - name: wait_{i}\n    type: command\n    command: \"sleep 0.5\"\n"
+        ));
+    }
+    p.write("pipelines/waits.yaml", &tasks);
+    p.write(
+        "models/silver/ab.sql",
+        "SELECT id FROM {{ ref('bronze.erp_a') }} UNION ALL SELECT id FROM {{ ref('bronze.erp_b') }}",
+    );
+    let out = p.run(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // One load on the `erp` connection at a time; at most 3 tasks of any kind at once, and
+    // the limit was reached (6 half-second commands cannot run one by one in a 3-wide pool
+    // without overlapping).
+    assert_eq!(max_overlap(&p, "kind = 'load'"), 1);
+    let all = max_overlap(&p, "1 = 1");
+    assert!(all <= 3, "{all} tasks overlapped");
+    assert!(all >= 2, "tasks never ran in parallel");
+    // No task started before its inputs finished.
+    let conn = rusqlite::Connection::open(p.path().join(".tributary/state.db")).unwrap();
+    let time = |task: &str, col: &str| -> String {
+        conn.query_row(
+            &format!("SELECT {col} FROM tasks WHERE task_id = ?1"),
+            [task],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let model_start = time("silver.ab", "started_at");
+    for input in ["bronze.erp_a", "bronze.erp_b"] {
+        let done = time(input, "finished_at");
+        assert!(
+            done <= model_start,
+            "{input} ended {done}, silver.ab started {model_start}"
+        );
+    }
+    assert_eq!(p.query_i64("SELECT count(*) FROM silver.ab"), 40000);
+    drop(conn);
+
+    // --parallel 1 overrides max_parallel.
+    let out = p.run(&["run", "--parallel", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let last: String = rusqlite::Connection::open(p.path().join(".tributary/state.db"))
+        .unwrap()
+        .query_row(
+            "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(max_overlap(&p, &format!("run_id = '{last}'")), 1);
+}

@@ -62,7 +62,7 @@
 //! line, and each file's count is logged at WARN.
 
 mod csvfile;
-mod ndjson;
+pub(crate) mod ndjson;
 mod parquetfile;
 
 use std::collections::BTreeMap;

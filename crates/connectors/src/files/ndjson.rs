@@ -1,5 +1,8 @@
 //! NDJSON: schema inferred from the first lines of the first file, each line validated (for its
 //! line number) and decoded with Arrow's JSON decoder in batches.
+//!
+//! The reading itself works on any buffered reader ([`Lines`]) and sends its batches to any
+//! [`RecordSink`], so a command's standard output is decoded by the same code as a file.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -18,7 +21,7 @@ use super::{FileInput, ReadCtx};
 use crate::util::normalize_type_for_delta;
 
 /// Records of the first file used to infer the schema.
-const INFER_RECORDS: usize = 1000;
+pub(crate) const INFER_RECORDS: usize = 1000;
 
 /// The schema, from the first file.
 pub(crate) struct NdjsonPlan {
@@ -27,27 +30,62 @@ pub(crate) struct NdjsonPlan {
 }
 
 /// Reads lines, numbering them and skipping blank ones.
-struct Lines {
+pub(crate) struct Lines {
     reader: Box<dyn BufRead + Send>,
     buf: Vec<u8>,
     line: u64,
 }
 
-enum Line {
+/// One line of NDJSON input.
+#[derive(Debug, Clone)]
+pub(crate) enum Line {
     /// A non-blank line with valid JSON object syntax.
     Record(u64, String),
     /// A malformed line: number and reason.
     Bad(u64, String),
 }
 
+/// Lines as read, with I/O errors turned into [`SourceError`]s.
+pub(crate) type LineIter<'a> = dyn Iterator<Item = Result<Line, SourceError>> + Send + 'a;
+
+/// Where decoded NDJSON goes: a file read's channel, or a command's.
+pub(crate) trait RecordSink {
+    /// A malformed record: `Err` stops the read, `Ok` skips the record.
+    fn bad_record(&mut self, line: u64, reason: String) -> Result<(), SourceError>;
+    /// Send a batch; `false` when the consumer is gone (stop reading).
+    fn send(&mut self, batch: RecordBatch) -> bool;
+}
+
+/// A file's records go to the file read's context.
+struct FileSink<'a> {
+    input: &'a FileInput,
+    ctx: &'a mut ReadCtx,
+}
+
+impl RecordSink for FileSink<'_> {
+    fn bad_record(&mut self, line: u64, reason: String) -> Result<(), SourceError> {
+        self.ctx.bad_record(self.input, line, reason)
+    }
+    fn send(&mut self, batch: RecordBatch) -> bool {
+        self.ctx.send(batch, self.input)
+    }
+}
+
 impl Lines {
-    fn next(&mut self, input: &FileInput) -> Result<Option<Line>, SourceError> {
+    /// Lines of `reader`, numbered from 1.
+    pub(crate) fn new(reader: Box<dyn BufRead + Send>) -> Lines {
+        Lines {
+            reader,
+            buf: Vec::new(),
+            line: 0,
+        }
+    }
+
+    /// The next non-blank line, `None` at the end of the input.
+    pub(crate) fn next_line(&mut self) -> std::io::Result<Option<Line>> {
         loop {
             self.buf.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| input.read_error(e))?;
+            let n = self.reader.read_until(b'\n', &mut self.buf)?;
             if n == 0 {
                 return Ok(None);
             }
@@ -78,22 +116,43 @@ impl Lines {
     }
 }
 
+/// The lines of a file.
+fn file_lines(
+    input: &FileInput,
+) -> Result<impl Iterator<Item = Result<Line, SourceError>> + Send + '_, SourceError> {
+    let mut lines = Lines::new(input.open_text()?);
+    Ok(std::iter::from_fn(move || {
+        lines
+            .next_line()
+            .map_err(|e| input.read_error(e))
+            .transpose()
+    }))
+}
+
 impl NdjsonPlan {
-    fn lines(input: &FileInput) -> Result<Lines, SourceError> {
-        Ok(Lines {
-            reader: input.open_text()?,
-            buf: Vec::new(),
-            line: 0,
+    /// Infer the schema from the first records of the first file.
+    pub(crate) fn infer(table: &TableConfig, input: &FileInput) -> Result<NdjsonPlan, SourceError> {
+        Self::infer_from(table, &mut file_lines(input)?, &input.display)?.ok_or_else(|| {
+            SourceError::Io {
+                location: input.display.clone(),
+                reason: "the first file has no JSON record, so the table's columns cannot be known"
+                    .into(),
+            }
         })
     }
 
-    /// Infer the schema from the first records of the first file.
-    pub(crate) fn infer(table: &TableConfig, input: &FileInput) -> Result<NdjsonPlan, SourceError> {
-        let mut lines = Self::lines(input)?;
+    /// Infer the schema from the first [`INFER_RECORDS`] records of `lines` (consuming no line
+    /// after the last of them). `display` names the input in errors. `None` when the input has
+    /// no record at all.
+    pub(crate) fn infer_from(
+        table: &TableConfig,
+        lines: &mut LineIter<'_>,
+        display: &str,
+    ) -> Result<Option<NdjsonPlan>, SourceError> {
         let mut values = Vec::new();
         let mut order = KeyOrder::default();
         while values.len() < INFER_RECORDS {
-            match lines.next(input)? {
+            match lines.next().transpose()? {
                 None => break,
                 Some(Line::Record(line, text)) => {
                     let parsed = serde_json::from_str::<serde_json::Value>(&text).and_then(|v| {
@@ -111,7 +170,7 @@ impl NdjsonPlan {
                         Err(e) => {
                             if table.on_error == OnError::Fail {
                                 return Err(SourceError::BadRecord {
-                                    file: input.display.clone(),
+                                    file: display.to_string(),
                                     line,
                                     reason: format!("invalid JSON: {e}"),
                                 });
@@ -123,7 +182,7 @@ impl NdjsonPlan {
                     // Skipped lines are counted when the file is read.
                     if table.on_error == OnError::Fail {
                         return Err(SourceError::BadRecord {
-                            file: input.display.clone(),
+                            file: display.to_string(),
                             line,
                             reason,
                         });
@@ -132,15 +191,11 @@ impl NdjsonPlan {
             }
         }
         if values.is_empty() {
-            return Err(SourceError::Io {
-                location: input.display.clone(),
-                reason: "the first file has no JSON record, so the table's columns cannot be known"
-                    .into(),
-            });
+            return Ok(None);
         }
         let inferred = infer_json_schema_from_iterator(values.iter().map(Ok::<_, ArrowError>))
             .map_err(|e| SourceError::BadRecord {
-                file: input.display.clone(),
+                file: display.to_string(),
                 line: 0,
                 reason: format!(
                     "cannot infer one type per field from the first {INFER_RECORDS} records ({e}); \
@@ -168,10 +223,10 @@ impl NdjsonPlan {
             }
         }
         let fields = order.reorder(fields);
-        Ok(NdjsonPlan {
+        Ok(Some(NdjsonPlan {
             schema: Arc::new(Schema::new(fields)),
-            first_file: input.display.clone(),
-        })
+            first_file: display.to_string(),
+        }))
     }
 
     pub(crate) fn schema(&self) -> SchemaRef {
@@ -202,8 +257,8 @@ impl NdjsonPlan {
     fn flush(
         &self,
         pending: &mut Vec<(u64, String)>,
-        input: &FileInput,
-        ctx: &mut ReadCtx,
+        display: &str,
+        sink: &mut dyn RecordSink,
     ) -> Result<bool, SourceError> {
         if pending.is_empty() {
             return Ok(true);
@@ -215,19 +270,26 @@ impl NdjsonPlan {
                 for (line, text) in pending.drain(..) {
                     match self.decode(std::slice::from_ref(&(line, text.clone()))) {
                         Ok(_) => good.push((line, text)),
-                        Err(e) => ctx.bad_record(
-                            input,
-                            line,
-                            format!(
-                                "{e} (the schema was inferred from the first {INFER_RECORDS} records of {}; \
-                                 `cast: {{ field: text }}` loads a scalar field as text)",
-                                self.first_file
-                            ),
-                        )?,
+                        Err(e) => {
+                            let reason = match unknown_field(&self.schema, &text) {
+                                Some(field) => format!(
+                                    "field `{field}` is not among the fields inferred from the first \
+                                     {INFER_RECORDS} records of {}; a field that first appears later \
+                                     cannot be loaded (it is not dropped silently)",
+                                    self.first_file
+                                ),
+                                None => format!(
+                                    "{e} (the schema was inferred from the first {INFER_RECORDS} records of {}; \
+                                     `cast: {{ field: text }}` loads a scalar field as text)",
+                                    self.first_file
+                                ),
+                            };
+                            sink.bad_record(line, reason)?
+                        }
                     }
                 }
                 self.decode(&good).map_err(|e| SourceError::BadRecord {
-                    file: input.display.clone(),
+                    file: display.to_string(),
                     line: good.first().map_or(0, |g| g.0),
                     reason: e,
                 })?
@@ -236,9 +298,9 @@ impl NdjsonPlan {
         pending.clear();
         match batch {
             Some(b) if b.num_rows() > 0 => {
-                let b = RecordBatch::try_new(ctx.schema.clone(), b.columns().to_vec())
+                let b = RecordBatch::try_new(self.schema.clone(), b.columns().to_vec())
                     .map_err(|e| SourceError::Internal(format!("assembling a JSON batch: {e}")))?;
-                Ok(ctx.send(b, input))
+                Ok(sink.send(b))
             }
             _ => Ok(true),
         }
@@ -250,21 +312,75 @@ impl NdjsonPlan {
         input: &FileInput,
         ctx: &mut ReadCtx,
     ) -> Result<bool, SourceError> {
-        let mut lines = Self::lines(input)?;
-        let mut pending: Vec<(u64, String)> = Vec::with_capacity(ctx.batch_size);
-        while let Some(line) = lines.next(input)? {
-            match line {
-                Line::Bad(n, reason) => ctx.bad_record(input, n, reason)?,
+        let batch_size = ctx.batch_size;
+        self.read_lines(
+            &mut file_lines(input)?,
+            &input.display,
+            batch_size,
+            &mut FileSink { input, ctx },
+        )
+    }
+
+    /// Decode `lines` into batches of `batch_size` rows sent to `sink`; `display` names the
+    /// input in errors. `Ok(false)` when the consumer is gone.
+    pub(crate) fn read_lines(
+        &self,
+        lines: &mut LineIter<'_>,
+        display: &str,
+        batch_size: usize,
+        sink: &mut dyn RecordSink,
+    ) -> Result<bool, SourceError> {
+        let batch_size = batch_size.max(1);
+        let mut pending: Vec<(u64, String)> = Vec::with_capacity(batch_size);
+        for line in lines {
+            match line? {
+                Line::Bad(n, reason) => sink.bad_record(n, reason)?,
                 Line::Record(n, text) => {
                     pending.push((n, text));
-                    if pending.len() >= ctx.batch_size && !self.flush(&mut pending, input, ctx)? {
+                    if pending.len() >= batch_size && !self.flush(&mut pending, display, sink)? {
                         return Ok(false);
                     }
                 }
             }
         }
-        self.flush(&mut pending, input, ctx)
+        self.flush(&mut pending, display, sink)
     }
+}
+
+/// The first field of a record (`a`, or `a.b` inside a struct) that the schema does not have,
+/// if that is why the record does not decode.
+fn unknown_field(schema: &Schema, text: &str) -> Option<String> {
+    fn walk(
+        fields: &deltalake::arrow::datatypes::Fields,
+        value: &serde_json::Value,
+        prefix: &str,
+    ) -> Option<String> {
+        let serde_json::Value::Object(map) = value else {
+            return None;
+        };
+        for (key, v) in map {
+            let path = format!("{prefix}{key}");
+            let Some((_, field)) = fields.find(key) else {
+                return Some(path);
+            };
+            let found = match (field.data_type(), v) {
+                (DataType::Struct(inner), _) => walk(inner, v, &format!("{path}.")),
+                (DataType::List(item), serde_json::Value::Array(items)) => match item.data_type() {
+                    DataType::Struct(inner) => items
+                        .iter()
+                        .find_map(|i| walk(inner, i, &format!("{path}[]."))),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    walk(schema.fields(), &value, "")
 }
 
 /// The order in which object keys first appear in the inferred records (serde_json's `Value`

@@ -2,6 +2,7 @@
 //! MariaDB) and real files. One test binary for the crate.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod command;
 mod files;
 mod mysql;
 mod postgres;

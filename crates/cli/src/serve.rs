@@ -1,0 +1,168 @@
+//! `tributary serve`: the HTTP server (`POST /api/runs`, `/health`) and the `schedules:` of
+//! tributary.yaml, in one long-running process.
+//!
+//! Each run, whether a schedule or the API asked for it, reloads the project (so edits to
+//! models and ingest files apply to the next run without a restart), is recorded in the state
+//! store like a `tributary run` with trigger `schedule:<name>` or `api`, and runs in the
+//! background. Ctrl-C / SIGTERM stops the schedules and the server, cancels the runs in flight
+//! (they are recorded as cancelled, no table is left half-written) and waits for them.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use tributary_orchestrator::schedule::{
+    FireLog, LaunchRequest, LaunchedRun, Launcher, Schedule, run_scheduler,
+};
+use tributary_orchestrator::state::StateStore;
+use tributary_server::{ServerConfig, bind, router};
+
+use crate::Failure;
+use crate::commands::ProjectRef;
+use crate::orchestrate::{Prepared, RunRequest, prepare_run};
+
+/// Starts runs for the scheduler and the API.
+struct ServeLauncher {
+    project: ProjectRef,
+    /// Cancelled at shutdown: cancels every run in flight.
+    shutdown: CancellationToken,
+    runs: Runs,
+}
+
+/// The runs started by the server, so that shutdown can wait for them.
+#[derive(Clone, Default)]
+struct Runs(Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>);
+
+impl Runs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, tokio::task::JoinSet<()>> {
+        // A panic while holding the lock leaves a usable JoinSet behind.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Start `run` in the background, forgetting the runs that have ended.
+    fn spawn(&self, run: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut set = self.lock();
+        while set.try_join_next().is_some() {}
+        set.spawn(run);
+    }
+
+    /// Wait for every run to end.
+    async fn wait(&self) {
+        let mut set = std::mem::take(&mut *self.lock());
+        if !set.is_empty() {
+            eprintln!("Waiting for {} run(s) to stop…", set.len());
+        }
+        while set.join_next().await.is_some() {}
+    }
+}
+
+#[async_trait]
+impl Launcher for ServeLauncher {
+    async fn launch(&self, req: LaunchRequest) -> Result<LaunchedRun, String> {
+        if self.shutdown.is_cancelled() {
+            return Err("the server is shutting down".into());
+        }
+        let project = self.project.load().map_err(|f| f.message())?;
+        let request = RunRequest {
+            selectors: req.selectors.clone(),
+            full_refresh: req.full_refresh,
+            trigger: req.trigger.clone(),
+            ..RunRequest::default()
+        };
+        let run = match prepare_run(project, &request, false)
+            .await
+            .map_err(|f| f.message())?
+        {
+            Prepared::Run(run) => run,
+            Prepared::Nothing(why) => return Err(why),
+        };
+        let run_id = run.run_id.clone();
+        let (done, finished) = watch::channel(false);
+        let cancel = self.shutdown.child_token();
+        let trigger = req.trigger;
+        self.runs.spawn(async move {
+            match (*run).execute(cancel).await {
+                Ok(result) => info!(
+                    run_id = %result.run_id,
+                    trigger = %trigger,
+                    status = result.status.as_str(),
+                    tasks = result.outcomes.len(),
+                    "Run ended."
+                ),
+                Err(f) => {
+                    warn!(trigger = %trigger, error = %f.message(), "Run ended with an error.")
+                }
+            }
+            let _ = done.send(true);
+        });
+        Ok(LaunchedRun { run_id, finished })
+    }
+}
+
+/// `tributary serve [--bind ADDR]`.
+pub async fn serve(project_ref: &ProjectRef, bind_override: Option<&str>) -> Result<(), Failure> {
+    let project = project_ref.load()?;
+    let schedules = Schedule::all(&project.config.schedules)
+        .map_err(|e| Failure::config(anyhow::anyhow!(e)))?;
+    let config =
+        ServerConfig::from_config(&project.config.serve, bind_override).map_err(Failure::config)?;
+    // Checks the models and the DAG now, so a broken project fails at start, not at the first
+    // fire.
+    let models = crate::models::load_models(&project)?;
+    crate::orchestrate::build_dag(&project, &models)?;
+    let state = StateStore::open(&project.config.state, &project.root)
+        .await
+        .map_err(Failure::task)?;
+
+    let shutdown = CancellationToken::new();
+    crate::orchestrate::cancel_on_signals(
+        shutdown.clone(),
+        "stopping the server and cancelling the runs in flight (they get a grace period; press Ctrl-C again to stop at once)",
+    );
+    let runs = Runs::default();
+    let launcher: Arc<dyn Launcher> = Arc::new(ServeLauncher {
+        project: project_ref.clone(),
+        shutdown: shutdown.clone(),
+        runs: runs.clone(),
+    });
+    let server = bind(config).await.map_err(Failure::config)?;
+    let addr = server.local_addr();
+    let enabled = schedules.iter().filter(|s| s.enabled).count();
+    for s in &schedules {
+        let next = s
+            .next_after(chrono::Utc::now())
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| "never".into());
+        info!(schedule = %s.name, cron = %s.expression, timezone = %s.timezone(), enabled = s.enabled, next = %next, "Schedule loaded.");
+    }
+    eprintln!(
+        "Serving {} on http://{addr} with {enabled} schedule{} (Ctrl-C to stop).",
+        project.config.name,
+        if enabled == 1 { "" } else { "s" }
+    );
+    let fire_log: Arc<dyn FireLog> = Arc::new(state.clone());
+    let scheduler = tokio::spawn(run_scheduler(
+        schedules,
+        launcher.clone(),
+        fire_log,
+        shutdown.clone(),
+    ));
+    let app = router(
+        server.state(launcher),
+        tributary_server::axum::Router::new(),
+    );
+    let served = server.run(app, shutdown.clone()).await;
+    // The server stops only at shutdown, or on an error: stop everything else either way.
+    shutdown.cancel();
+    if let Err(e) = scheduler.await {
+        warn!(error = %e, "The scheduler ended abnormally.");
+    }
+    runs.wait().await;
+    served.map_err(Failure::task)?;
+    eprintln!("Server stopped.");
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The HTTP server of `tributary serve`.
+//!
+//! Routes: `GET /health` (always open) and `POST /api/runs` (start a run through the
+//! [`Launcher`]). Every route goes through the same guard ([`router`]):
+//! - bound to a loopback address (the default, `127.0.0.1:8080`), requests must name a loopback
+//!   host in `Host` (no DNS rebinding);
+//! - with a token configured, every route except `/health` needs `Authorization: Bearer TOKEN`
+//!   (compared in constant time); binding a non-loopback address without a token is refused;
+//! - state-changing requests (`POST`, `PUT`, `PATCH`, `DELETE`) need `Content-Type:
+//!   application/json`, and an `Origin` header, if present, must be the server's own.
+//!
+//! The token never appears in logs or responses.
+//!
+//! ```no_run
+//! # async fn demo(launcher: std::sync::Arc<dyn tributary_orchestrator::schedule::Launcher>)
+//! # -> anyhow::Result<()> {
+//! use tributary_server::{ServerConfig, bind, router};
+//! let cfg = ServerConfig::new("127.0.0.1:0".parse()?, None);
+//! let server = bind(cfg).await?;
+//! println!("listening on {}", server.local_addr());
+//! let app = router(server.state(launcher), axum::Router::new());
+//! server.run(app, tokio_util::sync::CancellationToken::new()).await
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod api;
+mod guard;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use tributary_core::pipeline::{ServeConfig, check_exposure, parse_bind};
+use tributary_orchestrator::schedule::Launcher;
+
+pub use axum;
+
+/// Where and how the server listens.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// The address to listen on (port 0: any free port).
+    pub bind: SocketAddr,
+    /// The API token; `None` leaves the API open (allowed on loopback addresses only).
+    pub token: Option<String>,
+}
+
+// By hand, so that the token never reaches a log.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("bind", &self.bind)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl ServerConfig {
+    /// A configuration; an empty token counts as none.
+    pub fn new(bind: SocketAddr, token: Option<String>) -> ServerConfig {
+        ServerConfig {
+            bind,
+            token: token.filter(|t| !t.trim().is_empty()),
+        }
+    }
+
+    /// From `serve:` in `tributary.yaml`, with `tributary serve --bind` (if given) replacing
+    /// `serve.bind`.
+    pub fn from_config(
+        serve: &ServeConfig,
+        bind_override: Option<&str>,
+    ) -> anyhow::Result<ServerConfig> {
+        let (bind, source) = match bind_override {
+            Some(b) => (b, "--bind"),
+            None => (serve.bind.as_str(), "serve.bind"),
+        };
+        let addr = parse_bind(bind).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+        let token = serve
+            .resolved_token(&|name| std::env::var(name).ok())
+            .map_err(anyhow::Error::msg)?;
+        Ok(ServerConfig::new(addr, token))
+    }
+}
+
+/// Shared state of every route: what handlers need, and what the guard checks against.
+#[derive(Clone)]
+pub struct AppState {
+    /// Starts runs (`POST /api/runs`).
+    pub launcher: Arc<dyn Launcher>,
+    pub(crate) security: Arc<guard::Security>,
+}
+
+impl AppState {
+    /// State for a server listening on `local_addr` with `token`.
+    pub fn new(
+        launcher: Arc<dyn Launcher>,
+        local_addr: SocketAddr,
+        token: Option<String>,
+    ) -> AppState {
+        AppState {
+            launcher,
+            security: Arc::new(guard::Security::new(local_addr, token)),
+        }
+    }
+}
+
+/// The application: the built-in routes, plus `extra` (the dashboard's pages and API), all
+/// behind the guard (token, host, content type, origin).
+pub fn router(state: AppState, extra: Router<AppState>) -> Router {
+    api::routes()
+        .merge(extra)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .with_state(state)
+}
+
+/// A server whose socket is open, not yet answering.
+#[derive(Debug)]
+pub struct BoundServer {
+    listener: TcpListener,
+    config: ServerConfig,
+    local_addr: SocketAddr,
+}
+
+/// Open the listening socket. A non-loopback address without a token is refused.
+pub async fn bind(config: ServerConfig) -> anyhow::Result<BoundServer> {
+    check_exposure(config.bind, config.token.as_deref()).map_err(anyhow::Error::msg)?;
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    let local_addr = listener
+        .local_addr()
+        .with_context(|| format!("cannot read the address bound for {}", config.bind))?;
+    Ok(BoundServer {
+        listener,
+        config,
+        local_addr,
+    })
+}
+
+impl BoundServer {
+    /// The address actually listened on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The state for [`router`], for this server's address and token.
+    pub fn state(&self, launcher: Arc<dyn Launcher>) -> AppState {
+        AppState::new(launcher, self.local_addr, self.config.token.clone())
+    }
+
+    /// Answer requests with `app` until `shutdown` is cancelled, then finish the requests in
+    /// flight and return.
+    pub async fn run(self, app: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+        info!(
+            address = %self.local_addr,
+            token = self.config.token.is_some(),
+            "Server listening."
+        );
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .with_context(|| format!("server on {} failed", self.local_addr))?;
+        info!(address = %self.local_addr, "Server stopped.");
+        Ok(())
+    }
+}
+
+/// Bind `config.bind` and serve the built-in routes until `shutdown` is cancelled.
+pub async fn serve(
+    config: ServerConfig,
+    launcher: Arc<dyn Launcher>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let server = bind(config).await?;
+    let app = router(server.state(launcher), Router::new());
+    server.run(app, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_from_project_and_override() {
+        let serve = ServeConfig {
+            bind: "127.0.0.1:9000".into(),
+            token: Some("tok-secret".into()),
+        };
+        let cfg = ServerConfig::from_config(&serve, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.bind, SocketAddr::from(([127, 0, 0, 1], 9000)));
+        assert!(!format!("{cfg:?}").contains("tok-secret"));
+        let over =
+            ServerConfig::from_config(&serve, Some("0.0.0.0:80")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(over.bind, SocketAddr::from(([0, 0, 0, 0], 80)));
+        let bad = ServerConfig::from_config(&serve, Some("nowhere"));
+        assert!(bad.is_err_and(|e| e.to_string().starts_with("--bind: `nowhere`")));
+        assert_eq!(ServerConfig::new(cfg.bind, Some(String::new())).token, None);
+    }
+}
