@@ -10,7 +10,19 @@ use crate::output::{text_table, thousands};
 
 /// The project's models, checked.
 pub fn load_models(project: &Project) -> Result<Models, Failure> {
-    let sources: BTreeSet<String> = project.load_specs().iter().map(|s| s.target()).collect();
+    // Tables models may ref besides other models: bronze loads and command task targets.
+    let sources: BTreeSet<String> = project
+        .load_specs()
+        .iter()
+        .map(|s| s.target())
+        .chain(
+            project
+                .pipelines
+                .iter()
+                .flat_map(|f| f.config.tasks.iter())
+                .filter_map(|t| t.target.clone()),
+        )
+        .collect();
     Models::load(
         &project.root,
         sources,

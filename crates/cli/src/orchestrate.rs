@@ -674,7 +674,26 @@ pub async fn resume_selection(
                 state.location()
             ))
         })?;
-    if detail.run.run.status == RunStatus::Running {
+    let run = &detail.run.run;
+    let killed =
+        run.status == RunStatus::Running && run.host == hostname() && process_is_gone(run.pid);
+    if killed {
+        // Its process died (SIGKILL, OOM, a reboot) without recording the end: record it as
+        // abandoned, then resume it like any other unfinished run.
+        let why = format!(
+            "the process (pid {} on {}) ended without finishing the run",
+            run.pid, run.host
+        );
+        state
+            .finish_run(
+                &run.run_id,
+                RunStatus::Abandoned,
+                chrono::Utc::now(),
+                Some(&why),
+            )
+            .await
+            .map_err(Failure::task)?;
+    } else if detail.run.run.status == RunStatus::Running {
         return Err(Failure::config(anyhow!(
             "run {} is still running; wait for it to finish (or stop it) before resuming it",
             detail.run.run.run_id

@@ -32,8 +32,8 @@ pub struct ProjectConfig {
     /// environment variables of each cloud instead.
     #[serde(default)]
     pub lake_options: BTreeMap<String, String>,
-    /// Where run history is kept: `sqlite://PATH` (relative to the project). Default
-    /// `sqlite://.tributary/state.db`.
+    /// Where run history is kept: `sqlite://PATH` (relative to the project) or
+    /// `postgres://…?schema=NAME`. Default `sqlite://.tributary/state.db`.
     #[serde(default = "default_state")]
     pub state: String,
     /// Named source connections.
@@ -1086,12 +1086,14 @@ fn check_values(
         report(&key("lake"), e);
     }
     if let Some(state) = state.filter(known)
-        && !state.starts_with("sqlite://")
+        && !["sqlite://", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| state.trim().starts_with(scheme))
     {
         report(
             &key("state"),
             format!(
-                "`{}` is not supported; use `sqlite://PATH` (PostgreSQL state comes with the orchestrator)",
+                "`{}` is not supported; use `sqlite://PATH` or `postgres://USER@HOST:PORT/DB?schema=NAME`",
                 crate::redact::redact_url(state)
             ),
         );

@@ -240,12 +240,13 @@ async fn sigkill_then_resume_loads_every_row_once() {
     let mut expected_total: i64 = (1..=300_000i64).map(|g| g % 1000).sum();
     for (round, moment) in moments.iter().enumerate() {
         if round > 0 {
-            // New rows and updates between rounds.
+            // New rows and updates between rounds, each later than everything before (rows
+            // committed with older cursor values are the lookback's business, tested elsewhere).
             let first = 300_000 + (round as i64 - 1) * 1000 + 1;
             db.client
                 .batch_execute(&format!(
-                    "INSERT INTO {s}.orders SELECT g, 7, timestamptz '2026-02-01 00:00:00+00' + g * interval '1 second' FROM generate_series({first}, {}) g;
-                     UPDATE {s}.orders SET amount = amount + 1, updated_at = timestamptz '2026-03-01 00:00:00+00' + ({round} * 1000 + id) * interval '1 millisecond' WHERE id <= 100;",
+                    "INSERT INTO {s}.orders SELECT g, 7, timestamptz '2026-03-01 00:00:00+00' + {round} * interval '1 day' + g * interval '1 millisecond' FROM generate_series({first}, {}) g;
+                     UPDATE {s}.orders SET amount = amount + 1, updated_at = timestamptz '2026-03-01 12:00:00+00' + {round} * interval '1 day' + id * interval '1 millisecond' WHERE id <= 100;",
                     first + 999
                 ))
                 .await
@@ -260,6 +261,21 @@ async fn sigkill_then_resume_loads_every_row_once() {
             "round {round}: resume failed: {}",
             stderr(&out)
         );
+        let killed_status: String =
+            rusqlite::Connection::open(p.path().join(".tributary/state.db"))
+                .unwrap()
+                .query_row(
+                    "SELECT status FROM runs WHERE run_id = ?1",
+                    [&killed],
+                    |r| r.get(0),
+                )
+                .unwrap();
+        eprintln!("round {round}: the killed run is {killed_status}");
+        if round < 2 {
+            // The bronze load and the silver model take long enough to be caught running; the
+            // resume recorded the killed run as abandoned.
+            assert_eq!(killed_status, "abandoned", "round {round}");
+        }
         tokio::task::block_in_place(|| {
             // Bronze: every source version once (no duplicate (id, updated_at)).
             assert_eq!(

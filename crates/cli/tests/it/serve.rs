@@ -168,7 +168,7 @@ fn api_runs_schedules_no_overlap_and_sigterm() {
     let done = wait_count(
         &p,
         &format!(
-            "SELECT count(*) FROM runs WHERE run_id = '{run_id}' AND status = 'succeeded' AND trigger = 'api'"
+            "SELECT count(*) FROM runs WHERE run_id = '{run_id}' AND status = 'succeeded' AND triggered_by = 'api'"
         ),
         1,
     );
@@ -212,7 +212,7 @@ fn api_runs_schedules_no_overlap_and_sigterm() {
     // the schedule never overlapped (each started after the previous one ended).
     let conn = state(&p);
     let mut stmt = conn
-        .prepare("SELECT started_at, finished_at FROM runs WHERE trigger = 'schedule:tick' ORDER BY started_at")
+        .prepare("SELECT started_at, finished_at FROM runs WHERE triggered_by = 'schedule:tick' ORDER BY started_at")
         .unwrap();
     let spans: Vec<(String, Option<String>)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -233,7 +233,7 @@ fn api_runs_schedules_no_overlap_and_sigterm() {
     // its process is gone.
     wait_count(
         &p,
-        "SELECT count(*) FROM runs WHERE trigger = 'schedule:tick' AND status = 'running'",
+        "SELECT count(*) FROM runs WHERE triggered_by = 'schedule:tick' AND status = 'running'",
         1,
     );
     let (code, err) = server.terminate();
@@ -241,7 +241,7 @@ fn api_runs_schedules_no_overlap_and_sigterm() {
     assert!(err.contains("Server stopped"), "{err}");
     let cancelled: i64 = state(&p)
         .query_row(
-            "SELECT count(*) FROM runs WHERE trigger = 'schedule:tick' AND status = 'cancelled'",
+            "SELECT count(*) FROM runs WHERE triggered_by = 'schedule:tick' AND status = 'cancelled'",
             [],
             |r| r.get(0),
         )

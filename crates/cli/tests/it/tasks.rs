@@ -100,11 +100,15 @@ fn command_output_feeds_a_model_and_http_runs_after_gold() {
     }
     // Bytes written per task: the size of the files each commit added.
     let conn = rusqlite::Connection::open(p.path().join(".tributary/state.db")).unwrap();
-    for table in ["bronze.legacy_customers", "silver.orders", "gold.summary"] {
+    for (task, table) in [
+        ("export_legacy", "bronze.legacy_customers"),
+        ("silver.orders", "silver.orders"),
+        ("gold.summary", "gold.summary"),
+    ] {
         let bytes: i64 = conn
             .query_row(
                 "SELECT bytes FROM tasks WHERE run_id = ?1 AND task_id = ?2",
-                [run_id.as_str(), table],
+                [run_id.as_str(), task],
                 |r| r.get(0),
             )
             .unwrap();
