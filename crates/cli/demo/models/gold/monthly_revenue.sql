@@ -7,7 +7,7 @@ expectations:
   - row_count: { min: 1 }
 ---*/
 SELECT
-    date_trunc('month', o.order_date)     AS month,
+    CAST(date_trunc('month', o.order_date) AS DATE) AS month,
     coalesce(c.country, 'unknown')        AS country,
     count(*)                              AS orders,
     sum(o.total)                          AS revenue
