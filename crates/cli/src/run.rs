@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use deltalake::arrow::array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use deltalake::arrow::compute::kernels::cmp::gt_eq;
 use deltalake::arrow::compute::{and, filter_record_batch, is_not_null};
-use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::prelude::{SessionContext, ident, lit};
@@ -23,13 +24,16 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, P
 use tracing::{Instrument, info, warn};
 use tributary_core::config::{LoadMode, LoadSpec, Project};
 use tributary_core::cursor::Lookback;
-use tributary_core::{CursorValue, ReadRequest, Source};
+use tributary_core::{CursorValue, FileStamp, ReadRequest, Source};
 use tributary_lake::{Lake, TableWriter, Watermark, WriteMode};
 
 /// Metadata columns added to every bronze row.
 pub const LOADED_AT: &str = "_tributary_loaded_at";
 pub const RUN_ID: &str = "_tributary_run_id";
 pub const SOURCE: &str = "_tributary_source";
+/// Added by `new_files` loads: the size and modification time of the row's file.
+pub const FILE_SIZE: &str = "_tributary_file_size";
+pub const FILE_MODIFIED: &str = "_tributary_file_modified";
 
 /// Default lookback for timestamp and date cursors.
 const DEFAULT_TIME_LOOKBACK_MICROS: i64 = 3_600_000_000;
@@ -141,6 +145,7 @@ pub async fn load_table_from(
     .await;
     let seconds = started.elapsed().as_secs_f64();
     let mode = match spec.table.mode {
+        LoadMode::NewFiles if !ctx.full_refresh => "new_files",
         LoadMode::Incremental if ctx.backfill.is_some() => "backfill",
         LoadMode::Incremental if !ctx.full_refresh => "incremental",
         _ if append => "append",
@@ -220,6 +225,16 @@ async fn load_inner(
 
     let existing = ctx.lake.open(&spec.layer, &spec.name).await?;
     let incremental = spec.table.mode == LoadMode::Incremental && !ctx.full_refresh;
+    let new_files = spec.table.mode == LoadMode::NewFiles;
+    // `new_files`: the files in the table's rows. A table without the file columns (loaded in
+    // another mode before) and --full-refresh start over: every file, replacing the table.
+    if new_files && ctx.backfill.is_some() {
+        bail!("--from/--to backfill incremental tables; {target} loads new files (mode new_files)");
+    }
+    let loaded_files: Option<HashSet<String>> = match &existing {
+        Some(t) if new_files && !ctx.full_refresh => loaded_file_keys(&target, t).await?,
+        _ => None,
+    };
     let cursor_col = spec.table.cursor.clone();
     let previous: Option<Watermark> = match (&existing, incremental) {
         (Some(t), true) => tributary_lake::watermark_of(&target, t)?,
@@ -283,6 +298,7 @@ async fn load_inner(
     // before) the load replaces the table.
     let write_mode = if (incremental && previous.is_some())
         || (append && existing.is_some() && !ctx.full_refresh)
+        || loaded_files.is_some()
     {
         WriteMode::Append
     } else {
@@ -298,12 +314,26 @@ async fn load_inner(
         since: since.clone(),
         until: until.clone(),
         batch_size,
+        loaded_files: new_files.then(|| Arc::new(loaded_files.clone().unwrap_or_default())),
     };
     let stream = source
         .read(request)
         .await
         .with_context(|| format!("reading {}", spec.source_label()))?;
     let source_schema = stream.schema.clone();
+    let stamps = source.file_stamps();
+    if new_files && source_schema.fields().is_empty() {
+        let version = existing.as_ref().and_then(|t| t.version()).unwrap_or(0);
+        info!(table = %target, "No new files; nothing committed.");
+        return Ok(Loaded {
+            rows: 0,
+            version,
+            skipped: 0,
+        });
+    }
+    if new_files {
+        info!(table = %target, files = stamps.len(), "Loading new files.");
+    }
     check_columns(spec, &source_schema)?;
     let cursor_index = match &cursor_col {
         Some(c) => Some(source_schema.index_of(c).map_err(|_| {
@@ -323,7 +353,7 @@ async fn load_inner(
     }
 
     // The schema check (on_schema_change) comes before anything else touches the table.
-    let out_schema = with_metadata_columns(&source_schema);
+    let out_schema = with_metadata_columns(&source_schema, new_files);
     let mut builder = TableWriter::builder(
         &ctx.lake,
         &spec.layer,
@@ -381,12 +411,22 @@ async fn load_inner(
             };
         }
         let n = batch.num_rows();
+        let stamp = match new_files {
+            true => Some(stamps.get(item.origin.as_ref()).ok_or_else(|| {
+                anyhow!(
+                    "internal error: no size and time recorded for {}",
+                    item.origin
+                )
+            })?),
+            false => None,
+        };
         let out = add_metadata(
             &batch,
             &out_schema,
             ctx.loaded_at_micros,
             &run_id,
             &item.origin,
+            stamp,
         )?;
         writer.write(out).await?;
         rows += n as u64;
@@ -415,11 +455,17 @@ async fn load_inner(
     }
     let skipped = source.skipped_records();
     if skipped > 0 {
-        warn!(table = %target, skipped, "Skipped malformed records (on_error: skip).");
+        warn!(table = %target, skipped, on_error = ?spec.table.on_error, "Skipped malformed records.");
         meta.insert(
             "tributary.skippedRecords".to_string(),
             serde_json::json!(skipped),
         );
+    }
+    // Quarantined records are committed first: a stop between the two commits can only leave
+    // them twice (under two run ids), never lose them.
+    let quarantined = source.take_quarantined();
+    if !quarantined.is_empty() {
+        write_quarantine(ctx, spec, &quarantined).await?;
     }
     let summary = writer.commit(watermark, meta).await?;
     if !summary.committed {
@@ -430,6 +476,69 @@ async fn load_inner(
         version: summary.version,
         skipped,
     })
+}
+
+/// Columns of a load's quarantine table `<layer>._quarantine_<name>`.
+pub const QUARANTINE_FILE: &str = "_tributary_file";
+pub const QUARANTINE_LINE: &str = "_tributary_line";
+pub const QUARANTINE_RAW: &str = "_tributary_raw";
+pub const QUARANTINE_ERROR: &str = "_tributary_error";
+
+/// Append `records` to `<layer>._quarantine_<name>` in one commit.
+async fn write_quarantine(
+    ctx: &RunContext,
+    spec: &LoadSpec,
+    records: &[tributary_core::QuarantinedRecord],
+) -> anyhow::Result<()> {
+    let name = format!("_quarantine_{}", spec.name);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(QUARANTINE_FILE, DataType::Utf8, false),
+        Field::new(QUARANTINE_LINE, DataType::Int64, false),
+        Field::new(QUARANTINE_RAW, DataType::Utf8, false),
+        Field::new(QUARANTINE_ERROR, DataType::Utf8, false),
+        Field::new(RUN_ID, DataType::Utf8, false),
+        Field::new(
+            LOADED_AT,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+    ]));
+    let n = records.len();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            records.iter().map(|r| r.file.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            records
+                .iter()
+                .map(|r| i64::try_from(r.line).unwrap_or(i64::MAX)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            records.iter().map(|r| r.raw.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            records.iter().map(|r| r.reason.as_str()),
+        )),
+        Arc::new(StringArray::from(vec![ctx.run_id.as_str(); n])),
+        Arc::new(
+            TimestampMicrosecondArray::from(vec![ctx.loaded_at_micros; n]).with_timezone("UTC"),
+        ),
+    ];
+    let batch =
+        RecordBatch::try_new(schema.clone(), columns).context("building the quarantine rows")?;
+    let mut writer = TableWriter::builder(&ctx.lake, &spec.layer, &name, schema, WriteMode::Append)
+        .build()
+        .await?;
+    writer.write(batch).await?;
+    let mut meta = HashMap::new();
+    meta.insert("tributary.runId".to_string(), serde_json::json!(ctx.run_id));
+    meta.insert(
+        "tributary.quarantineOf".to_string(),
+        serde_json::json!(spec.target()),
+    );
+    writer.commit(None, meta).await?;
+    warn!(table = %spec.target(), quarantined = n, quarantine = %format!("{}.{name}", spec.layer), "Malformed records quarantined.");
+    Ok(())
 }
 
 /// Source columns must not use the reserved prefix; keys must exist.
@@ -625,7 +734,70 @@ fn filter_since(batch: &RecordBatch, i: usize, lower: &CursorValue) -> anyhow::R
     Ok(filter_record_batch(batch, &mask)?)
 }
 
-fn with_metadata_columns(schema: &SchemaRef) -> SchemaRef {
+/// The files a `new_files` table holds rows of ([`FileStamp::key`]); `None` when the table has
+/// no file columns (it was loaded in another mode).
+async fn loaded_file_keys(
+    target: &str,
+    table: &deltalake::DeltaTable,
+) -> anyhow::Result<Option<HashSet<String>>> {
+    let schema = table
+        .snapshot()
+        .map_err(|e| anyhow!("{target}: reading the schema: {e}"))?
+        .schema();
+    if schema.field(FILE_SIZE).is_none() || schema.field(FILE_MODIFIED).is_none() {
+        info!(table = %target, "The table has no file columns (loaded in another mode before): loading every file and replacing it.");
+        return Ok(None);
+    }
+    let listing =
+        |e: &dyn std::fmt::Display| anyhow!("{target}: listing the files loaded before: {e}");
+    let session = SessionContext::new();
+    let provider = table.table_provider().await.map_err(|e| listing(&e))?;
+    session
+        .register_table("t", provider)
+        .map_err(|e| listing(&e))?;
+    let batches = session
+        .sql(&format!(
+            "SELECT DISTINCT CAST(\"{SOURCE}\" AS VARCHAR), \"{FILE_SIZE}\", CAST(\"{FILE_MODIFIED}\" AS BIGINT) FROM t"
+        ))
+        .await
+        .map_err(|e| listing(&e))?
+        .collect()
+        .await
+        .map_err(|e| listing(&e))?;
+    let mut keys = HashSet::new();
+    for b in &batches {
+        // The engine may hand strings over as views: normalize before reading.
+        let cast = |i: usize, t: &DataType| {
+            deltalake::arrow::compute::cast(b.column(i), t).map_err(|e| listing(&e))
+        };
+        let (origin, size, modified) = (
+            cast(0, &DataType::Utf8)?,
+            cast(1, &DataType::Int64)?,
+            cast(2, &DataType::Int64)?,
+        );
+        let (Some(origin), Some(size), Some(modified)) = (
+            origin.as_string_opt::<i32>(),
+            size.as_primitive_opt::<Int64Type>(),
+            modified.as_primitive_opt::<Int64Type>(),
+        ) else {
+            return Err(listing(&"unexpected column types"));
+        };
+        for i in 0..b.num_rows() {
+            if origin.is_null(i) || size.is_null(i) || modified.is_null(i) {
+                continue;
+            }
+            let stamp = FileStamp {
+                origin: origin.value(i).to_string(),
+                size: u64::try_from(size.value(i)).unwrap_or(0),
+                modified_micros: modified.value(i),
+            };
+            keys.insert(stamp.key());
+        }
+    }
+    Ok(Some(keys))
+}
+
+fn with_metadata_columns(schema: &SchemaRef, file_columns: bool) -> SchemaRef {
     let mut fields: Vec<Field> = schema
         .fields()
         .iter()
@@ -638,6 +810,14 @@ fn with_metadata_columns(schema: &SchemaRef) -> SchemaRef {
     ));
     fields.push(Field::new(RUN_ID, DataType::Utf8, false));
     fields.push(Field::new(SOURCE, DataType::Utf8, false));
+    if file_columns {
+        fields.push(Field::new(FILE_SIZE, DataType::Int64, false));
+        fields.push(Field::new(
+            FILE_MODIFIED,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ));
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -647,6 +827,7 @@ fn add_metadata(
     loaded_at: i64,
     run_id: &str,
     origin: &str,
+    file: Option<&FileStamp>,
 ) -> anyhow::Result<RecordBatch> {
     let n = batch.num_rows();
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
@@ -655,6 +836,13 @@ fn add_metadata(
     ));
     columns.push(Arc::new(StringArray::from(vec![run_id; n])));
     columns.push(Arc::new(StringArray::from(vec![origin; n])));
+    if let Some(f) = file {
+        let size = i64::try_from(f.size).unwrap_or(i64::MAX);
+        columns.push(Arc::new(Int64Array::from(vec![size; n])));
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from(vec![f.modified_micros; n]).with_timezone("UTC"),
+        ));
+    }
     let fields: Vec<Field> = out_schema
         .fields()
         .iter()
@@ -706,8 +894,8 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("c", DataType::Int64, false)]));
         let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])
             .unwrap();
-        let out_schema = with_metadata_columns(&schema);
-        let out = add_metadata(&b, &out_schema, 7, "r1", "erp:x").unwrap();
+        let out_schema = with_metadata_columns(&schema, false);
+        let out = add_metadata(&b, &out_schema, 7, "r1", "erp:x", None).unwrap();
         assert_eq!(out.num_columns(), 4);
         assert_eq!(out.schema().field(3).name(), SOURCE);
     }

@@ -738,7 +738,7 @@ struct ChannelSink<'a> {
 }
 
 impl RecordSink for ChannelSink<'_> {
-    fn bad_record(&mut self, line: u64, reason: String) -> Result<(), SourceError> {
+    fn bad_record(&mut self, line: u64, reason: String, _raw: &str) -> Result<(), SourceError> {
         Err(SourceError::BadRecord {
             file: self.display.to_string(),
             line,

@@ -217,6 +217,11 @@ pub enum LoadMode {
     /// Append rows whose cursor is at or past the last committed watermark (minus `lookback`),
     /// skipping rows already loaded.
     Incremental,
+    /// Files connections only: append the rows of the files not loaded before. A file is known
+    /// by its path, size and modification time, recorded in the table's own rows
+    /// (`_tributary_source`, `_tributary_file_size`, `_tributary_file_modified`), so the record
+    /// and the rows are committed together.
+    NewFiles,
 }
 
 /// How to cast a column whose type or values cannot be loaded losslessly.
@@ -297,6 +302,9 @@ pub enum OnError {
     Fail,
     /// Skip the record, count it, and log the first few with file and line.
     Skip,
+    /// Skip the record and keep it in the quarantine table `<layer>._quarantine_<name>` with
+    /// its file, line number, raw text and reason.
+    Quarantine,
 }
 
 /// CSV dialect.
@@ -348,7 +356,7 @@ pub struct TableConfig {
     /// Database only: a custom `SELECT` to read instead of the whole table.
     #[serde(default)]
     pub query: Option<String>,
-    /// `full` (default) or `incremental`.
+    /// `full` (default), `incremental`, or (files connections) `new_files`.
     #[serde(default)]
     pub mode: LoadMode,
     /// Incremental only: the column whose value grows with every insert and update.
@@ -736,7 +744,13 @@ impl Project {
                             );
                         }
                     }
-                    LoadMode::Full => {
+                    LoadMode::Full | LoadMode::NewFiles => {
+                        if t.mode == LoadMode::NewFiles && conn.is_some() && !is_files {
+                            problem(
+                                k("mode"),
+                                "mode `new_files` is for files connections (landing folders); database tables use `incremental` with a `cursor`".into(),
+                            );
+                        }
                         if t.cursor.is_some() {
                             problem(
                                 k("cursor"),

@@ -15,7 +15,10 @@ pub mod yamlpos;
 
 pub use config::{ConfigError, ConfigProblem, Project};
 pub use cursor::CursorValue;
-pub use source::{BatchStream, ReadRequest, Source, SourceBatch, SourceError, SourceStream};
+pub use source::{
+    BatchStream, FileStamp, QuarantinedRecord, ReadRequest, Source, SourceBatch, SourceError,
+    SourceStream,
+};
 
 /// Arrow, re-exported from delta-rs so every crate uses the exact version the lake writes with.
 pub use deltalake::arrow;

@@ -836,7 +836,20 @@ mod tests {
         let env = |k: &str| (k == "TRIBUTARY_TOKEN").then(|| "tok-123".to_string());
         match Project::load_with_env(d.path(), None, &env) {
             Ok(p) => {
-                assert_eq!(p.config.serve.token.as_deref(), Some("tok-123"));
+                // Kept as written; `tributary serve` substitutes it.
+                assert_eq!(
+                    p.config.serve.token.as_deref(),
+                    Some("${env:TRIBUTARY_TOKEN}")
+                );
+                assert_eq!(
+                    p.config
+                        .serve
+                        .resolved_token(&env)
+                        .ok()
+                        .flatten()
+                        .as_deref(),
+                    Some("tok-123")
+                );
                 assert_eq!(p.config.schedules["nightly"].cron, "0 2 * * *");
             }
             Err(e) => panic!("{e}"),

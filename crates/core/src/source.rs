@@ -1,6 +1,7 @@
 //! The contract between connectors and the lake: a source turns a configured table into a stream
 //! of Arrow record batches with a schema known before the first row.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -47,6 +48,42 @@ pub struct ReadRequest {
     pub until: Option<(String, CursorValue)>,
     /// Rows per batch the source should aim for.
     pub batch_size: usize,
+    /// Files sources, `mode: new_files`: the files already loaded ([`FileStamp::key`]); only
+    /// the others are read, and the stamps of those read are reported by
+    /// [`Source::file_stamps`]. `None`: read every file.
+    pub loaded_files: Option<Arc<HashSet<String>>>,
+}
+
+/// A file as a `new_files` load knows it: its origin (`<connection>:<path>`), size and
+/// modification time. A file at the same path with another size or time is a new file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileStamp {
+    /// `<connection>:<path relative to the connection URL>` (the rows' `_tributary_source`).
+    pub origin: String,
+    /// Bytes.
+    pub size: u64,
+    /// Last modification, microseconds since the Unix epoch (UTC).
+    pub modified_micros: i64,
+}
+
+/// A malformed record kept for the quarantine table (`on_error: quarantine`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedRecord {
+    /// The file (path or URL).
+    pub file: String,
+    /// 1-based line (or record position in a JSON array).
+    pub line: u64,
+    /// The record as read.
+    pub raw: String,
+    /// Why it could not be loaded.
+    pub reason: String,
+}
+
+impl FileStamp {
+    /// `origin|size|modified`: how loaded files are compared.
+    pub fn key(&self) -> String {
+        format!("{}|{}|{}", self.origin, self.size, self.modified_micros)
+    }
 }
 
 impl ReadRequest {
@@ -64,6 +101,16 @@ pub trait Source: Send + Sync {
     /// Start reading a table. Errors about the table itself (missing, unsupported column type)
     /// come back here, before any row; errors about a value come back in the stream.
     async fn read(&self, request: ReadRequest) -> Result<SourceStream, SourceError>;
+    /// With [`ReadRequest::loaded_files`]: the files the last read is reading, by origin,
+    /// known as soon as `read` returns (empty for other sources).
+    fn file_stamps(&self) -> HashMap<String, FileStamp> {
+        HashMap::new()
+    }
+    /// The malformed records kept by reads so far (`on_error: quarantine`), handed over once:
+    /// the loader takes them after the stream ends.
+    fn take_quarantined(&self) -> Vec<QuarantinedRecord> {
+        Vec::new()
+    }
     /// Malformed records skipped so far by reads of this source (`on_error: skip`); 0 for
     /// sources that never skip.
     fn skipped_records(&self) -> u64 {

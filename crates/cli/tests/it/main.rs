@@ -8,6 +8,7 @@ mod config_errors;
 mod fidelity;
 mod incremental;
 mod interop;
+mod landing;
 mod maintain;
 mod models;
 mod orchestrate;

@@ -318,6 +318,14 @@ impl CsvPlan {
             .collect()
     }
 
+    /// A record as text for the quarantine table: its fields joined by the delimiter (the
+    /// reader has removed quoting), invalid UTF-8 replaced.
+    fn raw_text(&self, rec: &ByteRecord) -> String {
+        let sep = [self.delimiter];
+        let joined: Vec<u8> = rec.iter().collect::<Vec<&[u8]>>().join(&sep[..]);
+        String::from_utf8_lossy(&joined).into_owned()
+    }
+
     /// Parse one record into `cells`; `Err` is the reason it is malformed.
     fn parse_record(&self, rec: &ByteRecord, cells: &mut Vec<Cell>) -> Result<(), String> {
         cells.clear();
@@ -404,7 +412,8 @@ impl CsvPlan {
         {
             let line = rec.position().map_or(0, |p| p.line());
             if let Err(reason) = self.parse_record(&rec, &mut cells) {
-                ctx.bad_record(input, line, reason)?;
+                let raw = self.raw_text(&rec);
+                ctx.bad_record(input, line, reason, &raw)?;
                 continue;
             }
             for ((b, cell), field) in builders.iter_mut().zip(&cells).zip(rec.iter()) {

@@ -7,7 +7,12 @@
 //! `.parquet`, each optionally followed by `.gz`); `compression: auto` decompresses gzip when
 //! the name ends in `.gz`. The schema comes from the first file; every later file must have the
 //! same one. When no file matches, the read fails (`Io`): a table is never created with an
-//! invented schema. `since` is ignored (the runner filters rows and tracks processed files).
+//! invented schema. `since` is ignored (the runner filters rows).
+//!
+//! With [`ReadRequest::loaded_files`] (`mode: new_files`), files whose stamp (origin, size,
+//! modification time: ETag-independent `last_modified` for object stores, mtime locally) is in
+//! the set are skipped, the stamps of the others are reported by [`Source::file_stamps`], and
+//! when no file is new the stream has an empty schema and no batches.
 //! Each batch's origin is `<connection>:<path relative to the URL>`.
 //!
 //! # CSV
@@ -65,7 +70,7 @@ mod csvfile;
 pub(crate) mod ndjson;
 mod parquetfile;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,7 +85,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 use tributary_core::config::{FileFormat, OnError, TableConfig};
 use tributary_core::redact::redact_url;
-use tributary_core::{ReadRequest, Source, SourceBatch, SourceError, SourceStream};
+use tributary_core::{
+    FileStamp, QuarantinedRecord, ReadRequest, Source, SourceBatch, SourceError, SourceStream,
+};
 
 use crate::util::{DEFAULT_FILE_BATCH_SIZE, SkipCounter, batch_channel};
 
@@ -93,7 +100,14 @@ pub struct FilesSource {
     name: String,
     location: Location,
     skipped: SkipCounter,
+    /// The files of the last `new_files` read, by origin.
+    stamps: Arc<std::sync::Mutex<HashMap<String, FileStamp>>>,
+    /// Malformed records kept for the quarantine table (`on_error: quarantine`).
+    quarantined: Quarantine,
 }
+
+/// Malformed records kept by reads, shared with their reader threads.
+pub(crate) type Quarantine = Arc<std::sync::Mutex<Vec<QuarantinedRecord>>>;
 
 #[derive(Debug, Clone)]
 enum Location {
@@ -129,6 +143,10 @@ struct Entry {
     rel: String,
     /// Local path, or object path.
     key: EntryKey,
+    /// Bytes.
+    size: u64,
+    /// Last modification, microseconds since the Unix epoch.
+    modified_micros: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +193,8 @@ impl FilesSource {
             name: name.to_string(),
             location,
             skipped: SkipCounter::default(),
+            stamps: Arc::default(),
+            quarantined: Arc::default(),
         })
     }
 
@@ -234,6 +254,8 @@ impl FilesSource {
                     out.push(Entry {
                         rel: rel.to_string(),
                         key: EntryKey::Object(meta.location.clone()),
+                        size: meta.size,
+                        modified_micros: meta.last_modified.timestamp_micros(),
                     });
                 }
                 Ok(out)
@@ -292,9 +314,17 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<Entry>) -> std::io::Result<()> {
         if meta.is_dir() {
             walk(&path, &child_rel, out)?;
         } else if meta.is_file() {
+            let modified_micros = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+                .unwrap_or(0);
             out.push(Entry {
                 rel: child_rel,
                 key: EntryKey::Local(path),
+                size: meta.len(),
+                modified_micros,
             });
         }
     }
@@ -332,8 +362,42 @@ impl Source for FilesSource {
         }
     }
 
+    fn take_quarantined(&self) -> Vec<QuarantinedRecord> {
+        self.quarantined
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
+    }
+
+    fn file_stamps(&self) -> HashMap<String, FileStamp> {
+        self.stamps.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
     async fn read(&self, request: ReadRequest) -> Result<SourceStream, SourceError> {
-        let entries = self.matching(&request.table).await?;
+        let mut entries = self.matching(&request.table).await?;
+        if let Some(loaded) = &request.loaded_files {
+            // `new_files`: only the files not loaded yet (by path, size and modification time).
+            let stamp = |e: &Entry| FileStamp {
+                origin: format!("{}:{}", self.name, e.rel),
+                size: e.size,
+                modified_micros: e.modified_micros,
+            };
+            entries.retain(|e| !loaded.contains(&stamp(e).key()));
+            let stamps: HashMap<String, FileStamp> = entries
+                .iter()
+                .map(|e| (stamp(e).origin.clone(), stamp(e)))
+                .collect();
+            if let Ok(mut m) = self.stamps.lock() {
+                *m = stamps;
+            }
+            if entries.is_empty() {
+                // Nothing new: no schema to announce, no rows.
+                return Ok(SourceStream {
+                    schema: Arc::new(deltalake::arrow::datatypes::Schema::empty()),
+                    batches: futures::stream::empty().boxed(),
+                });
+            }
+        }
         let (schema_tx, schema_rx) = oneshot::channel();
         let (tx, batches) = batch_channel();
         let job = ReadJob {
@@ -342,6 +406,7 @@ impl Source for FilesSource {
             entries,
             request,
             skipped: self.skipped.clone(),
+            quarantined: self.quarantined.clone(),
         };
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || job.run(&handle, schema_tx, tx));
@@ -415,6 +480,7 @@ pub(crate) struct ReadCtx {
     pub batch_size: usize,
     tx: BatchSender,
     skipped: SkipCounter,
+    quarantined: Quarantine,
     skipped_this_read: u64,
     skipped_this_file: u64,
 }
@@ -431,13 +497,15 @@ impl ReadCtx {
             .is_ok()
     }
 
-    /// A malformed record: an error with `on_error: fail`, else counted (and logged for the
-    /// first few) and `Ok`, meaning "skip it".
+    /// A malformed record (`raw`: as read): an error with `on_error: fail`, else counted (and
+    /// logged for the first few), kept for the quarantine table with `on_error: quarantine`,
+    /// and `Ok`, meaning "skip it".
     pub fn bad_record(
         &mut self,
         file: &FileInput,
         line: u64,
         reason: String,
+        raw: &str,
     ) -> Result<(), SourceError> {
         match self.table.on_error {
             OnError::Fail => Err(SourceError::BadRecord {
@@ -445,6 +513,19 @@ impl ReadCtx {
                 line,
                 reason,
             }),
+            OnError::Quarantine => {
+                self.skipped.add(1);
+                self.skipped_this_file += 1;
+                if let Ok(mut q) = self.quarantined.lock() {
+                    q.push(QuarantinedRecord {
+                        file: file.display.clone(),
+                        line,
+                        raw: raw.to_string(),
+                        reason,
+                    });
+                }
+                Ok(())
+            }
             OnError::Skip => {
                 self.skipped.add(1);
                 self.skipped_this_read += 1;
@@ -510,6 +591,7 @@ struct ReadJob {
     entries: Vec<Entry>,
     request: ReadRequest,
     skipped: SkipCounter,
+    quarantined: Quarantine,
 }
 
 impl ReadJob {
@@ -661,6 +743,7 @@ impl ReadJob {
             batch_size,
             tx: tx.clone(),
             skipped: self.skipped.clone(),
+            quarantined: self.quarantined.clone(),
             skipped_this_read: 0,
             skipped_this_file: 0,
         };

@@ -41,8 +41,8 @@ pub(crate) struct Lines {
 pub(crate) enum Line {
     /// A non-blank line with valid JSON object syntax.
     Record(u64, String),
-    /// A malformed line: number and reason.
-    Bad(u64, String),
+    /// A malformed line: number, reason and the line as read.
+    Bad(u64, String, String),
 }
 
 /// Lines as read, with I/O errors turned into [`SourceError`]s.
@@ -50,8 +50,8 @@ pub(crate) type LineIter<'a> = dyn Iterator<Item = Result<Line, SourceError>> + 
 
 /// Where decoded NDJSON goes: a file read's channel, or a command's.
 pub(crate) trait RecordSink {
-    /// A malformed record: `Err` stops the read, `Ok` skips the record.
-    fn bad_record(&mut self, line: u64, reason: String) -> Result<(), SourceError>;
+    /// A malformed record (`raw`: as read): `Err` stops the read, `Ok` skips the record.
+    fn bad_record(&mut self, line: u64, reason: String, raw: &str) -> Result<(), SourceError>;
     /// Send a batch; `false` when the consumer is gone (stop reading).
     fn send(&mut self, batch: RecordBatch) -> bool;
 }
@@ -63,8 +63,8 @@ struct FileSink<'a> {
 }
 
 impl RecordSink for FileSink<'_> {
-    fn bad_record(&mut self, line: u64, reason: String) -> Result<(), SourceError> {
-        self.ctx.bad_record(self.input, line, reason)
+    fn bad_record(&mut self, line: u64, reason: String, raw: &str) -> Result<(), SourceError> {
+        self.ctx.bad_record(self.input, line, reason, raw)
     }
     fn send(&mut self, batch: RecordBatch) -> bool {
         self.ctx.send(batch, self.input)
@@ -99,16 +99,24 @@ impl Lines {
                     return Ok(Some(Line::Bad(
                         self.line,
                         format!("the line is not valid UTF-8 ({e})"),
+                        String::from_utf8_lossy(&self.buf)
+                            .trim_end_matches(['\n', '\r'])
+                            .to_string(),
                     )));
                 }
             };
             if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
-                return Ok(Some(Line::Bad(self.line, format!("invalid JSON: {e}"))));
+                return Ok(Some(Line::Bad(
+                    self.line,
+                    format!("invalid JSON: {e}"),
+                    text.to_string(),
+                )));
             }
             if !text.trim_start().starts_with('{') {
                 return Ok(Some(Line::Bad(
                     self.line,
                     "the line is not a JSON object (NDJSON needs one object per line)".into(),
+                    text.to_string(),
                 )));
             }
             return Ok(Some(Line::Record(self.line, text.to_string())));
@@ -117,16 +125,90 @@ impl Lines {
 }
 
 /// The lines of a file.
+///
+/// A file whose first non-blank character is `[` holds one JSON array of objects instead
+/// (`.json` exports): its elements are the records, numbered by position (record 1, 2, …, in
+/// place of line numbers), parsed as a stream (memory does not grow with the file). A syntax
+/// error in the array stops the read whatever `on_error` says: nothing after it can be found.
 fn file_lines(
     input: &FileInput,
-) -> Result<impl Iterator<Item = Result<Line, SourceError>> + Send + '_, SourceError> {
-    let mut lines = Lines::new(input.open_text()?);
-    Ok(std::iter::from_fn(move || {
+) -> Result<Box<dyn Iterator<Item = Result<Line, SourceError>> + Send + '_>, SourceError> {
+    let mut reader = input.open_text()?;
+    let is_array = loop {
+        let buf = reader.fill_buf().map_err(|e| input.read_error(e))?;
+        let Some(pos) = buf.iter().position(|b| !b.is_ascii_whitespace()) else {
+            if buf.is_empty() {
+                break false;
+            }
+            let n = buf.len();
+            reader.consume(n);
+            continue;
+        };
+        let first = buf[pos];
+        break first == b'[';
+    };
+    if is_array {
+        return Ok(Box::new(
+            array_records(reader).map(move |r| r.map_err(|e| input.read_error(e))),
+        ));
+    }
+    let mut lines = Lines::new(reader);
+    Ok(Box::new(std::iter::from_fn(move || {
         lines
             .next_line()
             .map_err(|e| input.read_error(e))
             .transpose()
-    }))
+    })))
+}
+
+/// The elements of a JSON array read from `reader`, parsed on a thread of their own and handed
+/// over through a bounded channel.
+fn array_records(
+    reader: Box<dyn BufRead + Send>,
+) -> impl Iterator<Item = Result<Line, String>> + Send {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Line, String>>(256);
+    std::thread::spawn(move || {
+        let mut de = serde_json::Deserializer::from_reader(reader);
+        let result = serde::Deserializer::deserialize_seq(&mut de, ArrayVisitor { tx: &tx })
+            .and_then(|()| de.end());
+        if let Err(e) = result {
+            let _ = tx.send(Err(format!("invalid JSON array: {e}")));
+        }
+    });
+    rx.into_iter()
+}
+
+/// Sends each element of a JSON array as a record.
+struct ArrayVisitor<'a> {
+    tx: &'a std::sync::mpsc::SyncSender<Result<Line, String>>,
+}
+
+impl<'de> Visitor<'de> for ArrayVisitor<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of objects")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut n = 0u64;
+        while let Some(raw) = seq.next_element::<Box<serde_json::value::RawValue>>()? {
+            n += 1;
+            let text = raw.get();
+            let line = if text.trim_start().starts_with('{') {
+                Line::Record(n, text.to_string())
+            } else {
+                Line::Bad(
+                    n,
+                    "the array element is not a JSON object".into(),
+                    text.to_string(),
+                )
+            };
+            if self.tx.send(Ok(line)).is_err() {
+                // The reader stopped (an error or the consumer went away).
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
 }
 
 impl NdjsonPlan {
@@ -178,7 +260,7 @@ impl NdjsonPlan {
                         }
                     }
                 }
-                Some(Line::Bad(line, reason)) => {
+                Some(Line::Bad(line, reason, _)) => {
                     // Skipped lines are counted when the file is read.
                     if table.on_error == OnError::Fail {
                         return Err(SourceError::BadRecord {
@@ -284,7 +366,7 @@ impl NdjsonPlan {
                                     self.first_file
                                 ),
                             };
-                            sink.bad_record(line, reason)?
+                            sink.bad_record(line, reason, &text)?
                         }
                     }
                 }
@@ -334,7 +416,7 @@ impl NdjsonPlan {
         let mut pending: Vec<(u64, String)> = Vec::with_capacity(batch_size);
         for line in lines {
             match line? {
-                Line::Bad(n, reason) => sink.bad_record(n, reason)?,
+                Line::Bad(n, reason, raw) => sink.bad_record(n, reason, &raw)?,
                 Line::Record(n, text) => {
                     pending.push((n, text));
                     if pending.len() >= batch_size && !self.flush(&mut pending, display, sink)? {

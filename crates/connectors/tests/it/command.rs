@@ -37,6 +37,7 @@ fn request(batch_size: usize) -> ReadRequest {
         since: None,
         batch_size,
         until: None,
+        loaded_files: None,
     }
 }
 

@@ -42,6 +42,7 @@ fn request(v: serde_json::Value) -> ReadRequest {
         since: None,
         until: None,
         batch_size: 8192,
+        loaded_files: None,
     }
 }
 

@@ -74,6 +74,7 @@ fn request(table: TableConfig) -> ReadRequest {
         since: None,
         until: None,
         batch_size: 10_000,
+        loaded_files: None,
     }
 }
 

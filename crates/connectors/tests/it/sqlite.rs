@@ -32,6 +32,7 @@ fn request(t: TableConfig) -> ReadRequest {
         since: None,
         until: None,
         batch_size: 10_000,
+        loaded_files: None,
     }
 }
 
