@@ -221,3 +221,62 @@ fn sigterm_cancels_the_run_and_leaves_tables_committed() {
         .unwrap();
     assert_eq!(running, 0);
 }
+
+#[test]
+fn two_runs_never_write_one_table_at_once() {
+    let hook = HookServer::start(200, "{}");
+    let p = project(&hook);
+    // A slow writer of bronze.legacy_customers: it holds the table's lease while it runs.
+    p.write(
+        "pipelines/legacy.yaml",
+        "tasks:\n  - name: export_legacy\n    type: command\n    command: \"touch started; echo start >> spans; sleep 3; echo end >> spans; echo '{\\\"id\\\": 1}'\"\n    target: bronze.legacy_customers\n",
+    );
+    p.write("models/silver/orders.sql", "SELECT 1 AS x");
+    p.write("models/gold/summary.sql", "SELECT 1 AS x");
+    let first = p
+        .command(&["run", "--select", "export_legacy"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = p.path().join("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(started.exists());
+
+    // `fail`: the second run stops at once, naming the holder.
+    let yaml = std::fs::read_to_string(p.path().join("tributary.yaml")).unwrap();
+    p.write(
+        "tributary.yaml",
+        &format!("{yaml}orchestration:\n  on_lease_conflict: fail\n"),
+    );
+    let out = p.run(&["run", "--select", "export_legacy"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bronze.legacy_customers is being written by run ")
+            && err.contains(&format!("(pid {} on ", first.id())),
+        "{err}"
+    );
+
+    // `wait` (the default): the third run waits for the first, then writes.
+    p.write("tributary.yaml", &yaml);
+    let out = p.run(&["run", "--select", "export_legacy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("bronze.legacy_customers: waiting for run "),
+        "{}",
+        stderr(&out)
+    );
+    let first_status = first.wait_with_output().unwrap().status;
+    assert!(first_status.success());
+    // The second program started only after the first had ended.
+    let spans = std::fs::read_to_string(p.path().join("spans")).unwrap();
+    assert_eq!(spans, "start\nend\nstart\nend\n");
+    assert_eq!(
+        p.query_i64("SELECT count(*) FROM bronze.legacy_customers"),
+        1
+    );
+}
