@@ -279,6 +279,9 @@ async fn validate(project: &ProjectRef, connections: bool) -> Result<(), Failure
                 println!("  {name:<20} {:<8} FAILED: {e}", config.kind());
             }
         }
+        if config.is_delta() {
+            failed += check_delta_tables(name, config, &project, &specs).await;
+        }
     }
     match open_lake(&project) {
         Ok(lake) => match lake.check().await {
@@ -305,6 +308,54 @@ async fn validate(project: &ProjectRef, connections: bool) -> Result<(), Failure
         )));
     }
     Ok(())
+}
+
+/// `validate --connections` for a Delta connection: open each of its tables, printing its
+/// version (and whether it has the change data feed) or why it cannot be read. Returns the
+/// number of failures.
+async fn check_delta_tables(
+    name: &str,
+    config: &tributary_core::config::ConnectionConfig,
+    project: &tributary_core::Project,
+    specs: &[tributary_core::config::LoadSpec],
+) -> usize {
+    let tributary_core::config::ConnectionConfig::Delta {
+        url,
+        storage_options,
+    } = config
+    else {
+        return 0;
+    };
+    let source = match tributary_connectors::delta::DeltaSource::new(
+        name,
+        url,
+        storage_options.clone(),
+        &project.root,
+    ) {
+        Ok(s) => s,
+        // Already reported by the connection's own check.
+        Err(_) => return 0,
+    };
+    let mut failed = 0;
+    for spec in specs.iter().filter(|s| s.connection == name) {
+        match source.check_table(&spec.table.name).await {
+            Ok(t) => println!(
+                "    {:<38} ok (version {}{})",
+                spec.table.name,
+                t.version,
+                if t.change_data_feed {
+                    ", change data feed"
+                } else {
+                    ""
+                }
+            ),
+            Err(e) => {
+                failed += 1;
+                println!("    {:<38} FAILED: {e}", spec.table.name);
+            }
+        }
+    }
+    failed
 }
 
 /// `tributary run`: the DAG (or the selected part of it) as one recorded run, with a summary.

@@ -199,6 +199,16 @@ async fn load_inner(
     over: Option<SourceOverride>,
 ) -> anyhow::Result<Loaded> {
     let target = spec.target();
+    // Delta sources are read incrementally by table version: the watermark is the last source
+    // version read (`_delta_version`), reported by the source and committed with the rows.
+    let version_cursor = (over.is_none()
+        && ctx
+            .project
+            .config
+            .connections
+            .get(&spec.connection)
+            .is_some_and(|c| c.is_delta()))
+    .then_some(tributary_connectors::delta::VERSION_WATERMARK);
     let (source, append, default_batch_size) = match over {
         Some(o) => (
             o.source,
@@ -248,6 +258,19 @@ async fn load_inner(
             w.column
         );
     }
+    if let Some(vc) = version_cursor {
+        if let Some(w) = previous.as_ref().filter(|w| w.column != vc) {
+            bail!(
+                "the table's watermark is on `{}`, not the Delta source version; run `tributary run --full-refresh --select {target}` to reload it",
+                w.column
+            );
+        }
+        if ctx.backfill.is_some() {
+            bail!(
+                "--from/--to backfill tables with a cursor column; {target} reads a Delta table by version: use `--full-refresh` to reload it"
+            );
+        }
+    }
     // A backfill reads [from, to) of the cursor and appends what is not loaded yet, keeping
     // the watermark where it is.
     let backfill = match &ctx.backfill {
@@ -277,6 +300,8 @@ async fn load_inner(
     };
     // Where to start reading: the watermark minus the lookback.
     let since: Option<(String, CursorValue)> = match (&previous, &cursor_col) {
+        // Delta sources: the versions after the last one read.
+        _ if version_cursor.is_some() => previous.as_ref().map(|w| (w.column.clone(), w.value.clone())),
         _ if backfill.is_some() => backfill
             .as_ref()
             .and_then(|(c, from, _)| from.clone().map(|f| (c.clone(), f))),
@@ -375,7 +400,7 @@ async fn load_inner(
 
     // Rows already loaded in the lookback window: (key, cursor) pairs to skip.
     let mut seen = match (&since, &existing, write_mode) {
-        (Some((col, lower)), Some(_), WriteMode::Append) => Some(
+        (Some((col, lower)), Some(_), WriteMode::Append) if cursor_index.is_some() => Some(
             loaded_keys(ctx, spec, &source_schema, col, lower)
                 .await
                 .context("reading the rows already loaded in the lookback window")?,
@@ -434,6 +459,9 @@ async fn load_inner(
     }
     let watermark = match (&cursor_col, max_cursor, spec.table.mode) {
         _ if backfill.is_some() => None,
+        _ if version_cursor.is_some() && spec.table.mode == LoadMode::Incremental => source
+            .read_position()
+            .map(|(column, value)| Watermark { column, value }),
         (Some(c), Some(v), LoadMode::Incremental) => Some(Watermark {
             column: c.clone(),
             value: v,
@@ -448,10 +476,11 @@ async fn load_inner(
     );
     meta.insert("tributary.rows".to_string(), serde_json::json!(rows));
     if let Some((c, v)) = &since {
-        meta.insert(
-            "tributary.readFrom".to_string(),
-            serde_json::json!(format!("{c} >= {v}")),
-        );
+        let from = match version_cursor {
+            Some(_) => format!("versions after {v}"),
+            None => format!("{c} >= {v}"),
+        };
+        meta.insert("tributary.readFrom".to_string(), serde_json::json!(from));
     }
     let skipped = source.skipped_records();
     if skipped > 0 {

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod command;
+pub mod delta;
 pub mod files;
 pub mod mysql;
 pub mod postgres;
@@ -44,6 +45,15 @@ pub fn open(
             url,
             storage_options,
         } => Box::new(files::FilesSource::new(
+            name,
+            url,
+            storage_options.clone(),
+            project_root,
+        )?),
+        ConnectionConfig::Delta {
+            url,
+            storage_options,
+        } => Box::new(delta::DeltaSource::new(
             name,
             url,
             storage_options.clone(),

@@ -178,6 +178,15 @@ pub enum ConnectionConfig {
         #[serde(default)]
         storage_options: BTreeMap<String, String>,
     },
+    /// Delta tables under a folder or object-store prefix (e.g. tables Databricks writes). A
+    /// table's `name` is its path under `url` (`sales/orders`).
+    Delta {
+        /// A local folder (relative to the project) or an object-store URL holding the tables.
+        url: String,
+        /// Options for the object store (as `lake_options`).
+        #[serde(default)]
+        storage_options: BTreeMap<String, String>,
+    },
 }
 
 impl ConnectionConfig {
@@ -188,7 +197,14 @@ impl ConnectionConfig {
             ConnectionConfig::Postgres { .. } => "postgres",
             ConnectionConfig::Mysql { .. } => "mysql",
             ConnectionConfig::Files { .. } => "files",
+            ConnectionConfig::Delta { .. } => "delta",
         }
+    }
+
+    /// Whether this is a Delta connection (tables are Delta table paths, read incrementally by
+    /// table version rather than by a cursor column).
+    pub fn is_delta(&self) -> bool {
+        matches!(self, ConnectionConfig::Delta { .. })
     }
 
     /// Whether this is a file connection (tables are globs) rather than a database.
@@ -414,12 +430,37 @@ pub struct TableConfig {
     /// `orchestration.timeout`.
     #[serde(default)]
     pub timeout: Option<String>,
+    /// Delta connections, `mode: full`: read the table as of this version (time travel)
+    /// instead of its latest.
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// Delta connections, `mode: full`: read the table as of this instant (RFC 3339, e.g.
+    /// `2024-05-01T00:00:00Z`): the last version committed at or before it.
+    #[serde(default)]
+    pub timestamp: Option<String>,
 }
 
 impl TableConfig {
     /// The last dot-separated part of `name`, for the default target name.
     pub fn short_name(&self) -> &str {
         self.name.rsplit('.').next().unwrap_or(&self.name)
+    }
+
+    /// Delta connections: the last `/`-separated part of `name` (`sales/orders` -> `orders`),
+    /// for the default target name.
+    pub fn last_path_part(&self) -> &str {
+        let trimmed = self.name.trim_end_matches('/');
+        trimmed.rsplit('/').next().unwrap_or(trimmed)
+    }
+
+    /// The part of `name` the default target `bronze.<connection>_<part>` uses: the last path
+    /// part for Delta connections, else the last dot-separated part.
+    fn default_target_part(&self, delta: bool) -> &str {
+        if delta {
+            self.last_path_part()
+        } else {
+            self.short_name()
+        }
     }
 }
 
@@ -646,6 +687,11 @@ impl Project {
     pub fn load_specs(&self) -> Vec<LoadSpec> {
         let mut out = Vec::new();
         for file in &self.ingest {
+            let delta = self
+                .config
+                .connections
+                .get(&file.config.connection)
+                .is_some_and(ConnectionConfig::is_delta);
             for t in &file.config.tables {
                 let (layer, name) = match &t.target {
                     Some(target) => match target.split_once('.') {
@@ -654,7 +700,11 @@ impl Project {
                     },
                     None => (
                         "bronze".to_string(),
-                        sanitize(&format!("{}_{}", file.config.connection, t.short_name())),
+                        sanitize(&format!(
+                            "{}_{}",
+                            file.config.connection,
+                            t.default_target_part(delta)
+                        )),
                     ),
                 };
                 out.push(LoadSpec {
@@ -730,6 +780,7 @@ impl Project {
                 );
             }
             let is_files = conn.map(|c| c.is_files()).unwrap_or(false);
+            let is_delta = conn.is_some_and(ConnectionConfig::is_delta);
             for (i, t) in file.config.tables.iter().enumerate() {
                 let k = |field: &str| format!("tables[{i}].{field}");
                 if t.name.trim().is_empty() {
@@ -737,7 +788,7 @@ impl Project {
                 }
                 match t.mode {
                     LoadMode::Incremental => {
-                        if t.cursor.is_none() {
+                        if t.cursor.is_none() && !is_delta {
                             problem(
                                 k("mode"),
                                 "mode `incremental` needs `cursor`: the column that grows with every insert and update (e.g. updated_at)".into(),
@@ -824,6 +875,9 @@ impl Project {
                         }
                     }
                 }
+                for (key, message) in delta_table_problems(t, is_delta, conn.is_some()) {
+                    problem(k(key), message);
+                }
                 let target = match &t.target {
                     Some(target) => {
                         let ok = target
@@ -842,7 +896,11 @@ impl Project {
                     }
                     None => format!(
                         "bronze.{}",
-                        sanitize(&format!("{}_{}", file.config.connection, t.short_name()))
+                        sanitize(&format!(
+                            "{}_{}",
+                            file.config.connection,
+                            t.default_target_part(is_delta)
+                        ))
                     ),
                 };
                 match targets.get(&target) {
@@ -1134,7 +1192,9 @@ fn check_values(
                 "a mysql url starts with mysql:// (mysql://user:password@host:3306/database)"
                     .to_string()
             }),
-            ConnectionConfig::Files { url, .. } if known(&url.as_str()) => {
+            ConnectionConfig::Files { url, .. } | ConnectionConfig::Delta { url, .. }
+                if known(&url.as_str()) =>
+            {
                 check_location(url).err()
             }
             _ => None,
@@ -1143,6 +1203,64 @@ fn check_values(
             report(&url_key, message);
         }
     }
+}
+
+/// The problems of a table's Delta-only options (`version`, `timestamp`) and of options that do
+/// not apply to Delta tables, as (field, message).
+fn delta_table_problems(
+    t: &TableConfig,
+    is_delta: bool,
+    known_connection: bool,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if !is_delta {
+        if known_connection {
+            for (field, set) in [
+                ("version", t.version.is_some()),
+                ("timestamp", t.timestamp.is_some()),
+            ] {
+                if set {
+                    out.push((field, format!("`{field}` is for delta connections only")));
+                }
+            }
+        }
+        return out;
+    }
+    let name = t.name.trim();
+    if name.starts_with('/') || name.split('/').any(|part| part == "..") {
+        out.push((
+            "name",
+            "a Delta table's name is its path under the connection url (e.g. `sales/orders`), without a leading `/` or `..`".into(),
+        ));
+    }
+    let incremental = t.mode == LoadMode::Incremental;
+    for (field, set, why) in [
+        ("query", t.query.is_some(), "a Delta table is read whole; its `name` is its path under the connection url"),
+        ("cursor", t.cursor.is_some() && incremental, "Delta tables are read incrementally by table version (the change data feed where the table has it); remove `cursor`"),
+        ("lookback", t.lookback.is_some() && incremental, "Delta tables are read incrementally by table version; nothing is re-read"),
+        ("cast", !t.cast.is_empty(), "Delta columns load with their own types"),
+        ("version", t.version.is_some() && incremental, "time travel (`version`) applies to `mode: full`"),
+        ("timestamp", t.timestamp.is_some() && incremental, "time travel (`timestamp`) applies to `mode: full`"),
+    ] {
+        if set {
+            out.push((field, format!("`{field}` does not apply: {why}")));
+        }
+    }
+    if t.version.is_some() && t.timestamp.is_some() {
+        out.push((
+            "timestamp",
+            "give `version` or `timestamp`, not both".into(),
+        ));
+    }
+    if let Some(ts) = &t.timestamp
+        && chrono::DateTime::parse_from_rfc3339(ts).is_err()
+    {
+        out.push((
+            "timestamp",
+            format!("`{ts}` is not an RFC 3339 instant; write e.g. `2024-05-01T00:00:00Z`"),
+        ));
+    }
+    out
 }
 
 /// Accept local paths and the object-store schemes we support.
@@ -1599,6 +1717,52 @@ mod tests {
             panic!("expected problems")
         };
         assert!(p[0].line.is_some(), "{p:?}");
+    }
+
+    #[test]
+    fn delta_tables_default_to_their_last_path_part_and_refuse_cursor_options() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            PROJECT_FILE,
+            "name: t\nlake: ./lake\nconnections:\n  ext: { type: delta, url: ./tables }\n  erp: { type: sqlite, path: erp.db }\n",
+        );
+        write(
+            d.path(),
+            "ingest/ext.yaml",
+            "connection: ext\ntables:\n  - name: sales/orders\n    mode: incremental\n  - name: sales/prices\n    version: 3\n",
+        );
+        let p = Project::load(d.path()).unwrap();
+        assert_eq!(p.config.connections["ext"].kind(), "delta");
+        let t: Vec<String> = p.load_specs().iter().map(|s| s.target()).collect();
+        assert_eq!(t, vec!["bronze.ext_orders", "bronze.ext_prices"]);
+
+        write(
+            d.path(),
+            "ingest/ext.yaml",
+            "connection: ext\ntables:\n  - name: sales/orders\n    mode: incremental\n    cursor: id\n    version: 2\n  - name: ../up\n    timestamp: yesterday\n    query: SELECT 1\n",
+        );
+        write(
+            d.path(),
+            "ingest/erp.yaml",
+            "connection: erp\ntables:\n  - name: orders\n    version: 1\n",
+        );
+        let text: Vec<String> = problems(Project::load(d.path()))
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        let expect = [
+            "ingest/erp.yaml:4: key `tables[0].version`: `version` is for delta connections only",
+            "ingest/ext.yaml:5: key `tables[0].cursor`: `cursor` does not apply: Delta tables are read incrementally by table version",
+            "ingest/ext.yaml:6: key `tables[0].version`: `version` does not apply: time travel",
+            "ingest/ext.yaml:7: key `tables[1].name`: a Delta table's name is its path under the connection url",
+            "ingest/ext.yaml:9: key `tables[1].query`: `query` does not apply",
+            "ingest/ext.yaml:8: key `tables[1].timestamp`: `yesterday` is not an RFC 3339 instant",
+        ];
+        assert_eq!(text.len(), expect.len(), "{text:#?}");
+        for (t, e) in text.iter().zip(expect) {
+            assert!(t.starts_with(e), "{t}\n  expected to start with\n{e}");
+        }
     }
 
     #[test]

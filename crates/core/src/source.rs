@@ -116,6 +116,14 @@ pub trait Source: Send + Sync {
     fn skipped_records(&self) -> u64 {
         0
     }
+    /// Sources that track how far they have read themselves instead of through a cursor column
+    /// (a Delta table: its version): the `(name, value)` the last [`Source::read`] reads up to,
+    /// known as soon as `read` returns. An incremental load commits it as the table's watermark
+    /// together with the rows, and passes it back as [`ReadRequest::since`] on the next run.
+    /// `None` for other sources.
+    fn read_position(&self) -> Option<(String, CursorValue)> {
+        None
+    }
 }
 
 /// Errors from sources. Every variant names where the problem is.

@@ -40,6 +40,29 @@ pub enum LakeError {
         /// Which rule refused it and how to proceed.
         hint: String,
     },
+    /// Reading the files added after a version met a commit that removed or rewrote rows
+    /// (update, delete, merge, overwrite): the added files alone would not tell that change.
+    #[error(
+        "table {table}: version {version} ({operation}) removed or rewrote rows, which reading only the files added since the last load cannot follow"
+    )]
+    DataRemoved {
+        /// The table (name or location).
+        table: String,
+        /// The commit's version.
+        version: u64,
+        /// The commit's operation (`DELETE`, `UPDATE`, `MERGE`, `WRITE`, …).
+        operation: String,
+    },
+    /// A commit an incremental read needs is no longer in the table's transaction log.
+    #[error(
+        "table {table}: version {version} is no longer in the transaction log (log retention removed it)"
+    )]
+    CommitMissing {
+        /// The table (name or location).
+        table: String,
+        /// The missing version.
+        version: u64,
+    },
     /// A query failed.
     #[error("query failed: {0}")]
     Query(String),

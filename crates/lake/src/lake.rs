@@ -114,34 +114,7 @@ impl Lake {
     pub async fn open(&self, layer: &str, name: &str) -> Result<Option<DeltaTable>, LakeError> {
         let table_name = format!("{layer}.{name}");
         let url = self.table_url(layer, name)?;
-        if url.scheme() == "file" {
-            // delta-rs refuses to build a table on a missing local folder: check first.
-            let exists = url
-                .to_file_path()
-                .map(|p| p.join("_delta_log").is_dir())
-                .unwrap_or(false);
-            if !exists {
-                return Ok(None);
-            }
-        }
-        let mut table = DeltaTableBuilder::from_url(url)
-            .map_err(|e| LakeError::delta(&table_name, "open", e))?
-            .with_storage_options(self.options.clone())
-            .build()
-            .map_err(|e| LakeError::delta(&table_name, "open", e))?;
-        let is_table = table
-            .log_store()
-            .is_delta_table_location()
-            .await
-            .map_err(|e| LakeError::delta(&table_name, "open", e))?;
-        if !is_table {
-            return Ok(None);
-        }
-        match table.load().await {
-            Ok(()) => Ok(Some(table)),
-            Err(DeltaTableError::NotATable(_)) => Ok(None),
-            Err(e) => Err(LakeError::delta(&table_name, "open", e)),
-        }
+        open_table_at(&table_name, url, &self.options, None).await
     }
 
     /// Bytes of the data files that commit `version` of `layer.name` added (what a task wrote).
@@ -320,5 +293,58 @@ pub fn watermark_of(table_name: &str, t: &DeltaTable) -> Result<Option<Watermark
                 table: table_name.to_string(),
                 reason: e.to_string(),
             }),
+    }
+}
+
+/// Which version of a table [`open_table_at`] loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableVersion {
+    /// This version.
+    Version(u64),
+    /// The last version committed at or before this instant.
+    AsOf(chrono::DateTime<chrono::Utc>),
+}
+
+/// Open the Delta table at `url` (a folder URL ending in `/`) with the object-store `options`,
+/// at its latest version or the one `version` names; `Ok(None)` when no table is there (no
+/// `_delta_log`). `table_name` names it in errors.
+pub async fn open_table_at(
+    table_name: &str,
+    url: Url,
+    options: &HashMap<String, String>,
+    version: Option<TableVersion>,
+) -> Result<Option<DeltaTable>, LakeError> {
+    if url.scheme() == "file" {
+        // delta-rs refuses to build a table on a missing local folder: check first.
+        let exists = url
+            .to_file_path()
+            .map(|p| p.join("_delta_log").is_dir())
+            .unwrap_or(false);
+        if !exists {
+            return Ok(None);
+        }
+    }
+    let mut table = DeltaTableBuilder::from_url(url)
+        .map_err(|e| LakeError::delta(table_name, "open", e))?
+        .with_storage_options(options.clone())
+        .build()
+        .map_err(|e| LakeError::delta(table_name, "open", e))?;
+    let is_table = table
+        .log_store()
+        .is_delta_table_location()
+        .await
+        .map_err(|e| LakeError::delta(table_name, "open", e))?;
+    if !is_table {
+        return Ok(None);
+    }
+    let loaded = match version {
+        None => table.load().await,
+        Some(TableVersion::Version(v)) => table.load_version(v).await,
+        Some(TableVersion::AsOf(t)) => table.load_with_datetime(t).await,
+    };
+    match loaded {
+        Ok(()) => Ok(Some(table)),
+        Err(DeltaTableError::NotATable(_)) => Ok(None),
+        Err(e) => Err(LakeError::delta(table_name, "open", e)),
     }
 }

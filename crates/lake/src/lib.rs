@@ -5,10 +5,13 @@
 //! - [`TableWriter`] streams record batches into Parquet files and commits them in **one** Delta
 //!   commit, together with the load's [`Watermark`] (a table property), so data and watermark
 //!   advance together or not at all.
+//! - [`changes`] reads what the commits after a version added to any Delta table (for
+//!   incremental reads of Delta sources without a change data feed).
 //! - [`schema`] compares a table's schema with an incoming one and applies the
 //!   `on_schema_change` policy ([`schema::SchemaChangePolicy`]).
 #![warn(missing_docs)]
 
+pub mod changes;
 mod error;
 mod lake;
 mod maintain;
@@ -16,7 +19,7 @@ pub mod schema;
 mod writer;
 
 pub use error::LakeError;
-pub use lake::{Lake, TableInfo, table_info, watermark_of};
+pub use lake::{Lake, TableInfo, TableVersion, open_table_at, table_info, watermark_of};
 pub use maintain::{MaintainOptions, MaintainReport, SAFE_RETENTION_HOURS, maintain_table};
 pub use writer::{CommitSummary, TableWriter, TableWriterBuilder, WriteMode};
 

@@ -295,7 +295,13 @@ impl TableWriter {
         let snapshot = table
             .snapshot()
             .map_err(|e| LakeError::delta(&name, "read snapshot", e))?;
-        if self.mode == WriteMode::Append && self.rows == 0 {
+        // An append of no rows commits nothing, unless it moves the watermark (a source that
+        // tracks its own position, like a Delta table's version, may advance without rows).
+        let old_watermark = snapshot.metadata().configuration().get(WATERMARK_PROPERTY);
+        let moves_watermark = watermark_json
+            .as_ref()
+            .is_some_and(|json| old_watermark != Some(json));
+        if self.mode == WriteMode::Append && self.rows == 0 && !moves_watermark {
             return Ok(CommitSummary {
                 version: snapshot.version(),
                 rows: 0,
@@ -312,7 +318,6 @@ impl TableWriter {
                 .with_schema(&kernel_schema)
                 .map_err(|e| LakeError::delta(&name, "change schema", e.into()))?;
         }
-        let old_watermark = current_metadata.configuration().get(WATERMARK_PROPERTY);
         match (&watermark_json, self.mode) {
             (Some(json), _) if old_watermark != Some(json) => {
                 metadata = metadata

@@ -5,6 +5,7 @@
 
 mod azure;
 mod config_errors;
+mod delta_source;
 mod fidelity;
 mod incremental;
 mod interop;

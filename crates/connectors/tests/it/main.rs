@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod command;
+mod delta;
 mod files;
 mod mysql;
 mod postgres;

@@ -16,3 +16,25 @@ pub fn days(s: &str) -> i32 {
     let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32
 }
+
+/// Run a Python snippet and return its stdout; `None` (skip) when python3 or the `deltalake`
+/// package is missing outside CI.
+pub fn python(script: &str) -> Option<String> {
+    use std::process::Command;
+    match Command::new("python3")
+        .args(["-c", "import deltalake, pyarrow"])
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => return unavailable("python deltalake", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => return unavailable("python3", e),
+    }
+    let out = Command::new("python3").args(["-c", script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed:\n{script}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}
