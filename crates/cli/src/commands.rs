@@ -269,11 +269,12 @@ async fn validate(project: &ProjectRef, connections: bool) -> Result<(), Failure
     let mut failed = 0;
     for (name, config) in &project.config.connections {
         let result = match tributary_connectors::open(name, config, &project.root) {
-            Ok(source) => source.check().await,
+            Ok(source) => source.check_detail().await,
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => println!("  {name:<20} {:<8} ok", config.kind()),
+            Ok(None) => println!("  {name:<20} {:<8} ok", config.kind()),
+            Ok(Some(detail)) => println!("  {name:<20} {:<8} ok ({detail})", config.kind()),
             Err(e) => {
                 failed += 1;
                 println!("  {name:<20} {:<8} FAILED: {e}", config.kind());

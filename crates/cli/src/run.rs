@@ -334,12 +334,28 @@ async fn load_inner(
     let until: Option<(String, CursorValue)> = backfill
         .as_ref()
         .and_then(|(c, _, to)| to.clone().map(|t| (c.clone(), t)));
+    // The table's columns, for sources that infer theirs from the data (REST): a column the
+    // read does not see stays a column. `--full-refresh` rebuilds from the source alone.
+    let table_schema = match &existing {
+        Some(t) if !ctx.full_refresh => {
+            let schema = tributary_lake::table_schema(&target, t)?;
+            let fields: Vec<Field> = schema
+                .fields()
+                .iter()
+                .filter(|f| !f.name().starts_with("_tributary_"))
+                .map(|f| f.as_ref().clone())
+                .collect();
+            Some(Arc::new(Schema::new(fields)))
+        }
+        _ => None,
+    };
     let request = ReadRequest {
         table: spec.table.clone(),
         since: since.clone(),
         until: until.clone(),
         batch_size,
         loaded_files: new_files.then(|| Arc::new(loaded_files.clone().unwrap_or_default())),
+        table_schema,
     };
     let stream = source
         .read(request)

@@ -710,7 +710,7 @@ impl Stream for GuardedStream {
     }
 }
 
-type BatchSender = mpsc::Sender<Result<SourceBatch, SourceError>>;
+pub(crate) type BatchSender = mpsc::Sender<Result<SourceBatch, SourceError>>;
 type SchemaSender = oneshot::Sender<Result<SchemaRef, SourceError>>;
 
 /// Announce the schema; `false` when the reader is gone.
@@ -730,11 +730,12 @@ struct OutputJob {
     request: ReadRequest,
 }
 
-/// Sends decoded NDJSON batches; every malformed record fails the read.
-struct ChannelSink<'a> {
-    tx: &'a BatchSender,
-    origin: Arc<str>,
-    display: &'a str,
+/// Sends decoded NDJSON batches (with their origin) into a read's channel; every malformed
+/// record fails the read, naming `display` and the line.
+pub(crate) struct ChannelSink<'a> {
+    pub(crate) tx: &'a BatchSender,
+    pub(crate) origin: Arc<str>,
+    pub(crate) display: &'a str,
 }
 
 impl RecordSink for ChannelSink<'_> {

@@ -1,4 +1,4 @@
-//! Source connectors. Each turns a configured table into a stream of Arrow record batches with a
+//! Source connectors (SQLite, PostgreSQL, MySQL/MariaDB, files, commands and REST APIs). Each turns a configured table into a stream of Arrow record batches with a
 //! schema known up front, holding at most a few batches in memory at a time.
 //!
 //! Every connector maps source types to Arrow types that Delta Lake can store (see the type
@@ -10,8 +10,10 @@
 pub mod command;
 pub mod delta;
 pub mod files;
+pub mod http;
 pub mod mysql;
 pub mod postgres;
+pub mod rest;
 pub mod sqlite;
 mod util;
 
@@ -59,5 +61,6 @@ pub fn open(
             storage_options.clone(),
             project_root,
         )?),
+        ConnectionConfig::Rest(rest) => Box::new(rest::RestSource::new(name, rest)?),
     })
 }

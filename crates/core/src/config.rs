@@ -187,6 +187,9 @@ pub enum ConnectionConfig {
         #[serde(default)]
         storage_options: BTreeMap<String, String>,
     },
+    /// A REST API: `base_url`, `headers`, `auth`, `rate_limit`, `timeout`, `retries`; its
+    /// tables are resources (`path`, `params`, `records`, `pagination`).
+    Rest(crate::rest::RestConnection),
 }
 
 impl ConnectionConfig {
@@ -205,6 +208,13 @@ impl ConnectionConfig {
     /// table version rather than by a cursor column).
     pub fn is_delta(&self) -> bool {
         matches!(self, ConnectionConfig::Delta { .. })
+            ConnectionConfig::Rest(_) => "rest",
+        }
+    }
+
+    /// Whether this is a REST API (tables are resources).
+    pub fn is_rest(&self) -> bool {
+        matches!(self, ConnectionConfig::Rest(_))
     }
 
     /// Whether this is a file connection (tables are globs) rather than a database.
@@ -438,6 +448,32 @@ pub struct TableConfig {
     /// `2024-05-01T00:00:00Z`): the last version committed at or before it.
     #[serde(default)]
     pub timestamp: Option<String>,
+    /// REST only: the resource's path, relative to the connection's `base_url` (`/invoices`,
+    /// `v2/customers`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// REST only: query parameters sent with the first request (and kept on the next pages
+    /// of offset, page and cursor pagination).
+    #[serde(default, deserialize_with = "crate::rest::scalar_map")]
+    pub params: BTreeMap<String, String>,
+    /// REST only: where the records array is in each response: `$` (default: the response
+    /// is the array), `$.data.items`, `data.items`.
+    #[serde(default)]
+    pub records: Option<String>,
+    /// REST only: how pages are requested: `{type: offset | page | cursor | next_url |
+    /// link_header | none}` with its options. Default `none` (one request).
+    #[serde(default)]
+    pub pagination: Option<crate::rest::Pagination>,
+    /// REST incremental only: the query parameter that receives the watermark (minus
+    /// `lookback`) so the API returns only records at or after it, e.g. `updated_since` or
+    /// json-server's `updated_at_gte`. Without it every record is requested and the older ones
+    /// are dropped after reading.
+    #[serde(default)]
+    pub cursor_param: Option<String>,
+    /// REST only: `structs` (default: objects become struct columns, arrays list columns) or
+    /// `json` (top-level objects and arrays become text columns holding their JSON).
+    #[serde(default)]
+    pub nested: Option<crate::rest::NestedMode>,
 }
 
 impl TableConfig {
@@ -781,6 +817,7 @@ impl Project {
             }
             let is_files = conn.map(|c| c.is_files()).unwrap_or(false);
             let is_delta = conn.is_some_and(ConnectionConfig::is_delta);
+            let is_rest = conn.map(|c| c.is_rest()).unwrap_or(false);
             for (i, t) in file.config.tables.iter().enumerate() {
                 let k = |field: &str| format!("tables[{i}].{field}");
                 if t.name.trim().is_empty() {
@@ -877,6 +914,24 @@ impl Project {
                 }
                 for (key, message) in delta_table_problems(t, is_delta, conn.is_some()) {
                     problem(k(key), message);
+                }
+                if is_rest {
+                    for (key, message) in rest_table_problems(t) {
+                        problem(k(&key), message);
+                    }
+                } else if conn.is_some() {
+                    for (field, set) in [
+                        ("path", t.path.is_some()),
+                        ("params", !t.params.is_empty()),
+                        ("records", t.records.is_some()),
+                        ("pagination", t.pagination.is_some()),
+                        ("cursor_param", t.cursor_param.is_some()),
+                        ("nested", t.nested.is_some()),
+                    ] {
+                        if set {
+                            problem(k(field), format!("`{field}` is for rest connections only"));
+                        }
+                    }
                 }
                 let target = match &t.target {
                     Some(target) => {
@@ -996,6 +1051,54 @@ impl Project {
             }
         }
     }
+}
+
+/// Checks of a table of a `rest` connection, as (key under the table, message).
+fn rest_table_problems(t: &TableConfig) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    match &t.path {
+        None => out.push((
+            "name".into(),
+            "tables of a rest connection need `path`: the resource's path relative to the connection's base_url (e.g. `/invoices`)".into(),
+        )),
+        Some(p) if p.contains('?') => out.push((
+            "path".into(),
+            "put query parameters in `params`, not in `path`".into(),
+        )),
+        Some(_) => {}
+    }
+    if t.query.is_some() {
+        out.push((
+            "query".into(),
+            "`query` is for database connections; rest tables use `path` and `params`".into(),
+        ));
+    }
+    if let Some(r) = &t.records
+        && let Err(e) = crate::jsonpath::JsonPath::parse(r)
+    {
+        out.push(("records".into(), e));
+    }
+    if let Some(p) = &t.pagination {
+        for (key, message) in p.problems() {
+            out.push((format!("pagination.{key}"), message));
+        }
+    }
+    if t.cursor_param.is_some() && t.mode != LoadMode::Incremental {
+        out.push((
+            "cursor_param".into(),
+            "`cursor_param` only applies to `mode: incremental`".into(),
+        ));
+    }
+    if let (Some(cp), Some(crate::rest::Pagination::Cursor { cursor_param, .. })) =
+        (&t.cursor_param, &t.pagination)
+        && cp == cursor_param
+    {
+        out.push((
+            "cursor_param".into(),
+            format!("`{cp}` is also the pagination's cursor_param; use two different parameters"),
+        ));
+    }
+    out
 }
 
 /// The `*.yaml` / `*.yml` files of a project folder (`ingest`, `pipelines`), sorted, as
@@ -1196,6 +1299,12 @@ fn check_values(
                 if known(&url.as_str()) =>
             {
                 check_location(url).err()
+            }
+            ConnectionConfig::Rest(rest) => {
+                for (key, message) in rest.problems() {
+                    report(&format!("{conn_key}.{key}"), message);
+                }
+                None
             }
             _ => None,
         };
@@ -2058,6 +2167,69 @@ targets:
             p[0].message
         );
         assert!(p[0].message.contains("evolve"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn rest_connections_and_resources_are_checked() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            PROJECT_FILE,
+            "name: t\nlake: ./lake\nconnections:\n  api:\n    type: rest\n    base_url: ftp://x\n    rate_limit: 0\n    auth: { type: bearer, token: \"${env:TT_REST_TOKEN:-t}\" }\n  erp: { type: sqlite, path: erp.db }\n",
+        );
+        write(
+            d.path(),
+            "ingest/api.yaml",
+            "connection: api\ntables:\n  - name: a\n  - name: b\n    path: /b\n    records: data..x\n    cursor_param: since\n    pagination: { type: offset, limit: 0 }\n",
+        );
+        write(
+            d.path(),
+            "ingest/erp.yaml",
+            "connection: erp\ntables:\n  - name: c\n    pagination: { type: link_header }\n",
+        );
+        let p = problems(Project::load_with_env(d.path(), None, &env_of(&[])));
+        let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        let expect = [
+            "tributary.yaml:6: key `connections.api.base_url`: the scheme must be http or https",
+            "tributary.yaml:7: key `connections.api.rate_limit`: rate_limit is requests per second",
+            "ingest/api.yaml:3: key `tables[0].name`: tables of a rest connection need `path`",
+            "ingest/api.yaml:6: key `tables[1].records`: `data..x` is not a supported path",
+            "ingest/api.yaml:8: key `tables[1].pagination.limit`: the page size must be at least 1",
+            "ingest/api.yaml:7: key `tables[1].cursor_param`: `cursor_param` only applies to `mode: incremental`",
+            "ingest/erp.yaml:4: key `tables[0].pagination`: `pagination` is for rest connections only",
+        ];
+        assert_eq!(p.len(), expect.len(), "{text:#?}");
+        for e in expect {
+            assert!(
+                text.iter().any(|t| t.starts_with(e)),
+                "missing {e}: {text:#?}"
+            );
+        }
+
+        // A valid one loads, with scalar params as text.
+        write(
+            d.path(),
+            PROJECT_FILE,
+            "name: t\nlake: ./lake\nconnections:\n  api:\n    type: rest\n    base_url: https://api.example.com/v1\n    auth: { type: api_key, name: key, value: k, in: query }\n",
+        );
+        write(
+            d.path(),
+            "ingest/api.yaml",
+            "connection: api\ntables:\n  - name: items\n    path: /items\n    params: { limit: 100, active: true, q: x }\n    pagination: { type: cursor, cursor_path: $.next, cursor_param: after }\n",
+        );
+        std::fs::remove_file(d.path().join("ingest/erp.yaml")).unwrap();
+        let p = Project::load_with_env(d.path(), None, &env_of(&[])).unwrap();
+        let spec = &p.load_specs()[0];
+        assert_eq!(spec.target(), "bronze.api_items");
+        let params: Vec<(&str, &str)> = spec
+            .table
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(params, [("active", "true"), ("limit", "100"), ("q", "x")]);
+        assert!(p.config.connections["api"].is_rest());
+        assert!(!format!("{:?}", p.config.connections["api"]).contains("value: k,"));
     }
 
     #[test]

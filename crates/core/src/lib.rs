@@ -8,8 +8,10 @@
 
 pub mod config;
 pub mod cursor;
+pub mod jsonpath;
 pub mod pipeline;
 pub mod redact;
+pub mod rest;
 pub mod source;
 pub mod yamlpos;
 

@@ -29,6 +29,26 @@ pub fn redact_url(raw: &str) -> String {
     out
 }
 
+/// A URL as shown in logs and errors: scheme, host, port and path only. User information,
+/// the query string (which may carry an API key) and the fragment are left out. Text that is
+/// not a URL is cut at its first `?` and has its `password=` pairs hidden.
+pub fn display_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(url) => display_parsed_url(&url),
+        Err(_) => redact_url(raw.split(['?', '#']).next().unwrap_or_default()),
+    }
+}
+
+/// [`display_url`] of a parsed URL.
+pub fn display_parsed_url(url: &url::Url) -> String {
+    let mut out = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+    if let Some(port) = url.port() {
+        out.push_str(&format!(":{port}"));
+    }
+    out.push_str(url.path());
+    out
+}
+
 /// Remove every occurrence of the given secret values from a message. Used on errors that come
 /// back from drivers, which sometimes echo the connection string they were given.
 pub fn scrub(message: &str, secrets: &[&str]) -> String {
@@ -58,6 +78,15 @@ mod tests {
         assert_eq!(r, "Driver=X;Server=db;UID=app;PWD=***;Database=erp");
         let r = redact_url("host=db user=app password=s3cret dbname=erp");
         assert_eq!(r, "host=db user=app password=*** dbname=erp");
+    }
+
+    #[test]
+    fn displayed_urls_have_no_credentials_or_query() {
+        assert_eq!(
+            display_url("https://user:pw@example.com:8443/a/b?token=s3cret#f"),
+            "https://example.com:8443/a/b"
+        );
+        assert_eq!(display_url("not a url?key=v"), "not a url");
     }
 
     #[test]

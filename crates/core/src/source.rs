@@ -48,6 +48,11 @@ pub struct ReadRequest {
     pub until: Option<(String, CursorValue)>,
     /// Rows per batch the source should aim for.
     pub batch_size: usize,
+    /// The target table's current columns (without the `_tributary_` ones), when the table
+    /// exists and is not being rebuilt (`--full-refresh`). Sources that infer their schema
+    /// from the data (REST) keep these columns and their types, so a read in which an
+    /// optional field never appears does not look like a removed column. Others ignore it.
+    pub table_schema: Option<SchemaRef>,
     /// Files sources, `mode: new_files`: the files already loaded ([`FileStamp::key`]); only
     /// the others are read, and the stamps of those read are reported by
     /// [`Source::file_stamps`]. `None`: read every file.
@@ -98,6 +103,11 @@ impl ReadRequest {
 pub trait Source: Send + Sync {
     /// Connectivity and permissions, for `validate --connections`.
     async fn check(&self) -> Result<(), SourceError>;
+    /// As [`Source::check`], with a line on what was checked when there is more to say than
+    /// "ok" (e.g. `GET https://api.example.com/v1/health: 200 OK`).
+    async fn check_detail(&self) -> Result<Option<String>, SourceError> {
+        self.check().await.map(|()| None)
+    }
     /// Start reading a table. Errors about the table itself (missing, unsupported column type)
     /// come back here, before any row; errors about a value come back in the stream.
     async fn read(&self, request: ReadRequest) -> Result<SourceStream, SourceError>;
@@ -207,6 +217,35 @@ pub enum SourceError {
         /// What is wrong.
         reason: String,
     },
+    /// An HTTP request to an API failed: no response, or a status that is not a success, after
+    /// the connector's own retries.
+    #[error("{connection}: {request} ({during}) failed: {reason}")]
+    Http {
+        /// Connection name.
+        connection: String,
+        /// What the request was for: `table invoices, page 3`, `check`, `token request`.
+        during: String,
+        /// Method and URL, without user information or query string (which may hold a key).
+        request: String,
+        /// The last response's status; `None` when there was no response (connection or
+        /// timeout).
+        status: Option<u16>,
+        /// What happened, with secrets removed.
+        reason: String,
+    },
+    /// An API response that cannot be loaded: not JSON, no records at the configured place,
+    /// a record that is not an object, a pagination value that is not usable.
+    #[error("{connection}: {request} ({during}): {reason}")]
+    BadResponse {
+        /// Connection name.
+        connection: String,
+        /// What the request was for: `table invoices, page 3`.
+        during: String,
+        /// Method and URL, without user information or query string.
+        request: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// A bug in Tributary.
     #[error("internal error: {0}. This is a bug in Tributary; please report it")]
     Internal(String),
@@ -216,6 +255,12 @@ impl SourceError {
     /// Whether retrying the same read may succeed (network trouble), as opposed to bad data or
     /// configuration.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SourceError::Connect { .. } | SourceError::Io { .. })
+        match self {
+            SourceError::Connect { .. } | SourceError::Io { .. } => true,
+            SourceError::Http { status, .. } => {
+                status.is_none_or(|s| s == 408 || s == 429 || (500..600).contains(&s))
+            }
+            _ => false,
+        }
     }
 }

@@ -21,7 +21,7 @@ mod writer;
 pub use error::LakeError;
 pub use lake::{Lake, TableInfo, TableVersion, open_table_at, table_info, watermark_of};
 pub use maintain::{MaintainOptions, MaintainReport, SAFE_RETENTION_HOURS, maintain_table};
-pub use writer::{CommitSummary, TableWriter, TableWriterBuilder, WriteMode};
+pub use writer::{CommitSummary, TableWriter, TableWriterBuilder, WriteMode, table_schema};
 
 use serde::{Deserialize, Serialize};
 use tributary_core::CursorValue;

@@ -366,6 +366,11 @@ impl TableWriter {
 }
 
 /// The table's schema as Arrow.
+/// The Arrow schema of a Delta table (`table_name` is for errors).
+pub fn table_schema(table_name: &str, t: &DeltaTable) -> Result<SchemaRef, LakeError> {
+    table_arrow_schema(table_name, t)
+}
+
 fn table_arrow_schema(table_name: &str, t: &DeltaTable) -> Result<SchemaRef, LakeError> {
     let snapshot = t
         .snapshot()

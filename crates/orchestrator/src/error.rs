@@ -156,6 +156,14 @@ fn classify_one(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass>
             | SourceError::BadValue { .. }
             | SourceError::BadRecord { .. } => ErrorClass::Data,
             SourceError::Config { .. } => ErrorClass::Config,
+            SourceError::Http {
+                status: Some(status),
+                ..
+            } => classify_http_status(*status),
+            SourceError::Http { reason, .. } => {
+                classify_message(reason).unwrap_or(ErrorClass::Connection)
+            }
+            SourceError::BadResponse { .. } => ErrorClass::Data,
             SourceError::Internal(_) => ErrorClass::Internal,
         });
     }

@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub mod http;
+
 /// True when services are required (CI).
 pub fn services_required() -> bool {
     std::env::var("TRIBUTARY_REQUIRE_SERVICES").as_deref() == Ok("1")

@@ -14,6 +14,7 @@ mod maintain;
 mod models;
 mod orchestrate;
 mod pg_orchestrate;
+mod rest;
 mod schema_change;
 mod serve;
 mod sqlite_e2e;

@@ -193,68 +193,32 @@ pub struct Received {
 /// `status` and a JSON body.
 pub struct HookServer {
     pub addr: std::net::SocketAddr,
-    pub received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    server: tributary_testkit::http::ApiServer,
 }
 
 impl HookServer {
     pub fn start(status: u16, body: &'static str) -> HookServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = received.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                if let Some(req) = read_request(&mut stream) {
-                    log.lock().unwrap().push(req);
-                }
-                let reply = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = std::io::Write::write_all(&mut stream, reply.as_bytes());
-            }
+        let server = tributary_testkit::http::ApiServer::start(move |_| {
+            tributary_testkit::http::Response::json(status, body).into()
         });
-        HookServer { addr, received }
+        HookServer {
+            addr: server.addr,
+            server,
+        }
     }
 
     pub fn requests(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
+        self.server
+            .requests()
+            .into_iter()
+            .map(|r| Received {
+                method: r.method,
+                target: r.target,
+                headers: r.headers,
+                body: r.body,
+            })
+            .collect()
     }
-}
-
-fn read_request(stream: &mut std::net::TcpStream) -> Option<Received> {
-    use std::io::{BufRead, Read};
-    let mut reader = std::io::BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).ok()?;
-    Some(Received {
-        method,
-        target,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
 }
 
 /// One HTTP/1.1 request to `addr`: returns (status, body).

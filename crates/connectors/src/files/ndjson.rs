@@ -231,61 +231,114 @@ impl NdjsonPlan {
         lines: &mut LineIter<'_>,
         display: &str,
     ) -> Result<Option<NdjsonPlan>, SourceError> {
-        let mut values = Vec::new();
+        Self::infer_with(table, lines, display, INFER_RECORDS, None)
+    }
+
+    /// Infer the schema from the first `max_records` records of `lines`, streaming (only the
+    /// field types are kept, not the records). With `base` (the target table's columns), its
+    /// columns come first and keep their types where the records' values fit them (a field
+    /// never seen, or seen only as null, keeps its type; integers fit a float column; scalars
+    /// fit a text column); struct columns gain the records' new fields. `None` when the input
+    /// has no record and there is no `base`.
+    pub(crate) fn infer_with(
+        table: &TableConfig,
+        lines: &mut LineIter<'_>,
+        display: &str,
+        max_records: usize,
+        base: Option<&Schema>,
+    ) -> Result<Option<NdjsonPlan>, SourceError> {
         let mut order = KeyOrder::default();
-        while values.len() < INFER_RECORDS {
-            match lines.next().transpose()? {
-                None => break,
-                Some(Line::Record(line, text)) => {
-                    let parsed = serde_json::from_str::<serde_json::Value>(&text).and_then(|v| {
-                        let mut de = serde_json::Deserializer::from_str(&text);
-                        OrderSeed(&mut order).deserialize(&mut de).map(|()| v)
-                    });
-                    match parsed {
-                        Ok(mut v) => {
-                            if let serde_json::Value::Object(map) = &mut v {
-                                // Cast fields are text whatever their values.
-                                map.retain(|k, _| !table.cast.contains_key(k));
-                            }
-                            values.push(v);
-                        }
+        let mut failure: Option<SourceError> = None;
+        let mut seen = 0usize;
+        let inferred = {
+            let values = std::iter::from_fn(|| {
+                while seen < max_records && failure.is_none() {
+                    let line = match lines.next().transpose() {
+                        Ok(Some(line)) => line,
+                        Ok(None) => return None,
                         Err(e) => {
+                            failure = Some(e);
+                            return None;
+                        }
+                    };
+                    match line {
+                        Line::Record(line, text) => {
+                            let parsed =
+                                serde_json::from_str::<serde_json::Value>(&text).and_then(|v| {
+                                    let mut de = serde_json::Deserializer::from_str(&text);
+                                    OrderSeed(&mut order).deserialize(&mut de).map(|()| v)
+                                });
+                            match parsed {
+                                Ok(mut v) => {
+                                    if let serde_json::Value::Object(map) = &mut v {
+                                        // Cast fields are text whatever their values.
+                                        map.retain(|k, _| !table.cast.contains_key(k));
+                                    }
+                                    seen += 1;
+                                    return Some(Ok::<_, ArrowError>(v));
+                                }
+                                Err(e) => {
+                                    if table.on_error == OnError::Fail {
+                                        failure = Some(SourceError::BadRecord {
+                                            file: display.to_string(),
+                                            line,
+                                            reason: format!("invalid JSON: {e}"),
+                                        });
+                                    }
+                                }
+                            }
+                        }
+                        Line::Bad(line, reason, _) => {
+                            // Skipped lines are counted when the input is read.
                             if table.on_error == OnError::Fail {
-                                return Err(SourceError::BadRecord {
+                                failure = Some(SourceError::BadRecord {
                                     file: display.to_string(),
                                     line,
-                                    reason: format!("invalid JSON: {e}"),
+                                    reason,
                                 });
                             }
                         }
                     }
                 }
-                Some(Line::Bad(line, reason, _)) => {
-                    // Skipped lines are counted when the file is read.
-                    if table.on_error == OnError::Fail {
-                        return Err(SourceError::BadRecord {
-                            file: display.to_string(),
-                            line,
-                            reason,
-                        });
-                    }
-                }
-            }
+                None
+            });
+            infer_json_schema_from_iterator(values)
+        };
+        if let Some(e) = failure {
+            return Err(e);
         }
-        if values.is_empty() {
+        let sample = if max_records == usize::MAX {
+            "the records".to_string()
+        } else {
+            format!("the first {max_records} records")
+        };
+        let inferred = inferred.map_err(|e| SourceError::BadRecord {
+            file: display.to_string(),
+            line: 0,
+            reason: format!(
+                "cannot infer one type per field from {sample} ({e}); \
+                 a field holding both objects/arrays and other values cannot be loaded"
+            ),
+        })?;
+        if seen == 0 && base.is_none() {
             return Ok(None);
         }
-        let inferred = infer_json_schema_from_iterator(values.iter().map(Ok::<_, ArrowError>))
-            .map_err(|e| SourceError::BadRecord {
-                file: display.to_string(),
-                line: 0,
-                reason: format!(
-                    "cannot infer one type per field from the first {INFER_RECORDS} records ({e}); \
-                     a field holding both objects/arrays and other values cannot be loaded"
-                ),
-            })?;
-        let mut fields = inferred
+        let mut fields: Vec<Field> = inferred
             .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for key in &order.keys {
+            if table.cast.contains_key(key) {
+                fields.push(Field::new(key, DataType::Utf8, true));
+            }
+        }
+        let fields = order.reorder(fields);
+        let fields = match base {
+            Some(base) => merge_fields(base, fields),
+            None => fields,
+        };
+        let fields = fields
             .iter()
             .map(|f| {
                 let ty = normalize_type_for_delta(f.data_type()).map_err(|reason| {
@@ -299,12 +352,6 @@ impl NdjsonPlan {
                 Ok(Field::new(f.name(), ty, true))
             })
             .collect::<Result<Vec<_>, SourceError>>()?;
-        for key in &order.keys {
-            if table.cast.contains_key(key) {
-                fields.push(Field::new(key, DataType::Utf8, true));
-            }
-        }
-        let fields = order.reorder(fields);
         Ok(Some(NdjsonPlan {
             schema: Arc::new(Schema::new(fields)),
             first_file: display.to_string(),
@@ -426,6 +473,48 @@ impl NdjsonPlan {
             }
         }
         self.flush(&mut pending, display, sink)
+    }
+}
+
+/// `base`'s fields (in its order) merged with the inferred ones of the same name, then the
+/// inferred fields `base` does not have (see [`NdjsonPlan::infer_with`]).
+fn merge_fields(base: &Schema, inferred: Vec<Field>) -> Vec<Field> {
+    let mut out: Vec<Field> = base
+        .fields()
+        .iter()
+        .map(|b| match inferred.iter().find(|f| f.name() == b.name()) {
+            Some(f) => Field::new(b.name(), merge_type(b.data_type(), f.data_type()), true),
+            None => b.as_ref().clone().with_nullable(true),
+        })
+        .collect();
+    for f in inferred {
+        if base.field_with_name(f.name()).is_err() {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// The type of a column that has type `base` in the table and `inferred` in the new records:
+/// `base` when every inferred value fits it, the structs' fields merged, else `inferred`
+/// (and the table's `on_schema_change` policy decides).
+fn merge_type(base: &DataType, inferred: &DataType) -> DataType {
+    use DataType as D;
+    match (base, inferred) {
+        (_, D::Null) => base.clone(),
+        (D::Struct(b), D::Struct(i)) => {
+            let b = Schema::new(b.clone());
+            let i: Vec<Field> = i.iter().map(|f| f.as_ref().clone()).collect();
+            D::Struct(merge_fields(&b, i).into())
+        }
+        (D::List(b), D::List(i)) => D::List(Arc::new(Field::new(
+            b.name(),
+            merge_type(b.data_type(), i.data_type()),
+            true,
+        ))),
+        (D::Float64, D::Int64) => D::Float64,
+        (D::Utf8, D::Int64 | D::Float64 | D::Boolean) => D::Utf8,
+        _ => inferred.clone(),
     }
 }
 

@@ -36,6 +36,7 @@ fn request(batch_size: usize) -> ReadRequest {
         table,
         since: None,
         batch_size,
+        table_schema: None,
         until: None,
         loaded_files: None,
     }

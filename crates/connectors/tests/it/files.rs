@@ -43,6 +43,7 @@ fn request(v: serde_json::Value) -> ReadRequest {
         until: None,
         batch_size: 8192,
         loaded_files: None,
+        table_schema: None,
     }
 }
 

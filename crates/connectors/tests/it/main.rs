@@ -7,5 +7,6 @@ mod delta;
 mod files;
 mod mysql;
 mod postgres;
+mod rest;
 mod sqlite;
 mod support;

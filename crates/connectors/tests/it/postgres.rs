@@ -75,6 +75,7 @@ fn request(table: TableConfig) -> ReadRequest {
         until: None,
         batch_size: 10_000,
         loaded_files: None,
+        table_schema: None,
     }
 }
 

@@ -33,6 +33,7 @@ fn request(t: TableConfig) -> ReadRequest {
         until: None,
         batch_size: 10_000,
         loaded_files: None,
+        table_schema: None,
     }
 }
 

@@ -30,12 +30,14 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+use tributary_connectors::http::{error_text, quoted_body, retry_after, sensitive_headers, shown};
 use tributary_core::config::parse_duration_micros;
+use tributary_core::jsonpath::lookup;
 use tributary_core::pipeline::{Condition, TaskConfig};
 use tributary_core::redact::scrub;
 use url::Url;
@@ -46,8 +48,6 @@ use crate::error::{ErrorClass, TaskError, classify_http_status};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Transient failures of status requests tolerated in a row.
 pub const TOLERATED_POLL_FAILURES: u32 = 3;
-/// Characters of a failed response's body quoted in the error.
-const QUOTED_BODY_CHARS: usize = 300;
 /// Largest JSON response read (first call with `poll`, status responses).
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
 
@@ -101,16 +101,6 @@ fn config(message: String) -> anyhow::Error {
     Failure::new(ErrorClass::Config, message).into_error()
 }
 
-/// A URL as shown in logs and errors: no user information, query or fragment.
-fn shown(url: &Url) -> String {
-    let mut out = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
-    if let Some(port) = url.port() {
-        out.push_str(&format!(":{port}"));
-    }
-    out.push_str(url.path());
-    out
-}
-
 /// Replace `{{ name }}` placeholders for which `resolve` gives a value; others stay as written.
 fn fill(
     text: &str,
@@ -159,32 +149,12 @@ fn fill_json(value: &Value, run_id: &str) -> anyhow::Result<Value> {
     })
 }
 
-/// The value at a dotted path (`state.result_state`, `items.0.id`).
-fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(value, |v, key| match v {
-        Value::Object(map) => map.get(key),
-        Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
-        _ => None,
-    })
-}
-
 /// A JSON value as text: strings as they are, other values as JSON.
 fn as_text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-/// `Retry-After`: seconds, or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 /// One request, ready to be sent (again).
@@ -204,9 +174,12 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
+    fn secret_list(&self) -> Vec<&str> {
+        self.secrets.iter().map(String::as_str).collect()
+    }
+
     fn scrub(&self, text: &str) -> String {
-        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
-        scrub(text, &secrets)
+        scrub(text, &self.secret_list())
     }
 
     fn cancelled(&self, call: &Call) -> anyhow::Error {
@@ -240,7 +213,7 @@ impl Session<'_> {
             return Ok(response);
         }
         let wait = retry_after(response.headers());
-        let body = self.quoted_body(response).await;
+        let body = quoted_body(response, &self.secret_list()).await;
         let mut message = format!("{} {} returned {status}", call.method, shown(&call.url));
         if !body.is_empty() {
             message.push_str(": ");
@@ -262,43 +235,15 @@ impl Session<'_> {
             ErrorClass::Connection
         };
         // The error's own text would contain the URL with its query string.
-        let e = e.without_url();
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            reason.push_str(": ");
-            reason.push_str(&s.to_string());
-            source = s.source();
-        }
         Failure::new(
             class,
             format!(
                 "{} {} failed: {}",
                 call.method,
                 shown(&call.url),
-                self.scrub(&reason)
+                error_text(e, &self.secret_list())
             ),
         )
-    }
-
-    /// The start of a response body, secrets removed, for an error message.
-    async fn quoted_body(&self, mut response: reqwest::Response) -> String {
-        let longest_secret = self.secrets.iter().map(String::len).max().unwrap_or(0);
-        // Enough bytes for the quoted characters plus a secret that starts among them.
-        let limit = QUOTED_BODY_CHARS * 4 + longest_secret;
-        let mut bytes = Vec::new();
-        while bytes.len() < limit {
-            match response.chunk().await {
-                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-                _ => break,
-            }
-        }
-        let text = self.scrub(&String::from_utf8_lossy(&bytes));
-        let mut quoted: String = text.trim().chars().take(QUOTED_BODY_CHARS).collect();
-        if text.trim().chars().count() > QUOTED_BODY_CHARS || bytes.len() >= limit {
-            quoted.push('…');
-        }
-        quoted
     }
 
     /// A response body as JSON (at most [`MAX_JSON_BYTES`]).
@@ -365,18 +310,8 @@ pub async fn run_http(
             pairs.append_pair(k, &fill_run_id(v, run_id)?);
         }
     }
-    let mut headers = HeaderMap::new();
-    for (k, v) in &task.headers {
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| config(format!("`headers`: `{k}` is not a valid header name")))?;
-        let mut value = HeaderValue::from_str(v).map_err(|_| {
-            config(format!(
-                "`headers`: the value of `{k}` is not a valid header value (only visible ASCII)"
-            ))
-        })?;
-        value.set_sensitive(true);
-        headers.insert(name, value);
-    }
+    let headers =
+        sensitive_headers(&task.headers).map_err(|e| config(format!("`headers`: {e}")))?;
     let mut secrets: Vec<String> = task
         .headers
         .values()
@@ -613,27 +548,5 @@ mod tests {
         let u = Url::parse("https://user:pw@example.com:8443/a/b?token=s3cret#f")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(shown(&u), "https://example.com:8443/a/b");
-    }
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_str(&later).unwrap_or_else(|e| panic!("{e}")),
-        );
-        let wait = retry_after(&h).unwrap_or_default();
-        assert!(
-            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
-            "{wait:?}"
-        );
     }
 }
