@@ -78,6 +78,7 @@ pub async fn dispatch(
                     from: Some(from),
                     to,
                 }),
+                link_base: None,
             };
             run(&project, &req, progress).await.map(|_| ())
         }
@@ -92,6 +93,9 @@ pub async fn dispatch(
             None => runs_list(&project, status.as_deref(), task, limit).await,
         },
         Command::Serve { bind } => crate::serve::serve(&project, bind.as_deref()).await,
+        Command::Alerts {
+            command: crate::AlertsCommand::Test { channel },
+        } => crate::alerting::test(&project, channel.as_deref()).await,
         Command::Test { filter } => test(&project, filter.as_deref()).await,
         Command::Query { sql, format } => query(&project, &sql, format).await,
         Command::Tables => tables(&project).await,
@@ -245,6 +249,15 @@ async fn validate(project: &ProjectRef, connections: bool) -> Result<(), Failure
         );
     }
     let models = load_models(&project)?;
+    if !project.config.alerts.rules.is_empty() {
+        let dag = crate::orchestrate::build_dag(&project, &models)?;
+        let (_, problems) = crate::alerting::selections(&project, &dag);
+        if !problems.is_empty() {
+            return Err(Failure::config(
+                tributary_core::config::ConfigError::Problems(problems),
+            ));
+        }
+    }
     if !models.models.is_empty() {
         println!("Models ({}), in run order:", models.models.len());
         for m in &models.models {

@@ -2,6 +2,7 @@
 //! library crates, print, and map outcomes to exit codes (0 ok, 1 a task failed, 2 invalid
 //! configuration or usage).
 
+mod alerting;
 mod commands;
 mod demo;
 mod models;
@@ -72,6 +73,16 @@ pub enum RunsCommand {
     Show {
         /// The run id, or a unique prefix of it.
         run_id: String,
+    },
+}
+
+/// `alerts` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Send a test message to one channel of `alerts.channels`, or to all of them.
+    Test {
+        /// The channel's name; default every channel.
+        channel: Option<String>,
     },
 }
 
@@ -158,6 +169,11 @@ enum Command {
         #[arg(long)]
         bind: Option<String>,
     },
+    /// Alert channels: `alerts test [CHANNEL]` sends a test message.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// Run the model unit tests in tests/*.yaml on their fixtures, without touching the lake.
     Test {
         /// Only tests whose name or model contains this text.
@@ -230,7 +246,7 @@ impl Failure {
 fn init_logging(format: LogFormat, verbose: u8) {
     // In text mode a failed table is reported once, in the run summary; JSON logs carry the
     // `tributary::load` error events instead.
-    const OURS_INFO: &str = "warn,tributary=info,tributary_core=info,tributary_connectors=info,tributary_lake=info,tributary_orchestrator=info,tributary_server=info";
+    const OURS_INFO: &str = "warn,tributary=info,tributary_core=info,tributary_connectors=info,tributary_lake=info,tributary_orchestrator=info,tributary_server=info,tributary_alerts=info";
     let default = match (format, verbose) {
         (_, 0) if format == LogFormat::Json => OURS_INFO,
         (_, 0) => "warn,tributary::load=off",

@@ -832,6 +832,9 @@ pub struct RunRequest {
     pub trigger: String,
     /// `--from/--to`: backfill a cursor range of incremental loads and models.
     pub backfill: Option<crate::run::Backfill>,
+    /// The start of run links in alerts (`serve` passes the address it listens on); default
+    /// `serve.public_url`, else `http://` + `serve.bind`.
+    pub link_base: Option<String>,
 }
 
 /// What a run did, for the caller's summary.
@@ -879,6 +882,8 @@ pub struct PreparedRun {
     ctx: Arc<RunContext>,
     runner: Arc<CliRunner>,
     state: StateStore,
+    /// Evaluated after the run ends (none when no alert rule is enabled).
+    alerts: Option<Arc<tributary_alerts::AlertEngine>>,
 }
 
 /// Check the configuration and the selection, and record the run (running, its tasks pending).
@@ -893,6 +898,11 @@ pub async fn prepare_run(
     let state = StateStore::open(&project.config.state, &project.root)
         .await
         .map_err(Failure::task)?;
+    let link = req
+        .link_base
+        .clone()
+        .unwrap_or_else(|| crate::alerting::link_base(&project, None));
+    let alerts = crate::alerting::engine(&project, &dag, &state, link, false)?;
     let (resumed_from, selected) = match &req.resume {
         Some(id) => {
             let (full_id, ids) = resume_selection(&state, &dag, id).await?;
@@ -982,6 +992,7 @@ pub async fn prepare_run(
         ctx,
         runner,
         state,
+        alerts,
     })))
 }
 
@@ -997,6 +1008,7 @@ impl PreparedRun {
             ctx,
             runner,
             state,
+            alerts,
         } = self;
         let heartbeat_stop = CancellationToken::new();
         spawn_heartbeat(state.clone(), run_id.clone(), heartbeat_stop.clone());
@@ -1048,6 +1060,13 @@ impl PreparedRun {
             warn!(run_id = %run_id, error = %e, "Could not release table leases; they expire by themselves.");
         }
         info!(run_id = %run_id, status = status.as_str(), tasks = outcomes.len(), failed, "Run finished.");
+        // Alerts never fail the run: the engine logs and records its own problems.
+        if let Some(engine) = &alerts {
+            let o = engine.after_run(&run_id).await;
+            if o.alerts > 0 {
+                info!(run_id = %run_id, alerts = o.alerts, delivered = o.delivered, failed = o.failed, "Alerts sent.");
+            }
+        }
         let collected = match Arc::try_unwrap(runner) {
             Ok(r) => r.collected.into_inner().unwrap_or_default(),
             Err(r) => std::mem::take(

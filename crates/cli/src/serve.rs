@@ -29,6 +29,8 @@ struct ServeLauncher {
     /// Cancelled at shutdown: cancels every run in flight.
     shutdown: CancellationToken,
     runs: Runs,
+    /// The start of run links in alerts.
+    link: String,
 }
 
 /// The runs started by the server, so that shutdown can wait for them.
@@ -71,6 +73,7 @@ impl Launcher for ServeLauncher {
             selectors: req.selectors.clone(),
             full_refresh: req.full_refresh,
             trigger: req.trigger.clone(),
+            link_base: Some(self.link.clone()),
             ..RunRequest::default()
         };
         let run = match prepare_run(project, &request, false)
@@ -113,7 +116,7 @@ pub async fn serve(project_ref: &ProjectRef, bind_override: Option<&str>) -> Res
     // Checks the models and the DAG now, so a broken project fails at start, not at the first
     // fire.
     let models = crate::models::load_models(&project)?;
-    crate::orchestrate::build_dag(&project, &models)?;
+    let dag = crate::orchestrate::build_dag(&project, &models)?;
     let state = StateStore::open(&project.config.state, &project.root)
         .await
         .map_err(Failure::task)?;
@@ -124,13 +127,20 @@ pub async fn serve(project_ref: &ProjectRef, bind_override: Option<&str>) -> Res
         "stopping the server and cancelling the runs in flight (they get a grace period; press Ctrl-C again to stop at once)",
     );
     let runs = Runs::default();
+    let server = bind(config).await.map_err(Failure::config)?;
+    let addr = server.local_addr();
+    let link = crate::alerting::link_base(&project, Some(&addr.to_string()));
+    // Checked at start (an unset channel variable stops the server); runs build their own
+    // engine from the project as it is when they start.
+    if let Some(engine) = crate::alerting::engine(&project, &dag, &state, link.clone(), false)? {
+        crate::alerting::spawn_timer(engine, shutdown.clone());
+    }
     let launcher: Arc<dyn Launcher> = Arc::new(ServeLauncher {
         project: project_ref.clone(),
         shutdown: shutdown.clone(),
         runs: runs.clone(),
+        link,
     });
-    let server = bind(config).await.map_err(Failure::config)?;
-    let addr = server.local_addr();
     let enabled = schedules.iter().filter(|s| s.enabled).count();
     for s in &schedules {
         let next = s

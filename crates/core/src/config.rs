@@ -63,6 +63,9 @@ pub struct ProjectConfig {
     /// The HTTP server of `tributary serve`: address and API token.
     #[serde(default)]
     pub serve: crate::pipeline::ServeConfig,
+    /// Alert channels and rules: what is sent where when a task fails, a table goes stale, …
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// One named environment in `targets:`: what it changes in the base configuration.
@@ -976,7 +979,7 @@ impl Project {
         self.check_schedules(root, problems);
     }
 
-    /// The `schedules:` and `serve:` blocks.
+    /// The `schedules:`, `serve:` and `alerts:` blocks.
     fn check_schedules(&self, root: &Path, problems: &mut Vec<ConfigProblem>) {
         let text = std::fs::read_to_string(root.join(PROJECT_FILE)).unwrap_or_default();
         let pos = Positions::of(&text);
@@ -992,6 +995,9 @@ impl Project {
         }
         for (key, message) in crate::pipeline::check_serve(&self.config.serve) {
             found.push((format!("serve.{key}"), message));
+        }
+        for (key, message) in crate::alerts::check_alerts(&self.config.alerts) {
+            found.push((format!("alerts.{key}"), message));
         }
         for (key, message) in found {
             problems.push(ConfigProblem {
@@ -1460,6 +1466,9 @@ fn load_project_file(
     // Only `tributary serve` needs the API token: it substitutes it itself
     // (`ServeConfig::resolved_token`), so other commands run without the variable.
     unused.push("serve.token".into());
+    // The same for alert channels (webhook URLs, API tokens, SMTP passwords): substituted by the
+    // commands that send alerts (`ChannelConfig::resolved`).
+    unused.push("alerts.channels".into());
     let mut config: ProjectConfig = parse_substituted(
         &text,
         rel,

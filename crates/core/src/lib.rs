@@ -6,6 +6,7 @@
 //! other Tributary crate.
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod config;
 pub mod cursor;
 pub mod jsonpath;

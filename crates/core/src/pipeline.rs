@@ -531,6 +531,11 @@ pub struct ServeConfig {
     /// `serve` do not need the variable) and never serialized.
     #[serde(default, skip_serializing)]
     pub token: Option<String>,
+    /// The address people reach the dashboard at (e.g. `https://tributary.acme.internal`), for
+    /// the run links in alerts: `{public_url}/runs/{run_id}`. Default `http://` + the bound
+    /// address.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl ServeConfig {
@@ -554,6 +559,7 @@ impl Default for ServeConfig {
         ServeConfig {
             bind: default_bind(),
             token: None,
+            public_url: None,
         }
     }
 }
@@ -564,6 +570,7 @@ impl std::fmt::Debug for ServeConfig {
         f.debug_struct("ServeConfig")
             .field("bind", &self.bind)
             .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -669,6 +676,14 @@ pub fn check_serve(s: &ServeConfig) -> Vec<(String, String)> {
             "`token` is empty; set it (e.g. `${env:TRIBUTARY_TOKEN}`) or remove it".into(),
         ));
     }
+    if let Some(u) = &s.public_url
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+    {
+        out.push((
+            "public_url".into(),
+            "`public_url` must start with http:// or https://".into(),
+        ));
+    }
     match parse_bind(&s.bind) {
         Err(e) => out.push(("bind".into(), e)),
         Ok(addr) => {
@@ -771,6 +786,7 @@ mod tests {
         let exposed = ServeConfig {
             bind: "0.0.0.0:8080".into(),
             token: None,
+            public_url: None,
         };
         let p = check_serve(&exposed);
         assert_eq!(p.len(), 1);
@@ -783,12 +799,14 @@ mod tests {
         let with_token = ServeConfig {
             bind: "0.0.0.0:8080".into(),
             token: Some("s3cret-token".into()),
+            public_url: None,
         };
         assert!(check_serve(&with_token).is_empty());
         assert!(!format!("{with_token:?}").contains("s3cret-token"));
         let bad = ServeConfig {
             bind: "everywhere".into(),
             token: Some(" ".into()),
+            public_url: None,
         };
         let keys: Vec<String> = check_serve(&bad).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["token", "bind"]);

@@ -192,6 +192,7 @@ mod tests {
         let serve = ServeConfig {
             bind: "127.0.0.1:9000".into(),
             token: Some("tok-secret".into()),
+            public_url: None,
         };
         let cfg = ServerConfig::from_config(&serve, None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.bind, SocketAddr::from(([127, 0, 0, 1], 9000)));

@@ -54,3 +54,5 @@ pub fn process_gone(pid: i32) -> bool {
             .unwrap_or(true),
     }
 }
+
+pub mod capture;

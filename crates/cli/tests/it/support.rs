@@ -190,7 +190,7 @@ pub struct Received {
 }
 
 /// A small HTTP/1.1 server on loopback that records every request and answers each with
-/// `status` and a JSON body.
+/// `status` and a JSON body (the testkit's capture server).
 pub struct HookServer {
     pub addr: std::net::SocketAddr,
     server: tributary_testkit::http::ApiServer,

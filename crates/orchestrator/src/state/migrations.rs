@@ -20,7 +20,8 @@ pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_mig
 )";
 
 /// Every migration, in order. Never edit a released one: add the next.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
     version: 1,
     description: "runs, tasks, attempts, expectations, leases and schedule fires (keeps the history of stores written before migrations)",
     ddl: "
@@ -99,7 +100,58 @@ CREATE TABLE schedule_fires (
     PRIMARY KEY (schedule, fire_time)
 );
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        description: "alert states, alert deliveries (every attempt) and incidents (open Jira requests)",
+        ddl: "
+CREATE TABLE alert_states (
+    dedup_key TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    error_class TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    first_fired_at {TS} NOT NULL,
+    last_fired_at {TS} NOT NULL,
+    resolved_at {TS},
+    occurrences {INT} NOT NULL,
+    last_run_id TEXT
+);
+CREATE INDEX alert_states_by_rule ON alert_states (rule, subject, status);
+CREATE TABLE alert_deliveries (
+    alert_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    attempt {INT} NOT NULL,
+    rule TEXT NOT NULL,
+    dedup_key TEXT NOT NULL,
+    event TEXT NOT NULL,
+    run_id TEXT,
+    status TEXT NOT NULL,
+    http_status {INT},
+    error TEXT,
+    attempted_at {TS} NOT NULL,
+    PRIMARY KEY (alert_id, channel, attempt)
+);
+CREATE INDEX alert_deliveries_by_time ON alert_deliveries (attempted_at);
+CREATE TABLE incidents (
+    incident_id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    dedup_key TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    external_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    opened_at {TS} NOT NULL,
+    updated_at {TS} NOT NULL,
+    resolved_at {TS},
+    occurrences {INT} NOT NULL,
+    last_run_id TEXT
+);
+CREATE UNIQUE INDEX incidents_one_open ON incidents (channel, dedup_key) WHERE status = 'open';
+",
+    },
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest_version() -> u32 {

@@ -12,6 +12,7 @@
 //! Times are stored in UTC with microsecond precision. The password of a PostgreSQL URL never
 //! appears in errors, logs or [`StateStore::location`].
 
+mod alerts;
 mod backend;
 mod error;
 mod migrations;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use backend::{Backend, DbError, Param, Row, RowReader};
+pub use alerts::{AlertStateRecord, DeliveryRecord, IncidentRecord};
 pub use error::StateError;
 pub use types::{
     ABANDONED_AFTER, AttemptRecord, ExpectationRecord, LeaseHolder, LeaseOutcome, RunDetail,

@@ -10,7 +10,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use futures::FutureExt;
 use serde_json::json;
 use tributary_orchestrator::state::{
-    AttemptRecord, ExpectationRecord, LeaseHolder, LeaseOutcome, RunFilter, RunRecord, RunStatus,
+    AlertStateRecord, AttemptRecord, DeliveryRecord, IncidentRecord, ExpectationRecord, LeaseHolder, LeaseOutcome, RunFilter, RunRecord, RunStatus,
     ScheduleFire, StateError, StateStore, TaskRecord, TaskStatus,
 };
 use tributary_testkit::{pg_url, unavailable, unique_name};
@@ -196,12 +196,14 @@ async fn opening_twice_migrates_once(env: &Env) {
     let (a, b) = tokio::join!(env.open(), env.open());
     let c = env.open().await;
     for s in [&a, &b, &c] {
-        assert_eq!(ok(s.schema_version()).await, 1);
+        assert_eq!(ok(s.schema_version()).await, 2);
     }
     let applied = ok(c.applied_migrations()).await;
-    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert_eq!(applied.len(), 2, "{applied:?}");
     assert_eq!(applied[0].version, 1);
     assert!(applied[0].description.contains("runs"));
+    assert_eq!(applied[1].version, 2);
+    assert!(applied[1].description.contains("alert"));
     assert!(applied[0].applied_at <= Utc::now());
 }
 
@@ -767,7 +769,7 @@ async fn pre_migration_sqlite_store_keeps_its_history() {
     }
 
     let store = env.open().await;
-    assert_eq!(ok(store.schema_version()).await, 1);
+    assert_eq!(ok(store.schema_version()).await, 2);
     let runs = ok(store.list_runs(&RunFilter::default())).await;
     let summary: Vec<(String, RunStatus, u32, u32, u32, u64)> = runs
         .iter()
@@ -1076,4 +1078,112 @@ async fn postgres_tables_live_in_the_chosen_schema() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+// ---- alerts ----
+
+on_both!(alert_states_deliveries_and_incidents_round_trip);
+async fn alert_states_deliveries_and_incidents_round_trip(env: &Env) {
+    let store = env.open().await;
+    let t0 = ago(60);
+    let state = AlertStateRecord {
+        dedup_key: "failures|bronze.a|connection".into(),
+        rule: "failures".into(),
+        subject: "bronze.a".into(),
+        error_class: "connection".into(),
+        severity: "error".into(),
+        status: "firing".into(),
+        summary: "task bronze.a failed (connection)".into(),
+        first_fired_at: t0,
+        last_fired_at: t0,
+        resolved_at: None,
+        occurrences: 1,
+        last_run_id: Some("r1".into()),
+    };
+    ok(store.put_alert_state(&state)).await;
+    let again = AlertStateRecord {
+        occurrences: 2,
+        last_fired_at: ago(10),
+        last_run_id: Some("r2".into()),
+        ..state.clone()
+    };
+    ok(store.put_alert_state(&again)).await;
+    assert_eq!(ok(store.alert_state(&state.dedup_key)).await, Some(again.clone()));
+    assert_eq!(ok(store.firing_alerts(Some("failures"))).await, vec![again.clone()]);
+    assert!(ok(store.firing_alerts(Some("other"))).await.is_empty());
+    let resolved = AlertStateRecord {
+        status: "resolved".into(),
+        resolved_at: Some(ago(5)),
+        ..again
+    };
+    ok(store.put_alert_state(&resolved)).await;
+    assert!(ok(store.firing_alerts(None)).await.is_empty());
+    assert_eq!(ok(store.alert_state("nope")).await, None);
+
+    for (attempt, status, code) in [(1, "retrying", 500), (2, "delivered", 200)] {
+        ok(store.record_delivery(&DeliveryRecord {
+            alert_id: "a1".into(),
+            channel: "hook".into(),
+            attempt,
+            rule: "failures".into(),
+            dedup_key: state.dedup_key.clone(),
+            event: "firing".into(),
+            run_id: Some("r1".into()),
+            status: status.into(),
+            http_status: Some(code),
+            error: (code == 500).then(|| "POST http://h/…: HTTP 500".to_string()),
+            attempted_at: ago(50 - i64::from(attempt)),
+        }))
+        .await;
+    }
+    let d = ok(store.deliveries(0)).await;
+    let seen: Vec<(u32, &str, Option<u32>)> = d
+        .iter()
+        .map(|d| (d.attempt, d.status.as_str(), d.http_status))
+        .collect();
+    assert_eq!(seen, [(2, "delivered", Some(200)), (1, "retrying", Some(500))]);
+    assert_eq!(ok(store.deliveries(1)).await.len(), 1);
+
+    let inc = IncidentRecord {
+        incident_id: "i1".into(),
+        channel: "jira".into(),
+        dedup_key: state.dedup_key.clone(),
+        rule: "failures".into(),
+        external_key: "SD-1".into(),
+        status: "open".into(),
+        opened_at: t0,
+        updated_at: t0,
+        resolved_at: None,
+        occurrences: 1,
+        last_run_id: Some("r1".into()),
+    };
+    ok(store.put_incident(&inc)).await;
+    assert_eq!(
+        ok(store.open_incident("jira", &state.dedup_key)).await,
+        Some(inc.clone())
+    );
+    assert_eq!(ok(store.open_incident("other", &state.dedup_key)).await, None);
+    // A second open incident for the same channel and key is refused.
+    let second = IncidentRecord {
+        incident_id: "i2".into(),
+        external_key: "SD-2".into(),
+        ..inc.clone()
+    };
+    assert!(store.put_incident(&second).await.is_err());
+    ok(store.put_incident(&IncidentRecord {
+        status: "resolved".into(),
+        resolved_at: Some(ago(1)),
+        occurrences: 2,
+        ..inc.clone()
+    }))
+    .await;
+    assert_eq!(ok(store.open_incident("jira", &state.dedup_key)).await, None);
+    // Once resolved, a new one may open.
+    ok(store.put_incident(&second)).await;
+    let all = ok(store.incidents(0)).await;
+    let keys: Vec<(&str, &str, u32)> = all
+        .iter()
+        .map(|i| (i.external_key.as_str(), i.status.as_str(), i.occurrences))
+        .collect();
+    assert_eq!(keys, [("SD-1", "resolved", 2), ("SD-2", "open", 1)]);
 }
