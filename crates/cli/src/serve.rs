@@ -1,5 +1,5 @@
-//! `tributary serve`: the HTTP server (`POST /api/runs`, `/health`) and the `schedules:` of
-//! tributary.yaml, in one long-running process.
+//! `tributary serve`: the HTTP server (dashboard, JSON API, `/metrics`, `/health`) and the
+//! `schedules:` of tributary.yaml, in one long-running process.
 //!
 //! Each run, whether a schedule or the API asked for it, reloads the project (so edits to
 //! models and ingest files apply to the next run without a restart), is recorded in the state
@@ -13,11 +13,14 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+use tributary_core::Project;
+use tributary_core::config::ConnectionConfig;
+use tributary_orchestrator::dag::Dag;
 use tributary_orchestrator::schedule::{
     FireLog, LaunchRequest, LaunchedRun, Launcher, Schedule, run_scheduler,
 };
 use tributary_orchestrator::state::StateStore;
-use tributary_server::{ServerConfig, bind, router};
+use tributary_server::{DagSource, Dashboard, ServerConfig, bind, router};
 
 use crate::Failure;
 use crate::commands::ProjectRef;
@@ -74,6 +77,7 @@ impl Launcher for ServeLauncher {
             full_refresh: req.full_refresh,
             trigger: req.trigger.clone(),
             link_base: Some(self.link.clone()),
+            resume: req.resume.clone(),
             ..RunRequest::default()
         };
         let run = match prepare_run(project, &request, false)
@@ -106,6 +110,161 @@ impl Launcher for ServeLauncher {
     }
 }
 
+/// The dashboard's DAG: the project reloaded (with its models) on each call, so that the
+/// lineage follows edits as runs do.
+struct ProjectDag {
+    project: ProjectRef,
+}
+
+impl DagSource for ProjectDag {
+    fn dag(&self) -> Result<Dag, String> {
+        let project = self.project.load().map_err(|f| f.message())?;
+        let models = crate::models::load_models(&project).map_err(|f| f.message())?;
+        crate::orchestrate::build_dag(&project, &models).map_err(|f| f.message())
+    }
+}
+
+/// A key that names a secret (`password`, `azure_storage_account_key`, `X-Api-Key`,
+/// `Authorization`, `sas_token`, …).
+fn secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "credential",
+        "sas",
+        "signature",
+        "cookie",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+}
+
+/// The secrets inside one configured string: the password of a URL (`scheme://user:pass@host`,
+/// raw and percent-decoded), values of secret-looking query parameters, and `password=` /
+/// `pwd=` pairs of connection strings.
+fn secrets_in(text: &str, out: &mut Vec<String>) {
+    if let Some((_, rest)) = text.split_once("://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && let Some((_, password)) = userinfo.split_once(':')
+        {
+            out.push(password.to_string());
+            let decoded = percent_decode(password);
+            if decoded != password {
+                out.push(decoded);
+            }
+        }
+    }
+    let query = text.split_once('?').map(|(_, q)| q).unwrap_or("");
+    for pair in query.split('&') {
+        if let Some((k, v)) = pair.split_once('=')
+            && secret_key(k)
+        {
+            out.push(v.to_string());
+            out.push(percent_decode(v));
+        }
+    }
+    for part in text.split([';', ' ', '&']) {
+        if let Some((k, v)) = part.split_once('=')
+            && matches!(k.trim().to_ascii_lowercase().as_str(), "password" | "pwd")
+        {
+            out.push(v.trim().to_string());
+        }
+    }
+}
+
+/// `%XX` sequences decoded (lossy), for passwords written percent-encoded in URLs.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = bytes.get(i + 1..i + 3)
+            && let Some(b) = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Values of the project that the dashboard must never show: passwords in connection, state
+/// and lake URLs, secret-looking object-store options, secret-looking HTTP headers, query
+/// parameters and command environment values of pipeline tasks, and the server token.
+fn secret_values(project: &Project, token: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    let c = &project.config;
+    secrets_in(&c.state, &mut out);
+    secrets_in(&c.lake, &mut out);
+    let options = |opts: &std::collections::BTreeMap<String, String>, out: &mut Vec<String>| {
+        for (k, v) in opts {
+            if secret_key(k) {
+                out.push(v.clone());
+            }
+            secrets_in(v, out);
+        }
+    };
+    options(&c.lake_options, &mut out);
+    for conn in c.connections.values() {
+        match conn {
+            ConnectionConfig::Postgres { url } | ConnectionConfig::Mysql { url } => {
+                secrets_in(url, &mut out)
+            }
+            ConnectionConfig::Files {
+                url,
+                storage_options,
+            } => {
+                secrets_in(url, &mut out);
+                options(storage_options, &mut out);
+            }
+            ConnectionConfig::Sqlite { .. } => {}
+        }
+    }
+    for file in &project.pipelines {
+        for t in &file.config.tasks {
+            for (k, v) in &t.headers {
+                if secret_key(k) {
+                    out.push(v.clone());
+                    // `Bearer abc`: the credential alone too.
+                    if let Some((_, cred)) = v.trim().split_once(' ') {
+                        out.push(cred.trim().to_string());
+                    }
+                }
+            }
+            for (k, v) in t.query.iter().chain(&t.env) {
+                if secret_key(k) {
+                    out.push(v.clone());
+                }
+            }
+            if let Some(url) = &t.url {
+                secrets_in(url, &mut out);
+            }
+            if let Some(poll) = &t.poll {
+                secrets_in(&poll.url, &mut out);
+            }
+        }
+    }
+    if let Some(t) = token {
+        out.push(t.to_string());
+    }
+    out.retain(|s| s.trim().len() >= 3);
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// `tributary serve [--bind ADDR]`.
 pub async fn serve(project_ref: &ProjectRef, bind_override: Option<&str>) -> Result<(), Failure> {
     let project = project_ref.load()?;
@@ -127,6 +286,16 @@ pub async fn serve(project_ref: &ProjectRef, bind_override: Option<&str>) -> Res
         "stopping the server and cancelling the runs in flight (they get a grace period; press Ctrl-C again to stop at once)",
     );
     let runs = Runs::default();
+    let dashboard = Dashboard::new(
+        project.config.name.clone(),
+        state.clone(),
+        crate::commands::open_lake(&project)?,
+        Arc::new(ProjectDag {
+            project: project_ref.clone(),
+        }),
+    )
+    .with_secrets(secret_values(&project, config.token.as_deref()));
+    let has_token = config.token.is_some();
     let server = bind(config).await.map_err(Failure::config)?;
     let addr = server.local_addr();
     let link = crate::alerting::link_base(&project, Some(&addr.to_string()));
@@ -154,6 +323,14 @@ pub async fn serve(project_ref: &ProjectRef, bind_override: Option<&str>) -> Res
         project.config.name,
         if enabled == 1 { "" } else { "s" }
     );
+    eprintln!(
+        "Dashboard: http://{addr}/runs{}; metrics: /metrics; API: /api/openapi.json.",
+        if has_token {
+            " (open it once with ?token=TOKEN)"
+        } else {
+            ""
+        }
+    );
     let fire_log: Arc<dyn FireLog> = Arc::new(state.clone());
     let scheduler = tokio::spawn(run_scheduler(
         schedules,
@@ -162,7 +339,7 @@ pub async fn serve(project_ref: &ProjectRef, bind_override: Option<&str>) -> Res
         shutdown.clone(),
     ));
     let app = router(
-        server.state(launcher),
+        server.state(launcher).with_dashboard(dashboard),
         tributary_server::axum::Router::new(),
     );
     let served = server.run(app, shutdown.clone()).await;
@@ -175,4 +352,24 @@ pub async fn serve(project_ref: &ProjectRef, bind_override: Option<&str>) -> Res
     served.map_err(Failure::task)?;
     eprintln!("Server stopped.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_found_in_urls_and_strings() {
+        let mut out = Vec::new();
+        secrets_in(
+            "postgres://app:pa%40ss@db:5432/erp?sslmode=require",
+            &mut out,
+        );
+        secrets_in("https://h/x?api_key=k-123&page=2", &mut out);
+        secrets_in("Driver=X;UID=app;PWD=s3cr3t;Server=db", &mut out);
+        secrets_in("./landing", &mut out);
+        assert_eq!(out, vec!["pa%40ss", "pa@ss", "k-123", "k-123", "s3cr3t"]);
+        assert!(secret_key("azure_storage_account_key") && secret_key("Authorization"));
+        assert!(!secret_key("azure_storage_use_emulator") && !secret_key("Accept"));
+    }
 }

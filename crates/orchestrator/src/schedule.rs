@@ -120,6 +120,7 @@ impl Schedule {
             selectors: self.select.clone(),
             full_refresh: self.full_refresh,
             trigger: format!("schedule:{}", self.name),
+            resume: None,
         }
     }
 }
@@ -172,6 +173,10 @@ pub struct LaunchRequest {
     pub full_refresh: bool,
     /// Who asked: `schedule:<name>` or `api`.
     pub trigger: String,
+    /// Resume this run (id or unique prefix) instead: rerun its tasks that did not succeed
+    /// (`tributary run --resume`); `selectors` and `full_refresh` are then ignored.
+    #[serde(default)]
+    pub resume: Option<String>,
 }
 
 /// A run that was started.

@@ -1,15 +1,17 @@
-//! The HTTP server of `tributary serve`.
-//!
-//! Routes: `GET /health` (always open) and `POST /api/runs` (start a run through the
-//! [`Launcher`]). Every route goes through the same guard ([`router`]):
+//! The HTTP server of `tributary serve`: the dashboard (HTML pages), its JSON API (described by
+//! the OpenAPI document at `/api/openapi.json`), Prometheus metrics at `/metrics`, and
+//! `GET /health`. Every route is listed by [`routes`] and goes through the same guard
+//! ([`router`]):
 //! - bound to a loopback address (the default, `127.0.0.1:8080`), requests must name a loopback
 //!   host in `Host` (no DNS rebinding);
 //! - with a token configured, every route except `/health` needs `Authorization: Bearer TOKEN`
-//!   (compared in constant time); binding a non-loopback address without a token is refused;
+//!   (compared in constant time), or the session cookie a browser gets by opening any page once
+//!   with `?token=TOKEN`; binding a non-loopback address without a token is refused;
 //! - state-changing requests (`POST`, `PUT`, `PATCH`, `DELETE`) need `Content-Type:
-//!   application/json`, and an `Origin` header, if present, must be the server's own.
+//!   application/json`, an `Origin` header, if present, must be the server's own, and those
+//!   authenticated by the cookie must carry the page's CSRF token in `X-Tributary-CSRF`.
 //!
-//! The token never appears in logs or responses.
+//! The token and the project's secrets never appear in logs or responses.
 //!
 //! ```no_run
 //! # async fn demo(launcher: std::sync::Arc<dyn tributary_orchestrator::schedule::Launcher>)
@@ -25,7 +27,10 @@
 #![warn(missing_docs)]
 
 mod api;
+pub mod dashboard;
 mod guard;
+mod metrics;
+mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +44,8 @@ use tributary_core::pipeline::{ServeConfig, check_exposure, parse_bind};
 use tributary_orchestrator::schedule::Launcher;
 
 pub use axum;
+pub use dashboard::{DagSource, Dashboard};
+pub use routes::{RouteInfo, routes};
 
 /// Where and how the server listens.
 #[derive(Clone)]
@@ -89,8 +96,10 @@ impl ServerConfig {
 /// Shared state of every route: what handlers need, and what the guard checks against.
 #[derive(Clone)]
 pub struct AppState {
-    /// Starts runs (`POST /api/runs`).
+    /// Starts runs (`POST /api/runs`, `POST /api/runs/{id}/resume`).
     pub launcher: Arc<dyn Launcher>,
+    /// What the pages, the read API and `/metrics` show; without it they answer 503.
+    pub dashboard: Option<Arc<Dashboard>>,
     pub(crate) security: Arc<guard::Security>,
 }
 
@@ -103,16 +112,25 @@ impl AppState {
     ) -> AppState {
         AppState {
             launcher,
+            dashboard: None,
             security: Arc::new(guard::Security::new(local_addr, token)),
         }
     }
+
+    /// The same state with the dashboard's data (run history, DAG, lake).
+    pub fn with_dashboard(mut self, dashboard: Dashboard) -> AppState {
+        self.dashboard = Some(Arc::new(dashboard));
+        self
+    }
 }
 
-/// The application: the built-in routes, plus `extra` (the dashboard's pages and API), all
-/// behind the guard (token, host, content type, origin).
+/// The application: the built-in routes ([`routes`]: dashboard pages, JSON API, metrics,
+/// health), plus `extra`, all behind the guard (token or session cookie, host, content type,
+/// origin, CSRF token).
 pub fn router(state: AppState, extra: Router<AppState>) -> Router {
-    api::routes()
+    routes::router()
         .merge(extra)
+        .fallback(routes::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,

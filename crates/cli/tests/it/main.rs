@@ -6,6 +6,7 @@
 mod alerts;
 mod azure;
 mod config_errors;
+mod dashboard;
 mod delta_source;
 mod fidelity;
 mod incremental;

@@ -32,15 +32,15 @@ fn project(schedules: &str) -> TestProject {
 }
 
 /// A running `tributary serve`, its address, and its stderr lines as they come.
-struct Server {
-    child: Child,
-    addr: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
     lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    pub(crate) seen: Vec<String>,
 }
 
 impl Server {
-    fn start(p: &TestProject) -> Server {
+    pub(crate) fn start(p: &TestProject) -> Server {
         let child = p
             .command(&["serve", "--bind", "127.0.0.1:0"])
             .stdin(Stdio::null())
@@ -51,7 +51,7 @@ impl Server {
         Server::from_child(child)
     }
 
-    fn from_child(mut child: Child) -> Server {
+    pub(crate) fn from_child(mut child: Child) -> Server {
         let (tx, lines) = mpsc::channel();
         let err = child.stderr.take().unwrap();
         std::thread::spawn(move || {
@@ -68,7 +68,7 @@ impl Server {
             lines,
             seen: Vec::new(),
         };
-        let line = s.wait_for("Serving t on http://");
+        let line = s.wait_for(" on http://");
         s.addr = line
             .split("http://")
             .nth(1)
@@ -79,7 +79,7 @@ impl Server {
     }
 
     /// The first stderr line containing `text` (waiting up to 60 s).
-    fn wait_for(&mut self, text: &str) -> String {
+    pub(crate) fn wait_for(&mut self, text: &str) -> String {
         if let Some(l) = self.seen.iter().find(|l| l.contains(text)) {
             return l.clone();
         }
@@ -112,7 +112,7 @@ impl Server {
     }
 
     /// SIGTERM, then wait for the exit; returns the exit code and the rest of stderr.
-    fn terminate(mut self) -> (Option<i32>, String) {
+    pub(crate) fn terminate(mut self) -> (Option<i32>, String) {
         let pid = self.child.id().to_string();
         let killed = std::process::Command::new("kill")
             .args(["-TERM", &pid])

@@ -241,6 +241,14 @@ impl<'a> RowReader<'a> {
         self.required(column, v)
     }
 
+    pub(crate) fn f64(&self, column: &str) -> Result<f64, StateError> {
+        match self.cell(column)? {
+            Cell::Real(v) => Ok(*v),
+            Cell::Int(v) => Ok(*v as f64),
+            other => Err(self.corrupt(column, other, "expected a number")),
+        }
+    }
+
     pub(crate) fn opt_u64(&self, column: &str) -> Result<Option<u64>, StateError> {
         match self.opt_i64(column)? {
             None => Ok(None),

@@ -18,6 +18,7 @@ mod error;
 mod migrations;
 mod postgres;
 mod sqlite;
+mod stats;
 mod types;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use backend::{Backend, DbError, Param, Row, RowReader};
 pub use alerts::{AlertStateRecord, DeliveryRecord, IncidentRecord};
 pub use error::StateError;
+pub use stats::{DurationHistogram, ExpectationCounts, TaskCount, TaskTotals};
 pub use types::{
     ABANDONED_AFTER, AttemptRecord, ExpectationRecord, LeaseHolder, LeaseOutcome, RunDetail,
     RunFilter, RunRecord, RunStatus, RunSummary, ScheduleFire, TaskRecord, TaskStatus,

@@ -65,11 +65,13 @@ async fn trigger_returns_the_run_id_and_passes_the_request_on() {
                 selectors: vec!["+gold.daily_revenue".into()],
                 full_refresh: true,
                 trigger: "api".into(),
+                resume: None,
             },
             LaunchRequest {
                 selectors: vec![],
                 full_refresh: false,
                 trigger: "api".into(),
+                resume: None,
             },
         ]
     );
