@@ -307,6 +307,10 @@ pub enum FileFormat {
     Ndjson,
     /// Apache Parquet.
     Parquet,
+    /// Spreadsheets: Excel (`.xlsx`, `.xlsm`, `.xlsb`, `.xls`) and OpenDocument (`.ods`), one
+    /// sheet per file (see [`ExcelOptions`]).
+    #[serde(alias = "excel")]
+    Xlsx,
 }
 
 /// Compression of files.
@@ -365,6 +369,35 @@ impl Default for CsvOptions {
     }
 }
 
+/// Spreadsheet options (`excel:` on a files table).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExcelOptions {
+    /// The sheet to read, by name. Default: the first sheet of each file.
+    #[serde(default)]
+    pub sheet: Option<String>,
+    /// Whether the first row (after `skip_rows`) holds column names. Default true.
+    #[serde(default = "default_true")]
+    pub header: bool,
+    /// Rows to skip at the top of the sheet's used area before the header (titles, notes).
+    #[serde(default)]
+    pub skip_rows: usize,
+    /// Infer column types from the cells (default true); false loads every column as text.
+    #[serde(default = "default_true")]
+    pub infer_types: bool,
+}
+
+impl Default for ExcelOptions {
+    fn default() -> Self {
+        ExcelOptions {
+            sheet: None,
+            header: true,
+            skip_rows: 0,
+            infer_types: true,
+        }
+    }
+}
+
 fn default_delimiter() -> String {
     ",".into()
 }
@@ -413,7 +446,7 @@ pub struct TableConfig {
     /// Files only: glob relative to the connection's URL (`orders/*.csv`, `**/*.parquet`).
     #[serde(default)]
     pub glob: Option<String>,
-    /// Files only: `csv`, `ndjson` or `parquet`; default from the file extension.
+    /// Files only: `csv`, `ndjson`, `parquet` or `xlsx` (`excel`); default from the file extension.
     #[serde(default)]
     pub format: Option<FileFormat>,
     /// Files only: `auto` (default: gzip if the name ends in `.gz`), `gzip` or `none`.
@@ -422,6 +455,9 @@ pub struct TableConfig {
     /// Files only: CSV dialect.
     #[serde(default)]
     pub csv: Option<CsvOptions>,
+    /// Files only: spreadsheet options (sheet, header, rows to skip).
+    #[serde(default)]
+    pub excel: Option<ExcelOptions>,
     /// Files only: `fail` (default) or `skip` malformed records.
     #[serde(default)]
     pub on_error: OnError,
@@ -907,6 +943,7 @@ impl Project {
                         ("glob", t.glob.is_some()),
                         ("format", t.format.is_some()),
                         ("csv", t.csv.is_some()),
+                        ("excel", t.excel.is_some()),
                         ("compression", t.compression != Compression::Auto),
                         ("on_error", t.on_error != OnError::Fail),
                     ] {

@@ -32,11 +32,12 @@ impl HttpRequest {
 /// Answers a request: (index of the request from 0, the request) -> (status, JSON body).
 pub type Responder = dyn Fn(usize, &HttpRequest) -> (u16, String) + Send + Sync;
 
-/// An HTTP server that records every request and answers with a [`Responder`].
+/// An HTTP server that records every request and answers with a [`Responder`]: the
+/// [`crate::http::ApiServer`] with alert-shaped requests and answers.
 pub struct HttpCapture {
     /// Its address.
     pub addr: SocketAddr,
-    received: Arc<Mutex<Vec<HttpRequest>>>,
+    server: crate::http::ApiServer,
 }
 
 impl HttpCapture {
@@ -49,22 +50,16 @@ impl HttpCapture {
     pub fn start(
         respond: impl Fn(usize, &HttpRequest) -> (u16, String) + Send + Sync + 'static,
     ) -> HttpCapture {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("local_addr: {e}"));
-        let received: Arc<Mutex<Vec<HttpRequest>>> = Arc::default();
-        let log = received.clone();
-        let respond: Arc<Responder> = Arc::new(respond);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let log = log.clone();
-                let respond = respond.clone();
-                std::thread::spawn(move || serve_http(stream, &log, &*respond));
-            }
+        let count = std::sync::atomic::AtomicUsize::new(0);
+        let server = crate::http::ApiServer::start(move |req| {
+            let index = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (status, body) = respond(index, &HttpRequest::from(req));
+            crate::http::Response::json(status, body).into()
         });
-        HttpCapture { addr, received }
+        HttpCapture {
+            addr: server.addr,
+            server,
+        }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -74,72 +69,21 @@ impl HttpCapture {
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<HttpRequest> {
-        self.received
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.server
+            .requests()
+            .iter()
+            .map(HttpRequest::from)
+            .collect()
     }
 }
 
-fn serve_http(mut stream: TcpStream, log: &Mutex<Vec<HttpRequest>>, respond: &Responder) {
-    let Ok(clone) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(clone);
-    // Keep-alive: several requests may come on one connection.
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
-            return;
-        };
-        let (method, path) = (method.to_string(), path.to_string());
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let req = HttpRequest {
-            method,
-            path,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        };
-        let index = {
-            let mut l = log
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            l.push(req.clone());
-            l.len() - 1
-        };
-        let (status, reply) = respond(index, &req);
-        let out = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
-            reply.len()
-        );
-        if stream.write_all(out.as_bytes()).is_err() {
-            return;
+impl From<&crate::http::Request> for HttpRequest {
+    fn from(r: &crate::http::Request) -> HttpRequest {
+        HttpRequest {
+            method: r.method.clone(),
+            path: r.target.clone(),
+            headers: r.headers.clone(),
+            body: r.body.clone(),
         }
     }
 }

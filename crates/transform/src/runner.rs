@@ -521,7 +521,7 @@ impl<'a> ModelRunner<'a> {
                 let now = chrono::Utc::now();
                 if full {
                     let sql = format!(
-                        "SELECT o.*, {vf} AS valid_from, CAST(NULL AS TIMESTAMP) AT TIME ZONE 'UTC' AS valid_to, TRUE AS is_current FROM ({output_sql}) o",
+                        "SELECT o.*, {vf} AS valid_from, arrow_cast(NULL, 'Timestamp(Microsecond, Some(\"UTC\"))') AS valid_to, TRUE AS is_current FROM ({output_sql}) o",
                         vf = valid_from_expr(model, "o", now),
                     );
                     let out = ctx.sql(&sql).await.map_err(engine(model, "plan scd2"))?;
@@ -1080,7 +1080,7 @@ impl<'a> ModelRunner<'a> {
         ];
         if model.config.hard_deletes == HardDeletes::Invalidate {
             let now_lit = format!(
-                "CAST('{}' AS TIMESTAMP) AT TIME ZONE 'UTC'",
+                "arrow_cast('{}', 'Timestamp(Microsecond, Some(\"UTC\"))')",
                 now.format("%Y-%m-%dT%H:%M:%S%.6f")
             );
             branches.push(format!(
@@ -1140,7 +1140,7 @@ impl<'a> ModelRunner<'a> {
                     );
                 }
                 i.set("valid_from", "s.valid_from")
-                    .set("valid_to", "CAST(NULL AS TIMESTAMP) AT TIME ZONE 'UTC'")
+                    .set("valid_to", "arrow_cast(NULL, 'Timestamp(Microsecond, Some(\"UTC\"))')")
                     .set("is_current", "TRUE")
             })
             .map_err(delta(&id, "plan scd2 merge"))?
@@ -1370,12 +1370,12 @@ fn order_predicate(order: &[String]) -> Option<String> {
 
 fn valid_from_expr(model: &Model, alias: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     let now_lit = format!(
-        "CAST('{}' AS TIMESTAMP) AT TIME ZONE 'UTC'",
+        "arrow_cast('{}', 'Timestamp(Microsecond, Some(\"UTC\"))')",
         now.format("%Y-%m-%dT%H:%M:%S%.6f")
     );
     match model.order_by().first() {
         Some(o) => format!(
-            "COALESCE(CAST({alias}.{} AS TIMESTAMP) AT TIME ZONE 'UTC', {now_lit})",
+            "COALESCE(arrow_cast({alias}.{}, 'Timestamp(Microsecond, Some(\"UTC\"))'), {now_lit})",
             quote_ident(o)
         ),
         None => now_lit,

@@ -217,3 +217,100 @@ fn quarantine_keeps_malformed_records_with_file_line_and_text() {
     );
     assert_eq!(p.query_i64("SELECT count(*) FROM bronze.landing_orders"), 3);
 }
+
+#[test]
+fn new_files_are_parsed_with_the_table_types() {
+    let p = TestProject::new(
+        "name: t\nlake: ./lake\nconnections:\n  landing: { type: files, url: ./landing }\n",
+    );
+    p.write(
+        "ingest/landing.yaml",
+        "connection: landing\ntables:\n  - name: items\n    glob: \"items/*.csv\"\n    mode: new_files\n    on_error: quarantine\n",
+    );
+    // The first file makes `code` text and `price` a double.
+    p.write("landing/items/1.csv", "id,code,price\n1,A7,1.5\n2,B8,2.25\n");
+    p.ok(&["run"]);
+    // Alone, this file would infer `code` as an integer and `price` as an integer, and its
+    // last row's price as text: with the table's types, codes stay text (leading zero kept),
+    // prices are doubles, and the row whose price is not a number goes to quarantine.
+    p.write(
+        "landing/items/2.csv",
+        "id,code,price\n3,007,3\n4,123,4\n5,124,n/a\n",
+    );
+    let out = p.run(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows = p.query("SELECT id, code, price FROM bronze.landing_items ORDER BY id");
+    let got: Vec<(i64, String, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().unwrap(),
+                r["code"].as_str().unwrap().to_string(),
+                r["price"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, "A7".into(), 1.5),
+            (2, "B8".into(), 2.25),
+            (3, "007".into(), 3.0),
+            (4, "123".into(), 4.0),
+        ]
+    );
+    let q = p.query(
+        "SELECT _tributary_line AS line, _tributary_raw AS raw, _tributary_error AS err FROM bronze._quarantine_landing_items",
+    );
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0]["line"].as_i64(), Some(4));
+    assert_eq!(q[0]["raw"], "5,124,n/a");
+    assert!(q[0]["err"].as_str().unwrap().contains("price"), "{q:?}");
+}
+
+#[test]
+fn excel_landing_files_load_once_each() {
+    let p = TestProject::new(
+        "name: t\nlake: ./lake\nconnections:\n  landing: { type: files, url: ./landing }\n",
+    );
+    p.write(
+        "ingest/landing.yaml",
+        "connection: landing\ntables:\n  - name: budget\n    glob: \"*.xlsx\"\n    mode: new_files\n    excel: { sheet: Budget, skip_rows: 1 }\n",
+    );
+    let write = |name: &str, first: i64| {
+        let script = format!(
+            "import datetime, openpyxl\nwb = openpyxl.Workbook()\nws = wb.active\nws.title = 'Budget'\nws.append(['Budget export'])\nws.append(['id', 'month', 'amount'])\nfor i in range({first}, {first} + 3):\n    ws.append([i, datetime.date(2026, 1 + i % 12, 1), i * 1.5])\nwb.save({:?})\n",
+            p.path().join("landing").join(name).display().to_string()
+        );
+        std::fs::create_dir_all(p.path().join("landing")).unwrap();
+        let out = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            crate::support::unavailable::<()>("python openpyxl", &err);
+            return false;
+        }
+        true
+    };
+    if !write("a.xlsx", 1) {
+        return;
+    }
+    p.ok(&["run"]);
+    assert!(write("b.xlsx", 10));
+    p.ok(&["run"]);
+    p.ok(&["run"]);
+    assert_eq!(
+        p.query_i64("SELECT count(*) FROM bronze.landing_budget"),
+        6
+    );
+    assert_eq!(
+        p.query_i64("SELECT sum(id) FROM bronze.landing_budget WHERE month = DATE '2026-02-01'"),
+        1
+    );
+    assert_eq!(
+        p.query_i64("SELECT count(DISTINCT _tributary_source) FROM bronze.landing_budget"),
+        2
+    );
+}

@@ -40,6 +40,20 @@ impl CsvType {
             CsvType::Text => DataType::Utf8,
         }
     }
+    /// The CSV type that parses into `ty`, if there is one.
+    fn of(ty: &DataType) -> Option<CsvType> {
+        Some(match ty {
+            DataType::Int64 => CsvType::Int,
+            DataType::Float64 => CsvType::Float,
+            DataType::Boolean => CsvType::Bool,
+            DataType::Date32 => CsvType::Date,
+            DataType::Timestamp(TimeUnit::Microsecond, None) => CsvType::Timestamp,
+            DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => CsvType::TimestampUtc,
+            DataType::Utf8 => CsvType::Text,
+            _ => return None,
+        })
+    }
+
     fn describe(self) -> &'static str {
         match self {
             CsvType::Int => "integer (Int64)",
@@ -167,6 +181,8 @@ pub(crate) struct CsvPlan {
     /// Column names (header names, or `column_<n>`).
     names: Vec<String>,
     types: Vec<CsvType>,
+    /// Per column: whether its type is the target table's (not inferred).
+    from_table: Vec<bool>,
     /// The first file, named in type errors.
     first_file: String,
 }
@@ -226,8 +242,16 @@ impl CsvPlan {
         Ok(names)
     }
 
-    /// Read the header and infer the types from the first records of the first file.
-    pub(crate) fn infer(table: &TableConfig, input: &FileInput) -> Result<CsvPlan, SourceError> {
+    /// Read the header and infer the types from the first records of the first file. With
+    /// `base` (the target table's columns), a column the table already has keeps the table's
+    /// type when CSV can parse it (so an append of a file whose `code` values all look like
+    /// numbers still loads them as the table's text, and a value that does not parse as the
+    /// table's type is a malformed record, not a schema change).
+    pub(crate) fn infer(
+        table: &TableConfig,
+        input: &FileInput,
+        base: Option<&Schema>,
+    ) -> Result<CsvPlan, SourceError> {
         let opts = table.csv.clone().unwrap_or_default();
         let default_delimiter = CsvOptions::default().delimiter;
         let delimiter = if input.tsv && opts.delimiter == default_delimiter {
@@ -241,6 +265,7 @@ impl CsvPlan {
             header: opts.header,
             names: Vec::new(),
             types: Vec::new(),
+            from_table: Vec::new(),
             first_file: input.display.clone(),
         };
         let mut rdr = plan.reader(input)?;
@@ -286,18 +311,25 @@ impl CsvPlan {
             observe(&rec);
             seen += 1;
         }
-        plan.types = plan
+        let typed: Vec<(CsvType, bool)> = plan
             .names
             .iter()
             .zip(cands)
             .map(|(name, c)| {
                 if !opts.infer_types || table.cast.contains_key(name) {
-                    CsvType::Text
+                    (CsvType::Text, false)
                 } else {
-                    c.decide()
+                    match base
+                        .and_then(|b| b.field_with_name(name).ok())
+                        .and_then(|f| CsvType::of(f.data_type()))
+                    {
+                        Some(t) => (t, true),
+                        None => (c.decide(), false),
+                    }
                 }
             })
             .collect();
+        (plan.types, plan.from_table) = typed.into_iter().unzip();
         Ok(plan)
     }
 
@@ -336,7 +368,12 @@ impl CsvPlan {
                 rec.len()
             ));
         }
-        for ((field, name), ty) in rec.iter().zip(&self.names).zip(&self.types) {
+        for (((field, name), ty), from_table) in rec
+            .iter()
+            .zip(&self.names)
+            .zip(&self.types)
+            .zip(&self.from_table)
+        {
             if field.is_empty() {
                 cells.push(Cell::Null);
                 continue;
@@ -359,6 +396,13 @@ impl CsvPlan {
                 },
             };
             let Some(cell) = cell else {
+                if *from_table {
+                    return Err(format!(
+                        "column {name}: value '{}' is not a valid {}, the type of the table's column {name}",
+                        truncate_value(text),
+                        ty.describe(),
+                    ));
+                }
                 return Err(format!(
                     "column {name}: value '{}' is not a valid {} (the type was inferred from the first \
                      {INFER_RECORDS} records of {}); add `cast: {{ {name}: text }}` to the table, or set \

@@ -1,10 +1,12 @@
-//! Files source: CSV, NDJSON and Parquet files under a local folder or an object-store prefix.
+//! Files source: CSV, NDJSON, Parquet and spreadsheet files under a local folder or an
+//! object-store prefix.
 //!
 //! A table is a glob relative to the connection's URL (`orders/*.csv`, `**/*.parquet`; `*` does
 //! not cross `/`). Matching files are read in path order. Local files are read in place; remote
 //! objects are streamed to a temporary file first (bounded memory), read, and deleted.
 //! The format comes from `format:` or the extension (`.csv`, `.tsv`, `.ndjson`/`.jsonl`/`.json`,
-//! `.parquet`, each optionally followed by `.gz`); `compression: auto` decompresses gzip when
+//! `.parquet`, `.xlsx`/`.xlsm`/`.xlsb`/`.xls`/`.ods`, each optionally followed by `.gz`);
+//! `compression: auto` decompresses gzip when
 //! the name ends in `.gz`. The schema comes from the first file; every later file must have the
 //! same one. When no file matches, the read fails (`Io`): a table is never created with an
 //! invented schema. `since` is ignored (the runner filters rows).
@@ -58,6 +60,11 @@
 //! `Float16`→`Float32`, `Decimal256` with precision ≤ 38 → `Decimal128`, dictionaries → their
 //! values. `cast: { column: text }` renders that column as text with Arrow's formatting.
 //!
+//! # Spreadsheets
+//!
+//! One sheet per file (`excel: { sheet, header, skip_rows, infer_types }`); see the `excel`
+//! module for the type inference.
+//!
 //! # Malformed records
 //!
 //! A record with the wrong number of fields, invalid UTF-8 or JSON, or a value that does not
@@ -67,6 +74,7 @@
 //! line, and each file's count is logged at WARN.
 
 mod csvfile;
+mod excel;
 pub(crate) mod ndjson;
 mod parquetfile;
 
@@ -563,11 +571,16 @@ fn detect(table: &TableConfig, rel: &str) -> Result<(FileFormat, bool, bool), St
         Some(FileFormat::Ndjson)
     } else if base.ends_with(".parquet") {
         Some(FileFormat::Parquet)
+    } else if [".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"]
+        .iter()
+        .any(|ext| base.ends_with(ext))
+    {
+        Some(FileFormat::Xlsx)
     } else {
         None
     };
     let format = table.format.or(by_ext).ok_or_else(|| {
-        "cannot tell the format from the file name; set `format:` (csv, ndjson or parquet) on the table"
+        "cannot tell the format from the file name; set `format:` (csv, ndjson, parquet or xlsx) on the table"
             .to_string()
     })?;
     let gzip = match table.compression {
@@ -583,6 +596,7 @@ enum Plan {
     Csv(csvfile::CsvPlan),
     Ndjson(ndjson::NdjsonPlan),
     Parquet(parquetfile::ParquetPlan),
+    Excel(excel::ExcelPlan),
 }
 
 struct ReadJob {
@@ -654,8 +668,8 @@ impl ReadJob {
         };
         let mut gzip = gzip;
         let mut path = path;
-        if format == FileFormat::Parquet && gzip {
-            // Parquet needs random access: decompress to a temporary file.
+        if matches!(format, FileFormat::Parquet | FileFormat::Xlsx) && gzip {
+            // Parquet and spreadsheets need random access: decompress to a temporary file.
             let mut out = tempfile::NamedTempFile::new().map_err(|e| io(&e))?;
             let file = std::fs::File::open(&path).map_err(|e| io(&e))?;
             std::io::copy(&mut flate2::read::MultiGzDecoder::new(file), &mut out)
@@ -712,7 +726,11 @@ impl ReadJob {
                 .ok_or_else(|| SourceError::Internal("first file".into()))?;
             match format {
                 FileFormat::Csv => {
-                    let p = csvfile::CsvPlan::infer(table, input)?;
+                    let p = csvfile::CsvPlan::infer(
+                        table,
+                        input,
+                        self.request.table_schema.as_deref(),
+                    )?;
                     let s = p.schema();
                     (Plan::Csv(p), s)
                 }
@@ -725,6 +743,15 @@ impl ReadJob {
                     let p = parquetfile::ParquetPlan::infer(table, input)?;
                     let s = p.schema();
                     (Plan::Parquet(p), s)
+                }
+                FileFormat::Xlsx => {
+                    let p = excel::ExcelPlan::infer(
+                        table,
+                        input,
+                        self.request.table_schema.as_deref(),
+                    )?;
+                    let s = p.schema();
+                    (Plan::Excel(p), s)
                 }
             }
         };
@@ -757,6 +784,7 @@ impl ReadJob {
                 Plan::Csv(p) => p.read_file(&input, &mut ctx)?,
                 Plan::Ndjson(p) => p.read_file(&input, &mut ctx)?,
                 Plan::Parquet(p) => p.read_file(&input, &mut ctx)?,
+                Plan::Excel(p) => p.read_file(&input, &mut ctx)?,
             };
             ctx.end_file(&input);
             if !more {

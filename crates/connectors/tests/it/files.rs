@@ -786,3 +786,201 @@ async fn object_store_urls_list_and_stream_objects() {
         Ok(_) => panic!("expected an error"),
     }
 }
+
+/// Write spreadsheets with openpyxl (a reader-independent writer): `script` gets `dir`.
+fn openpyxl(dir: &Path, script: &str) -> Option<()> {
+    use std::process::Command;
+    match Command::new("python3")
+        .args(["-c", "import openpyxl"])
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            return crate::support::unavailable(
+                "python openpyxl",
+                String::from_utf8_lossy(&o.stderr),
+            );
+        }
+        Err(e) => return crate::support::unavailable("python3", e),
+    }
+    let full = format!(
+        "import datetime, openpyxl\ndir = {:?}\n{script}",
+        dir.to_str().unwrap()
+    );
+    let out = Command::new("python3").args(["-c", &full]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed:\n{full}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(())
+}
+
+#[tokio::test]
+async fn xlsx_sheet_types_are_inferred_and_rows_numbered_as_in_the_sheet() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(()) = openpyxl(
+        dir.path(),
+        r#"
+wb = openpyxl.Workbook()
+ws = wb.active
+ws.title = "Summary"
+ws.append(["not the data"])
+ws2 = wb.create_sheet("Orders")
+ws2.append(["Orders export, November"])
+ws2.append(["id", "amount", "active", "day", "at", "note", "code", None])
+ws2.append([1, 10.5, True, datetime.date(2024, 1, 31), datetime.datetime(2024, 1, 31, 8, 30, 15), "first", "007", None])
+ws2.append([2, 3, False, datetime.date(2024, 2, 29), datetime.date(2024, 3, 1), None, 7, "x"])
+ws2.append([None, None, None, None, None, None, None, None])
+ws2.append([3, -1.25, None, None, datetime.datetime(1999, 12, 31, 23, 59, 59), 42, None, None])
+wb.save(dir + "/orders.xlsx")
+"#,
+    ) else {
+        return;
+    };
+    let src = source(dir.path());
+    let b = read_one(
+        &src,
+        request(serde_json::json!({"name": "t", "glob": "*.xlsx",
+            "excel": {"sheet": "Orders", "skip_rows": 1}})),
+    )
+    .await;
+    let schema = b.schema();
+    let types: Vec<(&str, &DataType)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.data_type()))
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            ("id", &DataType::Int64),
+            ("amount", &DataType::Float64),
+            ("active", &DataType::Boolean),
+            ("day", &DataType::Date32),
+            ("at", &DataType::Timestamp(TimeUnit::Microsecond, None)),
+            ("note", &DataType::Utf8),
+            ("code", &DataType::Utf8),
+            ("column_8", &DataType::Utf8),
+        ]
+    );
+    // The empty row is ignored.
+    assert_eq!(b.num_rows(), 3);
+    assert_eq!(ints(b.column(0)), vec![Some(1), Some(2), Some(3)]);
+    let amount = b.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+    assert_eq!(amount.values().to_vec(), vec![10.5, 3.0, -1.25]);
+    let active = b.column(2).as_any().downcast_ref::<BooleanArray>().unwrap();
+    assert_eq!(
+        active.iter().collect::<Vec<_>>(),
+        vec![Some(true), Some(false), None]
+    );
+    let day = b.column(3).as_any().downcast_ref::<Date32Array>().unwrap();
+    assert_eq!(
+        day.iter().collect::<Vec<_>>(),
+        vec![
+            Some(crate::support::days("2024-01-31")),
+            Some(crate::support::days("2024-02-29")),
+            None
+        ]
+    );
+    let at = b
+        .column(4)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .unwrap();
+    assert_eq!(
+        at.iter().collect::<Vec<_>>(),
+        vec![
+            Some(micros("2024-01-31 08:30:15")),
+            Some(micros("2024-03-01 00:00:00")),
+            Some(micros("1999-12-31 23:59:59"))
+        ]
+    );
+    // Mixed kinds become text; whole numbers render without a fraction.
+    assert_eq!(
+        strings(b.column(5)),
+        owned(&[Some("first"), None, Some("42")])
+    );
+    assert_eq!(strings(b.column(6)), owned(&[Some("007"), Some("7"), None]));
+
+    // Without `sheet`, the first sheet is read; a missing sheet names the file and the sheets.
+    let first = read_one(&src, request(serde_json::json!({"name": "t", "glob": "*.xlsx"}))).await;
+    assert_eq!(first.schema().field(0).name(), "not the data");
+    assert_eq!(first.num_rows(), 0);
+    let err = read(
+        &src,
+        request(serde_json::json!({"name": "t", "glob": "*.xlsx", "excel": {"sheet": "Nope"}})),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("orders.xlsx"), "{err}");
+    assert!(err.contains("no sheet `Nope`") && err.contains("Summary, Orders"), "{err}");
+}
+
+#[tokio::test]
+async fn xlsx_error_cells_and_misfits_follow_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(()) = openpyxl(
+        dir.path(),
+        r#"
+for name, rows in [("a.xlsx", [[1, 2.5], [2, "#DIV/0!"], [3, 4]]), ("b.xlsx", [[4, 1], ["five", 2], [6, 3]])]:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "ratio"])
+    for r in rows:
+        ws.append(r)
+    wb.save(dir + "/" + name)
+"#,
+    ) else {
+        return;
+    };
+    let src = source(dir.path());
+    let err = read(&src, request(serde_json::json!({"name": "t", "glob": "*.xlsx"})))
+        .await
+        .unwrap_err();
+    match &err {
+        SourceError::BadRecord { file, line, reason } => {
+            assert!(file.ends_with("a.xlsx"), "{file}");
+            assert_eq!(*line, 3, "sheet row of the error cell");
+            assert!(reason.contains("ratio") && reason.contains("#DIV/0!"), "{reason}");
+        }
+        other => panic!("expected BadRecord, got {other:?}"),
+    }
+
+    let before = src.skipped_records();
+    let b = read_one(
+        &src,
+        request(serde_json::json!({"name": "t", "glob": "*.xlsx", "on_error": "skip"})),
+    )
+    .await;
+    assert_eq!(src.skipped_records() - before, 2);
+    assert_eq!(ints(b.column(0)), vec![Some(1), Some(3), Some(4), Some(6)]);
+
+    let _ = src.take_quarantined();
+    let b = read_one(
+        &src,
+        request(serde_json::json!({"name": "t", "glob": "*.xlsx", "on_error": "quarantine"})),
+    )
+    .await;
+    assert_eq!(b.num_rows(), 4);
+    let q = src.take_quarantined();
+    let got: Vec<(String, u64, String)> = q
+        .iter()
+        .map(|r| {
+            (
+                r.file.rsplit('/').next().unwrap().to_string(),
+                r.line,
+                r.raw.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a.xlsx".to_string(), 3, "2\t#DIV/0!".to_string()),
+            ("b.xlsx".to_string(), 3, "five\t2".to_string()),
+        ]
+    );
+    assert!(q[1].reason.contains("`five` is not a whole number"), "{}", q[1].reason);
+}
