@@ -38,7 +38,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::config::{expand_env, is_identifier, parse_duration_micros};
 
 /// `alerts:` in `tributary.yaml`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     /// Named channels: where alerts are sent. Never serialized (they hold secrets).
@@ -57,6 +57,17 @@ pub struct AlertsConfig {
 
 fn default_check_interval() -> String {
     "1m".into()
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            channels: BTreeMap::new(),
+            rules: BTreeMap::new(),
+            delivery: DeliveryConfig::default(),
+            check_interval: default_check_interval(),
+        }
+    }
 }
 
 /// `alerts.delivery`: retries of one alert to one channel.

@@ -1,7 +1,7 @@
 //! Capture servers on loopback for alert tests: an HTTP/1.1 server and an SMTP server that record
 //! what they receive. Standard library only; each connection is served on its own thread.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 

@@ -34,6 +34,8 @@ fn request(v: serde_json::Value, since: Option<u64>) -> ReadRequest {
         since: since.map(|v| (VERSION_WATERMARK.to_string(), CursorValue::Int(v as i64))),
         until: None,
         batch_size: 1000,
+        loaded_files: None,
+        table_schema: None,
     }
 }
 

@@ -923,7 +923,7 @@ async fn xlsx_error_cells_and_misfits_follow_on_error() {
     let dir = tempfile::tempdir().unwrap();
     let Some(()) = openpyxl(
         dir.path(),
-        r#"
+        r##"
 for name, rows in [("a.xlsx", [[1, 2.5], [2, "#DIV/0!"], [3, 4]]), ("b.xlsx", [[4, 1], ["five", 2], [6, 3]])]:
     wb = openpyxl.Workbook()
     ws = wb.active
@@ -931,7 +931,7 @@ for name, rows in [("a.xlsx", [[1, 2.5], [2, "#DIV/0!"], [3, 4]]), ("b.xlsx", [[
     for r in rows:
         ws.append(r)
     wb.save(dir + "/" + name)
-"#,
+"##,
     ) else {
         return;
     };

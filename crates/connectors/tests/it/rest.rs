@@ -26,6 +26,7 @@ fn request(table: Value) -> ReadRequest {
         since: None,
         until: None,
         batch_size: 4,
+        loaded_files: None,
         table_schema: None,
     }
 }
