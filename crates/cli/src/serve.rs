@@ -225,9 +225,28 @@ fn secret_values(project: &Project, token: Option<&str>) -> Vec<String> {
             ConnectionConfig::Files {
                 url,
                 storage_options,
+            }
+            | ConnectionConfig::Delta {
+                url,
+                storage_options,
             } => {
                 secrets_in(url, &mut out);
                 options(storage_options, &mut out);
+            }
+            ConnectionConfig::Rest(rest) => {
+                secrets_in(&rest.base_url, &mut out);
+                options(&rest.headers, &mut out);
+                if let Some(auth) = &rest.auth {
+                    out.extend(auth.secrets().into_iter().map(str::to_string));
+                }
+            }
+            ConnectionConfig::Odbc {
+                connection_string, ..
+            } => {
+                secrets_in(connection_string, &mut out);
+                out.extend(tributary_core::redact::odbc_secret_values(
+                    connection_string,
+                ));
             }
             ConnectionConfig::Sqlite { .. } => {}
         }

@@ -1,4 +1,4 @@
-//! Source connectors (SQLite, PostgreSQL, MySQL/MariaDB, files, commands and REST APIs). Each turns a configured table into a stream of Arrow record batches with a
+//! Source connectors (SQLite, PostgreSQL, MySQL/MariaDB, ODBC, files, commands and REST APIs). Each turns a configured table into a stream of Arrow record batches with a
 //! schema known up front, holding at most a few batches in memory at a time.
 //!
 //! Every connector maps source types to Arrow types that Delta Lake can store (see the type
@@ -12,6 +12,8 @@ pub mod delta;
 pub mod files;
 pub mod http;
 pub mod mysql;
+#[cfg(feature = "odbc")]
+pub mod odbc;
 pub mod postgres;
 pub mod rest;
 pub mod sqlite;
@@ -62,5 +64,25 @@ pub fn open(
             project_root,
         )?),
         ConnectionConfig::Rest(rest) => Box::new(rest::RestSource::new(name, rest)?),
+        #[cfg(feature = "odbc")]
+        ConnectionConfig::Odbc {
+            connection_string,
+            max_value_bytes,
+            max_batch_bytes,
+        } => Box::new(odbc::OdbcSource::new(
+            name,
+            connection_string,
+            *max_value_bytes,
+            *max_batch_bytes,
+        )?),
+        #[cfg(not(feature = "odbc"))]
+        ConnectionConfig::Odbc { .. } => {
+            return Err(SourceError::Config {
+                table: format!("(connection {name})"),
+                reason: "this build of tributary has no ODBC support; build with \
+                         `--features odbc` (`cargo build --release --features odbc`)"
+                    .into(),
+            });
+        }
     })
 }

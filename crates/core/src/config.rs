@@ -193,6 +193,23 @@ pub enum ConnectionConfig {
     /// A REST API: `base_url`, `headers`, `auth`, `rate_limit`, `timeout`, `retries`; its
     /// tables are resources (`path`, `params`, `records`, `pagination`).
     Rest(crate::rest::RestConnection),
+    /// Any database with an ODBC driver (SQL Server, Oracle, …), through the system's driver
+    /// manager (unixODBC). Reading needs a build with the `odbc` cargo feature.
+    Odbc {
+        /// The ODBC connection string: `Key=value;` pairs naming a `Driver={…}` or a `DSN=…`,
+        /// e.g. `Driver={ODBC Driver 18 for SQL Server};Server=tcp:db,1433;Database=erp;UID=app;PWD=${env:MSSQL_PASSWORD};`.
+        /// Put the password in the environment.
+        connection_string: String,
+        /// The longest text or binary value, in bytes, of a column whose driver reports no
+        /// smaller bound (`VARCHAR(MAX)`, `LONGTEXT`, `bytea`, …). A longer value stops the read
+        /// with an error naming the column. Default 1048576 (1 MiB).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_value_bytes: Option<usize>,
+        /// Upper bound, in bytes, of the buffer rows are fetched into; tables with wide rows get
+        /// fewer rows per batch than `batch_size`. Default 268435456 (256 MiB).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_batch_bytes: Option<usize>,
+    },
 }
 
 impl ConnectionConfig {
@@ -204,6 +221,8 @@ impl ConnectionConfig {
             ConnectionConfig::Mysql { .. } => "mysql",
             ConnectionConfig::Files { .. } => "files",
             ConnectionConfig::Delta { .. } => "delta",
+            ConnectionConfig::Rest(_) => "rest",
+            ConnectionConfig::Odbc { .. } => "odbc",
         }
     }
 
@@ -211,8 +230,6 @@ impl ConnectionConfig {
     /// table version rather than by a cursor column).
     pub fn is_delta(&self) -> bool {
         matches!(self, ConnectionConfig::Delta { .. })
-            ConnectionConfig::Rest(_) => "rest",
-        }
     }
 
     /// Whether this is a REST API (tables are resources).
@@ -1349,12 +1366,55 @@ fn check_values(
                 }
                 None
             }
+            ConnectionConfig::Odbc {
+                connection_string,
+                max_value_bytes,
+                max_batch_bytes,
+            } => {
+                if let Some(message) = odbc_connection_string_problem(connection_string) {
+                    report(&format!("{conn_key}.connection_string"), message);
+                }
+                for (key, value) in [
+                    ("max_value_bytes", max_value_bytes),
+                    ("max_batch_bytes", max_batch_bytes),
+                ] {
+                    if *value == Some(0) {
+                        report(
+                            &format!("{conn_key}.{key}"),
+                            "must be a positive number of bytes".into(),
+                        );
+                    }
+                }
+                None
+            }
             _ => None,
         };
         if let Some(message) = problem {
             report(&url_key, message);
         }
     }
+}
+
+/// What is wrong with an ODBC connection string, if anything: it must be `Key=value;` pairs
+/// naming a driver (`Driver={…}`) or a data source (`DSN=…`, `FILEDSN=…`). Strings still holding
+/// an unset `${env:…}` are not judged.
+fn odbc_connection_string_problem(connection_string: &str) -> Option<String> {
+    if connection_string.contains("${") {
+        return None;
+    }
+    let pairs = crate::redact::odbc_pairs(connection_string);
+    let names_source = pairs.iter().any(|(k, v)| {
+        matches!(
+            k.to_ascii_lowercase().as_str(),
+            "driver" | "dsn" | "filedsn"
+        ) && !v.trim().is_empty()
+    });
+    (!names_source).then(|| {
+        "an ODBC connection string is `Key=value;` pairs naming a driver or a data source, e.g. \
+         `Driver={ODBC Driver 18 for SQL Server};Server=tcp:db,1433;Database=erp;UID=app;PWD=${env:MSSQL_PASSWORD};` \
+         or `DSN=erp;` (`odbcinst -q -d` lists the installed drivers)"
+            .to_string()
+    })
 }
 
 /// The problems of a table's Delta-only options (`version`, `timestamp`) and of options that do
@@ -2213,6 +2273,61 @@ targets:
             p[0].message
         );
         assert!(p[0].message.contains("evolve"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn odbc_connections_parse_and_are_checked() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            PROJECT_FILE,
+            "name: t\nlake: ./lake\nconnections:\n  crm:\n    type: odbc\n    connection_string: \"Server=db;UID=app;PWD=s3cret\"\n    max_value_bytes: 0\n  erp: { type: odbc, connection_string: \"${env:TT_ODBC_ERP}\" }\n",
+        );
+        let p = problems(Project::load_with_env(
+            d.path(),
+            None,
+            &env_of(&[(
+                "TT_ODBC_ERP",
+                "Driver={ODBC Driver 18 for SQL Server};PWD=x",
+            )]),
+        ));
+        // (Only the connections' problems: this test is about them.)
+        let text: Vec<String> = p
+            .iter()
+            .map(|p| p.to_string())
+            .filter(|t| t.contains("key `connections."))
+            .collect();
+        assert_eq!(text.len(), 2, "{text:#?}");
+        assert!(
+            text[0].starts_with("tributary.yaml:6: key `connections.crm.connection_string`: an ODBC connection string"),
+            "{text:#?}"
+        );
+        assert!(!text[0].contains("s3cret"), "{text:#?}");
+        assert!(
+            text[1].starts_with("tributary.yaml:7: key `connections.crm.max_value_bytes`"),
+            "{text:#?}"
+        );
+
+        write(
+            d.path(),
+            PROJECT_FILE,
+            "name: t\nlake: ./lake\nconnections:\n  crm: { type: odbc, connection_string: \"DSN=crm;PWD=${env:TT_ODBC_PW}\", max_batch_bytes: 1000000 }\n",
+        );
+        let p = Project::load_with_env(d.path(), None, &env_of(&[("TT_ODBC_PW", "pw")])).unwrap();
+        let crm = &p.config.connections["crm"];
+        assert_eq!(crm.kind(), "odbc");
+        match crm {
+            ConnectionConfig::Odbc {
+                connection_string,
+                max_value_bytes,
+                max_batch_bytes,
+            } => {
+                assert_eq!(connection_string, "DSN=crm;PWD=pw");
+                assert_eq!(*max_value_bytes, None);
+                assert_eq!(*max_batch_bytes, Some(1_000_000));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

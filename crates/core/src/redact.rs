@@ -14,17 +14,151 @@ pub fn redact_url(raw: &str) -> String {
         }
         _ => raw.to_string(),
     };
-    for key in ["password=", "pwd=", "PWD=", "Password=", "PASSWORD="] {
+    // Keys are matched without regard to case (`PWD=`, `Pwd=`, `password=`); a value in
+    // braces (`PWD={a;b}}c}`, ODBC style) is hidden up to its closing brace.
+    for key in ["password=", "pwd="] {
         let mut search_from = 0;
-        while let Some(pos) = out[search_from..].find(key) {
+        while let Some(pos) = out[search_from..].to_ascii_lowercase().find(key) {
             let start = search_from + pos + key.len();
-            let end = out[start..]
-                .find(['&', ';', ' '])
-                .map(|e| start + e)
-                .unwrap_or(out.len());
+            let end = if out[start..].starts_with('{') {
+                braced_value_end(&out, start)
+            } else {
+                out[start..]
+                    .find(['&', ';', ' '])
+                    .map(|e| start + e)
+                    .unwrap_or(out.len())
+            };
             out.replace_range(start..end, "***");
             search_from = start + 3;
         }
+    }
+    out
+}
+
+/// The end (exclusive byte offset) of an ODBC value in braces starting at `start` (which holds
+/// `{`): after the closing `}`; `}}` inside the braces is an escaped `}`. Unterminated: the end of
+/// the text.
+fn braced_value_end(text: &str, start: usize) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = start + 1;
+    while i < bytes.len() {
+        if bytes[i] == b'}' {
+            if bytes.get(i + 1) == Some(&b'}') {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+/// The `Key=value` pairs of an ODBC connection string, in order, keys as written, values
+/// without their braces (`{ODBC Driver 18 for SQL Server}` → `ODBC Driver 18 for SQL Server`,
+/// `}}` → `}`). Empty segments are skipped.
+pub fn odbc_pairs(connection_string: &str) -> Vec<(String, String)> {
+    odbc_segments(connection_string)
+        .into_iter()
+        .map(|(key, _, value)| (key, value))
+        .collect()
+}
+
+/// `(key, raw value as written, value)` of each pair; `None` for a segment without `=`.
+type Segment = (String, Option<String>, String);
+
+fn odbc_segments(connection_string: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let text = connection_string;
+    let mut pos = 0;
+    while pos < text.len() {
+        let rest = &text[pos..];
+        let Some(eq) = rest.find(['=', ';']) else {
+            if !rest.trim().is_empty() {
+                out.push((rest.trim().to_string(), None, String::new()));
+            }
+            break;
+        };
+        if rest.as_bytes()[eq] == b';' {
+            if !rest[..eq].trim().is_empty() {
+                out.push((rest[..eq].trim().to_string(), None, String::new()));
+            }
+            pos += eq + 1;
+            continue;
+        }
+        let key = rest[..eq].trim().to_string();
+        let value_start = pos + eq + 1;
+        let lead = text[value_start..].len() - text[value_start..].trim_start().len();
+        let open = value_start + lead;
+        let (raw_end, value) = if text[open..].starts_with('{') {
+            let end = braced_value_end(text, open);
+            let close = if end > open + 1 && text[..end].ends_with('}') {
+                end - 1
+            } else {
+                end
+            };
+            (end, text[open + 1..close].replace("}}", "}"))
+        } else {
+            let end = text[value_start..]
+                .find(';')
+                .map(|e| value_start + e)
+                .unwrap_or(text.len());
+            (end, text[value_start..end].trim().to_string())
+        };
+        out.push((
+            key,
+            Some(text[value_start..raw_end].trim().to_string()),
+            value,
+        ));
+        // On to after the next `;` (anything between a closing brace and it is ignored).
+        pos = text[raw_end..]
+            .find(';')
+            .map(|e| raw_end + e + 1)
+            .unwrap_or(text.len());
+    }
+    out
+}
+
+/// Whether an ODBC connection-string key holds a secret (`PWD`, `Password`, `SecretKey`,
+/// `AccessToken`, …).
+pub fn odbc_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["pwd", "pass", "secret", "token", "key", "credential"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// The values of an ODBC connection string's secret keys ([`odbc_secret_key`]), as written and
+/// without braces, for [`scrub`]bing driver messages.
+pub fn odbc_secret_values(connection_string: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, raw, value) in odbc_segments(connection_string) {
+        if odbc_secret_key(&key) {
+            for v in [raw.unwrap_or_default(), value] {
+                if !v.is_empty() && !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An ODBC connection string as shown in messages: every pair kept, the values of secret keys
+/// replaced by `***` (`Driver={PostgreSQL Unicode};Server=db;UID=app;PWD=***;`).
+pub fn redact_odbc(connection_string: &str) -> String {
+    let mut out = String::new();
+    for (key, raw, _) in odbc_segments(connection_string) {
+        out.push_str(&key);
+        match raw {
+            Some(_) if odbc_secret_key(&key) => out.push_str("=***"),
+            Some(raw) => {
+                out.push('=');
+                out.push_str(&raw);
+            }
+            None => {}
+        }
+        out.push(';');
     }
     out
 }
@@ -78,6 +212,42 @@ mod tests {
         assert_eq!(r, "Driver=X;Server=db;UID=app;PWD=***;Database=erp");
         let r = redact_url("host=db user=app password=s3cret dbname=erp");
         assert_eq!(r, "host=db user=app password=*** dbname=erp");
+    }
+
+    #[test]
+    fn password_keys_match_any_case_and_braced_values() {
+        let r = redact_url("Driver={Oracle 21 ODBC driver};Dbq=//db:1521/ERP;Uid=app;Pwd=s3cret;");
+        assert!(!r.contains("s3cret"), "{r}");
+        let r = redact_url("DRIVER=x;PWD={se;cr}}et};UID=u");
+        assert_eq!(r, "DRIVER=x;PWD=***;UID=u");
+    }
+
+    #[test]
+    fn odbc_connection_strings_parse_and_redact() {
+        let cs = "Driver={ODBC Driver 18 for SQL Server};Server=tcp:db,1433; Database=erp;UID=app;PWD={p;w}}d};Encrypt=yes;";
+        assert_eq!(
+            odbc_pairs(cs),
+            [
+                ("Driver", "ODBC Driver 18 for SQL Server"),
+                ("Server", "tcp:db,1433"),
+                ("Database", "erp"),
+                ("UID", "app"),
+                ("PWD", "p;w}d"),
+                ("Encrypt", "yes"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        let shown = redact_odbc(cs);
+        assert_eq!(
+            shown,
+            "Driver={ODBC Driver 18 for SQL Server};Server=tcp:db,1433;Database=erp;UID=app;PWD=***;Encrypt=yes;"
+        );
+        assert_eq!(odbc_secret_values(cs), ["{p;w}}d}", "p;w}d"]);
+        assert_eq!(
+            redact_odbc("DSN=erp;Pwd=x1;SecretKey=k2"),
+            "DSN=erp;Pwd=***;SecretKey=***;"
+        );
+        assert_eq!(odbc_secret_values("dsn=erp;password=abc"), ["abc"]);
     }
 
     #[test]

@@ -14,6 +14,8 @@ mod interop;
 mod landing;
 mod maintain;
 mod models;
+#[cfg(feature = "odbc")]
+mod odbc;
 mod orchestrate;
 mod pg_orchestrate;
 mod rest;

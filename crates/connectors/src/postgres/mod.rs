@@ -39,7 +39,7 @@
 //! A column listed in the table's `cast:` is selected as `"col"::text` and loaded as Utf8.
 
 mod decode;
-mod sql;
+pub(crate) mod sql;
 
 use std::sync::Arc;
 use std::time::Duration;

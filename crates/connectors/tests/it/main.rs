@@ -6,6 +6,8 @@ mod command;
 mod delta;
 mod files;
 mod mysql;
+#[cfg(feature = "odbc")]
+mod odbc;
 mod postgres;
 mod rest;
 mod sqlite;
