@@ -739,7 +739,9 @@ impl AlertEngine {
                 error: None,
                 ..clone_finding(&f)
             };
-            resolved.facts.push(("Fired".into(), s.occurrences.to_string()));
+            resolved
+                .facts
+                .push(("Fired".into(), s.occurrences.to_string()));
             let alert = self.alert(&resolved, rule, Event::Resolved, s.occurrences, now);
             self.store
                 .put_alert_state(&AlertStateRecord {
@@ -786,7 +788,10 @@ impl AlertEngine {
     }
 
     /// `tributary alerts test [CHANNEL]`: a test message to one channel or to all of them.
-    pub async fn send_test(&self, channel: Option<&str>) -> Result<Vec<(String, bool)>, AlertsError> {
+    pub async fn send_test(
+        &self,
+        channel: Option<&str>,
+    ) -> Result<Vec<(String, bool)>, AlertsError> {
         let names: Vec<String> = match channel {
             Some(n) if self.channels.contains_key(n) => vec![n.to_string()],
             Some(n) => {
@@ -898,11 +903,18 @@ impl AlertEngine {
         false
     }
 
-    async fn attempt(&self, alert: &Alert, name: &str, c: &ChannelConfig) -> Result<Sent, SendError> {
+    async fn attempt(
+        &self,
+        alert: &Alert,
+        name: &str,
+        c: &ChannelConfig,
+    ) -> Result<Sent, SendError> {
         match c {
             ChannelConfig::Webhook { url, headers } => {
                 let body = self.scrub_json(alert.webhook_body());
-                self.post(url, headers, None, &body).await.map(|(s, _)| Sent::Done(Some(s)))
+                self.post(url, headers, None, &body)
+                    .await
+                    .map(|(s, _)| Sent::Done(Some(s)))
             }
             ChannelConfig::Slack { url } => {
                 let body = self.scrub_json(alert.slack_body());
@@ -1117,7 +1129,12 @@ impl AlertEngine {
                     },
                 });
                 let (status, reply) = self
-                    .post(&format!("{base}/rest/servicedeskapi/request"), &none, auth, &body)
+                    .post(
+                        &format!("{base}/rest/servicedeskapi/request"),
+                        &none,
+                        auth,
+                        &body,
+                    )
                     .await?;
                 if event == Event::Test {
                     return Ok(Sent::Done(Some(status)));

@@ -351,8 +351,12 @@ pub async fn send(smtp: &SmtpConfig, mail: &Mail<'_>, timeout: Duration) -> Resu
                 s.command("AUTH LOGIN", "AUTH LOGIN", &[334]).await?;
                 s.command(&base64(user.as_bytes()), "AUTH LOGIN (user)", &[334])
                     .await?;
-                s.command(&base64(password.as_bytes()), "AUTH LOGIN (password)", &[235])
-                    .await
+                s.command(
+                    &base64(password.as_bytes()),
+                    "AUTH LOGIN (password)",
+                    &[235],
+                )
+                .await
             })
             .await
             .map_err(step("AUTH"))??;
@@ -374,7 +378,11 @@ pub async fn send(smtp: &SmtpConfig, mail: &Mail<'_>, timeout: Duration) -> Resu
         let to = one_line(to);
         tokio::time::timeout(
             timeout,
-            s.command(&format!("RCPT TO:<{to}>"), &format!("RCPT TO:<{to}>"), &[250, 251]),
+            s.command(
+                &format!("RCPT TO:<{to}>"),
+                &format!("RCPT TO:<{to}>"),
+                &[250, 251],
+            ),
         )
         .await
         .map_err(step("RCPT TO"))??;

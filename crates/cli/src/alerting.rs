@@ -114,7 +114,10 @@ pub fn spawn_timer(engine: Arc<AlertEngine>, stop: CancellationToken) {
         return;
     }
     let every = engine.check_interval();
-    info!(interval_ms = every.as_millis() as u64, "Alert checks scheduled.");
+    info!(
+        interval_ms = every.as_millis() as u64,
+        "Alert checks scheduled."
+    );
     tokio::spawn(async move {
         loop {
             // A panic in one check must not end the timer: run each in its own task.
@@ -131,7 +134,10 @@ pub fn spawn_timer(engine: Arc<AlertEngine>, stop: CancellationToken) {
 }
 
 /// `tributary alerts test [CHANNEL]`.
-pub async fn test(project: &crate::commands::ProjectRef, channel: Option<&str>) -> Result<(), Failure> {
+pub async fn test(
+    project: &crate::commands::ProjectRef,
+    channel: Option<&str>,
+) -> Result<(), Failure> {
     let project = project.load()?;
     if project.config.alerts.channels.is_empty() {
         return Err(Failure::config(anyhow!(
@@ -153,7 +159,9 @@ pub async fn test(project: &crate::commands::ProjectRef, channel: Option<&str>) 
             println!("  {name:<20} sent");
         } else {
             failed += 1;
-            println!("  {name:<20} FAILED (see the log above; every attempt is in the state store)");
+            println!(
+                "  {name:<20} FAILED (see the log above; every attempt is in the state store)"
+            );
         }
     }
     if failed > 0 {

@@ -301,7 +301,9 @@ async fn load_inner(
     // Where to start reading: the watermark minus the lookback.
     let since: Option<(String, CursorValue)> = match (&previous, &cursor_col) {
         // Delta sources: the versions after the last one read.
-        _ if version_cursor.is_some() => previous.as_ref().map(|w| (w.column.clone(), w.value.clone())),
+        _ if version_cursor.is_some() => previous
+            .as_ref()
+            .map(|w| (w.column.clone(), w.value.clone())),
         _ if backfill.is_some() => backfill
             .as_ref()
             .and_then(|(c, from, _)| from.clone().map(|f| (c.clone(), f))),

@@ -938,12 +938,16 @@ rules:
             "JT" => Some("jira-sekret".to_string()),
             _ => None,
         };
-        let s = a.channels["s"].resolved("s", &env).unwrap_or_else(|e| panic!("{e}"));
+        let s = a.channels["s"]
+            .resolved("s", &env)
+            .unwrap_or_else(|e| panic!("{e}"));
         let debug = format!("{s:?}");
         assert!(!debug.contains("sekret"), "{debug}");
         assert!(debug.contains("https://hooks.example/…"), "{debug}");
         assert!(s.secrets().iter().any(|x| x == "sekret-hook-token"));
-        let j = a.channels["j"].resolved("j", &env).unwrap_or_else(|e| panic!("{e}"));
+        let j = a.channels["j"]
+            .resolved("j", &env)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(!format!("{j:?}").contains("jira-sekret"));
         let e = a.channels["j"]
             .resolved("j", &|_| None)
@@ -954,7 +958,10 @@ rules:
             "{e}"
         );
         let yaml = serde_yaml_ng::to_string(&a).unwrap_or_default();
-        assert!(!yaml.contains("HOOK") && !yaml.contains("channels"), "{yaml}");
+        assert!(
+            !yaml.contains("HOOK") && !yaml.contains("channels"),
+            "{yaml}"
+        );
     }
 
     #[test]
@@ -967,7 +974,10 @@ rules:
             redact_endpoint("http://127.0.0.1:8080/hook?token=abc"),
             "http://127.0.0.1:8080/…"
         );
-        assert_eq!(redact_endpoint("https://acme.atlassian.net"), "https://acme.atlassian.net");
+        assert_eq!(
+            redact_endpoint("https://acme.atlassian.net"),
+            "https://acme.atlassian.net"
+        );
         assert_eq!(redact_endpoint("not a url"), "…");
     }
 }

@@ -1447,12 +1447,36 @@ fn delta_table_problems(
     }
     let incremental = t.mode == LoadMode::Incremental;
     for (field, set, why) in [
-        ("query", t.query.is_some(), "a Delta table is read whole; its `name` is its path under the connection url"),
-        ("cursor", t.cursor.is_some() && incremental, "Delta tables are read incrementally by table version (the change data feed where the table has it); remove `cursor`"),
-        ("lookback", t.lookback.is_some() && incremental, "Delta tables are read incrementally by table version; nothing is re-read"),
-        ("cast", !t.cast.is_empty(), "Delta columns load with their own types"),
-        ("version", t.version.is_some() && incremental, "time travel (`version`) applies to `mode: full`"),
-        ("timestamp", t.timestamp.is_some() && incremental, "time travel (`timestamp`) applies to `mode: full`"),
+        (
+            "query",
+            t.query.is_some(),
+            "a Delta table is read whole; its `name` is its path under the connection url",
+        ),
+        (
+            "cursor",
+            t.cursor.is_some() && incremental,
+            "Delta tables are read incrementally by table version (the change data feed where the table has it); remove `cursor`",
+        ),
+        (
+            "lookback",
+            t.lookback.is_some() && incremental,
+            "Delta tables are read incrementally by table version; nothing is re-read",
+        ),
+        (
+            "cast",
+            !t.cast.is_empty(),
+            "Delta columns load with their own types",
+        ),
+        (
+            "version",
+            t.version.is_some() && incremental,
+            "time travel (`version`) applies to `mode: full`",
+        ),
+        (
+            "timestamp",
+            t.timestamp.is_some() && incremental,
+            "time travel (`timestamp`) applies to `mode: full`",
+        ),
     ] {
         if set {
             out.push((field, format!("`{field}` does not apply: {why}")));

@@ -85,7 +85,8 @@ async fn commit_actions(
             table: table_name.to_string(),
             version,
         })?;
-    get_actions(version, &bytes).map_err(|e| LakeError::delta(table_name, "read the transaction log", e))
+    get_actions(version, &bytes)
+        .map_err(|e| LakeError::delta(table_name, "read the transaction log", e))
 }
 
 fn facts(actions: &[Action]) -> CommitFacts {

@@ -1140,7 +1140,10 @@ impl<'a> ModelRunner<'a> {
                     );
                 }
                 i.set("valid_from", "s.valid_from")
-                    .set("valid_to", "arrow_cast(NULL, 'Timestamp(Microsecond, Some(\"UTC\"))')")
+                    .set(
+                        "valid_to",
+                        "arrow_cast(NULL, 'Timestamp(Microsecond, Some(\"UTC\"))')",
+                    )
                     .set("is_current", "TRUE")
             })
             .map_err(delta(&id, "plan scd2 merge"))?

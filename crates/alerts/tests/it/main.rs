@@ -207,7 +207,11 @@ rules:
     let r1 = env
         .run(
             RunStatus::Failed,
-            &[failed("bronze.erp_orders", "connection", "connection refused to erp:5432")],
+            &[failed(
+                "bronze.erp_orders",
+                "connection",
+                "connection refused to erp:5432",
+            )],
         )
         .await;
     let o = e.after_run(&r1).await;
@@ -226,7 +230,11 @@ rules:
     let hook = reqs.iter().find(|r| r.path.starts_with("/hook/")).unwrap();
     assert_eq!(hook.method, "POST");
     assert_eq!(hook.header("x-api-key"), Some("key-value-77"));
-    assert!(hook.header("content-type").unwrap().contains("application/json"));
+    assert!(
+        hook.header("content-type")
+            .unwrap()
+            .contains("application/json")
+    );
     let b = json(hook);
     assert_eq!(b["event"], "firing");
     assert_eq!(b["status"], "firing");
@@ -250,8 +258,14 @@ rules:
     assert_eq!(slack["blocks"][0]["type"], "header");
     assert_eq!(slack["blocks"][1]["type"], "section");
     let blocks = slack["blocks"].to_string();
-    assert!(blocks.contains(&format!("<{link}|Open the run page>")), "{blocks}");
-    assert!(blocks.contains("connection refused to erp:5432"), "{blocks}");
+    assert!(
+        blocks.contains(&format!("<{link}|Open the run page>")),
+        "{blocks}"
+    );
+    assert!(
+        blocks.contains("connection refused to erp:5432"),
+        "{blocks}"
+    );
 
     let teams = json(reqs.iter().find(|r| r.path.starts_with("/teams/")).unwrap());
     assert_eq!(teams["@type"], "MessageCard");
@@ -260,7 +274,10 @@ rules:
         teams["title"],
         "[ERROR] acme: task bronze.erp_orders failed (connection)"
     );
-    assert_eq!(teams["potentialAction"][0]["targets"][0]["uri"], link.as_str());
+    assert_eq!(
+        teams["potentialAction"][0]["targets"][0]["uri"],
+        link.as_str()
+    );
     let facts = teams["sections"][0]["facts"].as_array().unwrap();
     assert!(facts.contains(&serde_json::json!({"name": "Run", "value": r1})));
     assert!(facts.contains(&serde_json::json!({"name": "Task", "value": "bronze.erp_orders"})));
@@ -274,15 +291,27 @@ rules:
     );
 
     // The task succeeds: one recovery message per channel; then nothing more.
-    let r2 = env.run(RunStatus::Succeeded, &[ok("bronze.erp_orders", 5)]).await;
+    let r2 = env
+        .run(RunStatus::Succeeded, &[ok("bronze.erp_orders", 5)])
+        .await;
     let o = e.after_run(&r2).await;
     assert_eq!((o.alerts, o.delivered), (1, 3));
     let reqs = cap.requests();
-    let resolved = json(reqs[3..].iter().find(|r| r.path.starts_with("/hook/")).unwrap());
+    let resolved = json(
+        reqs[3..]
+            .iter()
+            .find(|r| r.path.starts_with("/hook/"))
+            .unwrap(),
+    );
     assert_eq!(resolved["event"], "resolved");
     assert_eq!(resolved["status"], "resolved");
-    assert_eq!(resolved["dedup_key"], "failures|bronze.erp_orders|connection");
-    let r3 = env.run(RunStatus::Succeeded, &[ok("bronze.erp_orders", 5)]).await;
+    assert_eq!(
+        resolved["dedup_key"],
+        "failures|bronze.erp_orders|connection"
+    );
+    let r3 = env
+        .run(RunStatus::Succeeded, &[ok("bronze.erp_orders", 5)])
+        .await;
     assert_eq!(e.after_run(&r3).await, Outcome::default());
     assert_eq!(cap.requests().len(), 6);
 }
@@ -337,7 +366,11 @@ rules:
         m.auth,
         [tributary_alerts::smtp::base64(b"\0alerts\0pw-s3cret-smtp")]
     );
-    assert!(m.data.contains("From: <alerts@acme.test>\r\n"), "{}", m.data);
+    assert!(
+        m.data.contains("From: <alerts@acme.test>\r\n"),
+        "{}",
+        m.data
+    );
     assert!(
         m.data.contains("To: <ops@acme.test>, <dq@acme.test>\r\n"),
         "{}",
@@ -350,7 +383,10 @@ rules:
         "{}",
         m.data
     );
-    assert!(m.data.contains("Content-Type: text/plain; charset=utf-8\r\n"));
+    assert!(
+        m.data
+            .contains("Content-Type: text/plain; charset=utf-8\r\n")
+    );
     assert!(
         m.data
             .contains("120 of 1000 rows broke `total > 0` (on_fail: warn)"),
@@ -386,7 +422,10 @@ async fn jira_one_incident_per_task_and_class_comment_on_repeat_resolve_on_recov
     let cap = HttpCapture::start(move |_, r| {
         if r.path.ends_with("/rest/servicedeskapi/request") {
             let k = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            (201, format!(r#"{{"issueId":"{}","issueKey":"SD-{k}"}}"#, 1000 + k))
+            (
+                201,
+                format!(r#"{{"issueId":"{}","issueKey":"SD-{k}"}}"#, 1000 + k),
+            )
         } else {
             (201, "{}".into())
         }
@@ -410,7 +449,10 @@ rules:
     };
 
     let r1 = env
-        .run(RunStatus::Failed, &[failed("bronze.a", "connection", "refused")])
+        .run(
+            RunStatus::Failed,
+            &[failed("bronze.a", "connection", "refused")],
+        )
         .await;
     assert_eq!(e.after_run(&r1).await.delivered, 2);
     assert_eq!(
@@ -446,7 +488,10 @@ rules:
 
     // The same task fails the same way: comments, no new request.
     let r2 = env
-        .run(RunStatus::Failed, &[failed("bronze.a", "connection", "refused again")])
+        .run(
+            RunStatus::Failed,
+            &[failed("bronze.a", "connection", "refused again")],
+        )
         .await;
     assert_eq!(e.after_run(&r2).await.delivered, 2);
     assert_eq!(
@@ -459,11 +504,17 @@ rules:
     let comment = json(&cap.requests()[2]);
     assert_eq!(comment["public"], true);
     let body = comment["body"].as_str().unwrap();
-    assert!(body.contains("again, 2 times") && body.contains(&r2), "{body}");
+    assert!(
+        body.contains("again, 2 times") && body.contains(&r2),
+        "{body}"
+    );
 
     // Another error class: another incident.
     let r3 = env
-        .run(RunStatus::Failed, &[failed("bronze.a", "data", "bad value")])
+        .run(
+            RunStatus::Failed,
+            &[failed("bronze.a", "data", "bad value")],
+        )
         .await;
     e.after_run(&r3).await;
     assert_eq!(
@@ -510,7 +561,10 @@ rules:
 
     // A failure after the recovery opens a new incident.
     let r5 = env
-        .run(RunStatus::Failed, &[failed("bronze.a", "connection", "refused")])
+        .run(
+            RunStatus::Failed,
+            &[failed("bronze.a", "connection", "refused")],
+        )
         .await;
     e.after_run(&r5).await;
     assert_eq!(
@@ -573,7 +627,10 @@ async fn a_500_is_retried_until_delivered_and_every_attempt_is_recorded() {
         ]
     );
     assert!(d[0].error.as_deref().unwrap().contains("HTTP 500"), "{d:?}");
-    assert!(d.iter().all(|x| x.alert_id == d[0].alert_id && x.run_id.as_deref() == Some(r.as_str())));
+    assert!(
+        d.iter()
+            .all(|x| x.alert_id == d[0].alert_id && x.run_id.as_deref() == Some(r.as_str()))
+    );
 }
 
 #[tokio::test]
@@ -626,14 +683,20 @@ rules:
             .unwrap()
     };
     let x = last("down");
-    assert_eq!((x.attempt, x.status.as_str(), x.http_status), (3, "failed", Some(503)));
+    assert_eq!(
+        (x.attempt, x.status.as_str(), x.http_status),
+        (3, "failed", Some(503))
+    );
     let x = last("refused");
     assert_eq!((x.attempt, x.status.as_str()), (3, "failed"));
     let err = x.error.unwrap();
     assert!(err.contains("could not connect"), "{err}");
     assert!(err.contains(&format!("http://{refused}/…")), "{err}");
     let x = last("bad");
-    assert_eq!((x.attempt, x.status.as_str(), x.http_status), (1, "failed", Some(400)));
+    assert_eq!(
+        (x.attempt, x.status.as_str(), x.http_status),
+        (1, "failed", Some(400))
+    );
     assert_eq!(last("fine").status, "delivered");
 }
 
@@ -713,12 +776,20 @@ rules:
     let r = env
         .run(
             RunStatus::Failed,
-            &[failed("bronze.b", "task", "curl failed for token HOOKSECRET-9f8e7d")],
+            &[failed(
+                "bronze.b",
+                "task",
+                "curl failed for token HOOKSECRET-9f8e7d",
+            )],
         )
         .await;
     e.after_run(&r).await;
     let last = echo.requests().last().cloned().unwrap();
-    assert!(last.body.contains("curl failed for token ***"), "{}", last.body);
+    assert!(
+        last.body.contains("curl failed for token ***"),
+        "{}",
+        last.body
+    );
     for req in echo.requests().iter().chain(jira.requests().iter()) {
         for s in [HOOK, HEADER, JIRA] {
             assert!(!req.body.contains(s), "{s} in body {}", req.body);
@@ -777,10 +848,16 @@ rules:
     env.run(RunStatus::Succeeded, &[ok("bronze.a", 100)]).await;
     let r = env.run(RunStatus::Succeeded, &[ok("bronze.a", 100)]).await;
     e.after_run(&r).await;
-    assert_eq!(rules_sent(1), [("runs".to_string(), "resolved".to_string())]);
+    assert_eq!(
+        rules_sent(1),
+        [("runs".to_string(), "resolved".to_string())]
+    );
     let r = env.run(RunStatus::Succeeded, &[ok("bronze.a", 10)]).await;
     e.after_run(&r).await;
-    assert_eq!(rules_sent(2), [("volume".to_string(), "firing".to_string())]);
+    assert_eq!(
+        rules_sent(2),
+        [("volume".to_string(), "firing".to_string())]
+    );
     let b = json(&cap.requests()[2]);
     assert_eq!(b["error_class"], "row_count");
     assert!(
@@ -792,17 +869,30 @@ rules:
     );
     let r = env.run(RunStatus::Succeeded, &[ok("bronze.a", 90)]).await;
     e.after_run(&r).await;
-    assert_eq!(rules_sent(3), [("volume".to_string(), "resolved".to_string())]);
+    assert_eq!(
+        rules_sent(3),
+        [("volume".to_string(), "resolved".to_string())]
+    );
     // An hour-long task.
     let r = env
         .run(
             RunStatus::Succeeded,
-            &[("bronze.a", TaskStatus::Succeeded, None, None, Some(100), 3600)],
+            &[(
+                "bronze.a",
+                TaskStatus::Succeeded,
+                None,
+                None,
+                Some(100),
+                3600,
+            )],
         )
         .await;
     e.after_run(&r).await;
     assert_eq!(rules_sent(4), [("slow".to_string(), "firing".to_string())]);
-    assert_eq!(json(&cap.requests()[4])["error"], "bronze.a ran for 1h 0m, longer than 30m");
+    assert_eq!(
+        json(&cap.requests()[4])["error"],
+        "bronze.a ran for 1h 0m, longer than 30m"
+    );
 }
 
 #[tokio::test]

@@ -55,8 +55,15 @@ fn a_failed_task_of_tributary_run_sends_the_alert_without_leaking_the_webhook_se
     // The JSON log says what happened, without the URL's token.
     let log = stderr(&out);
     assert!(log.contains("Alert delivered."), "{log}");
-    for (name, text) in [("stdout", stdout(&out)), ("stderr", log), ("body", reqs[0].body.clone())] {
-        assert!(!text.contains("hooksecret0123456789"), "secret in {name}: {text}");
+    for (name, text) in [
+        ("stdout", stdout(&out)),
+        ("stderr", log),
+        ("body", reqs[0].body.clone()),
+    ] {
+        assert!(
+            !text.contains("hooksecret0123456789"),
+            "secret in {name}: {text}"
+        );
     }
     for f in std::fs::read_dir(p.path().join(".tributary")).unwrap() {
         let bytes = std::fs::read(f.unwrap().path()).unwrap();

@@ -48,7 +48,7 @@ fn history_project(hook: &HookServer, pg: Option<&PgSchema>) -> TestProject {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let p = TestProject { dir };
+    let p = TestProject::in_dir(dir);
     let yaml = std::fs::read_to_string(p.path().join("tributary.yaml")).unwrap();
     let landing = "  landing: { type: files, url: ./landing }\n";
     assert!(yaml.contains(landing), "{yaml}");
@@ -215,7 +215,7 @@ impl Browser {
     async fn start() -> Option<Browser> {
         let chromium = ["chromium", "chromium-browser", "google-chrome"]
             .into_iter()
-            .find_map(|b| which(b));
+            .find_map(which);
         let (Some(chromium), Some(driver_bin)) = (chromium, which("chromedriver")) else {
             return unavailable("chromium and chromedriver", "not on PATH");
         };
@@ -657,7 +657,7 @@ fn parse_prometheus(text: &str) -> BTreeMap<Series, f64> {
                 }
                 let key_start = i;
                 let mut key_end = i;
-                while let Some((j, c)) = chars.next() {
+                for (j, c) in chars.by_ref() {
                     if c == '=' {
                         key_end = j;
                         break;

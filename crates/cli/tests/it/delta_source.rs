@@ -12,7 +12,10 @@ fn delta_project(url: &Path, tables: &str) -> TestProject {
         "name: t\nlake: ./lake\nconnections:\n  up: {{ type: delta, url: {:?} }}\n",
         url.to_str().unwrap()
     ));
-    p.write("ingest/up.yaml", &format!("connection: up\ntables:\n{tables}"));
+    p.write(
+        "ingest/up.yaml",
+        &format!("connection: up\ntables:\n{tables}"),
+    );
     p
 }
 
@@ -110,7 +113,9 @@ fn another_projects_bronze_table_loads_whole_and_incrementally() {
     b.ok(&["run"]);
     assert_eq!(count(&b, ""), 5);
     assert_eq!(
-        b.query_i64("SELECT count(*) AS n FROM (SELECT id FROM bronze.up_t GROUP BY id HAVING count(*) > 1)"),
+        b.query_i64(
+            "SELECT count(*) AS n FROM (SELECT id FROM bronze.up_t GROUP BY id HAVING count(*) > 1)"
+        ),
         0
     );
     assert_eq!(
@@ -263,10 +268,7 @@ fn validate_connections_opens_each_delta_table() {
     assert_eq!(out.status.code(), Some(1));
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(text.contains("sales/missing"), "{text}");
-    assert_eq!(
-        p.query_i64("SELECT count(*) AS n FROM bronze.up_orders"),
-        2
-    );
+    assert_eq!(p.query_i64("SELECT count(*) AS n FROM bronze.up_orders"), 2);
 
     // Options that do not apply to Delta tables are configuration errors.
     p.write(
@@ -280,7 +282,10 @@ fn validate_connections_opens_each_delta_table() {
         text.contains("ingest/up.yaml:5: key `tables[0].cursor`"),
         "{text}"
     );
-    assert!(text.contains("read incrementally by table version"), "{text}");
+    assert!(
+        text.contains("read incrementally by table version"),
+        "{text}"
+    );
     assert!(
         text.contains("ingest/up.yaml:6: key `tables[0].version`"),
         "{text}"

@@ -228,7 +228,10 @@ fn new_files_are_parsed_with_the_table_types() {
         "connection: landing\ntables:\n  - name: items\n    glob: \"items/*.csv\"\n    mode: new_files\n    on_error: quarantine\n",
     );
     // The first file makes `code` text and `price` a double.
-    p.write("landing/items/1.csv", "id,code,price\n1,A7,1.5\n2,B8,2.25\n");
+    p.write(
+        "landing/items/1.csv",
+        "id,code,price\n1,A7,1.5\n2,B8,2.25\n",
+    );
     p.ok(&["run"]);
     // Alone, this file would infer `code` as an integer and `price` as an integer, and its
     // last row's price as text: with the table's types, codes stay text (leading zero kept),
@@ -301,10 +304,7 @@ fn excel_landing_files_load_once_each() {
     assert!(write("b.xlsx", 10));
     p.ok(&["run"]);
     p.ok(&["run"]);
-    assert_eq!(
-        p.query_i64("SELECT count(*) FROM bronze.landing_budget"),
-        6
-    );
+    assert_eq!(p.query_i64("SELECT count(*) FROM bronze.landing_budget"), 6);
     assert_eq!(
         p.query_i64("SELECT sum(id) FROM bronze.landing_budget WHERE month = DATE '2026-02-01'"),
         1

@@ -164,6 +164,8 @@ fn schema_drift_across_pages_and_runs_and_nested_structs() {
     let server = orders_server(extra.clone());
     let p = orders_project(&server);
 
+    // `query` loads the configuration too, so it needs the variable (never the API).
+    p.set_env("API_TOKEN", TOKEN);
     let out = ok_with_token(&p, &["validate", "--connections"]);
     assert!(
         out.contains(&format!("GET {}/api/health: 200 OK", server.url())),
@@ -264,6 +266,7 @@ fn a_server_dying_mid_pagination_fails_the_run_and_the_rerun_loads_each_record_o
         "ingest/api.yaml",
         "connection: api\ntables:\n  - name: events\n    path: /events\n    pagination: { type: page, size_param: per_page, size: 3 }\n    mode: incremental\n    cursor: id\n    cursor_param: since_id\n    primary_key: [id]\n",
     );
+    p.set_env("API_TOKEN", TOKEN);
     ok_with_token(&p, &["run"]);
     assert_eq!(
         p.query_i64("SELECT count(*) AS n FROM bronze.api_events"),

@@ -45,13 +45,31 @@ impl PgSchema {
 /// A project folder with the binary pointed at it.
 pub struct TestProject {
     pub dir: tempfile::TempDir,
+    /// Environment variables every command of this project gets ([`TestProject::set_env`]).
+    env: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 impl TestProject {
     pub fn new(project_yaml: &str) -> TestProject {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tributary.yaml"), project_yaml).unwrap();
-        TestProject { dir }
+        TestProject::in_dir(dir)
+    }
+
+    /// A project in a folder that already holds its files.
+    pub fn in_dir(dir: tempfile::TempDir) -> TestProject {
+        TestProject {
+            dir,
+            env: Default::default(),
+        }
+    }
+
+    /// Give every later command of this project `name=value` (a secret the configuration
+    /// names, for commands such as `query` that load it too).
+    pub fn set_env(&self, name: &str, value: &str) {
+        self.env
+            .borrow_mut()
+            .push((name.to_string(), value.to_string()));
     }
 
     pub fn path(&self) -> &Path {
@@ -69,6 +87,9 @@ impl TestProject {
         c.arg("--project").arg(self.dir.path()).args(args);
         c.env_remove("TRIBUTARY_LOG");
         c.env_remove("TRIBUTARY_TARGET");
+        for (k, v) in self.env.borrow().iter() {
+            c.env(k, v);
+        }
         c
     }
 

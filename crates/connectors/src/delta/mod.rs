@@ -351,11 +351,7 @@ impl DeltaSource {
                                 .map_err(|e| {
                                     self.lake_error(
                                         table,
-                                        LakeError::delta(
-                                            &self.label(table),
-                                            "load a version",
-                                            e,
-                                        ),
+                                        LakeError::delta(&self.label(table), "load a version", e),
                                     )
                                 })?,
                         );
@@ -487,7 +483,10 @@ impl Source for DeltaSource {
         let t = self.open(&table, travel).await?;
         let version = current_version(&t, &table)?;
         let (shaper, parts) = match after {
-            None => self.snapshot_parts(&table, &t, version, incremental).await?,
+            None => {
+                self.snapshot_parts(&table, &t, version, incremental)
+                    .await?
+            }
             Some(after) if after > version => {
                 return Err(SourceError::Config {
                     table,
@@ -502,7 +501,10 @@ impl Source for DeltaSource {
                     .await
                     .map_err(|e| self.df_error(&table, "planning the scan", e))?;
                 info!(connection = %self.name, table = %table, version, "No new versions.");
-                (Shaper::new(&table, &provider.schema(), true, false)?, Vec::new())
+                (
+                    Shaper::new(&table, &provider.schema(), true, false)?,
+                    Vec::new(),
+                )
             }
             Some(after) if change_data_feed(&t) => self.feed_parts(&table, &t, after, version)?,
             Some(after) => self.added_parts(&table, &t, after, version).await?,
@@ -523,7 +525,9 @@ impl Source for DeltaSource {
                 let mut stream = match part.execute(&ctx).await {
                     Ok(s) => s,
                     Err(e) => {
-                        let _ = tx.send(Err(failed(format!("starting the scan: {e}")))).await;
+                        let _ = tx
+                            .send(Err(failed(format!("starting the scan: {e}"))))
+                            .await;
                         return;
                     }
                 };

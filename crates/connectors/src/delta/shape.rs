@@ -80,15 +80,14 @@ impl Shaper {
                     });
                 }
             }
-            let data_type =
-                normalize_type_for_delta(f.data_type()).map_err(|reason| {
-                    SourceError::UnsupportedType {
-                        table: table.to_string(),
-                        column: name.clone(),
-                        source_type: f.data_type().to_string(),
-                        reason,
-                    }
-                })?;
+            let data_type = normalize_type_for_delta(f.data_type()).map_err(|reason| {
+                SourceError::UnsupportedType {
+                    table: table.to_string(),
+                    column: name.clone(),
+                    source_type: f.data_type().to_string(),
+                    reason,
+                }
+            })?;
             let out = if name.starts_with("_tributary_") {
                 format!("{UPSTREAM_PREFIX}{name}")
             } else {
@@ -181,7 +180,10 @@ impl Shaper {
             columns.push(column);
         }
         RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| {
-            SourceError::Internal(format!("assembling a batch of Delta table {}: {e}", self.table))
+            SourceError::Internal(format!(
+                "assembling a batch of Delta table {}: {e}",
+                self.table
+            ))
         })
     }
 }
@@ -221,7 +223,12 @@ mod tests {
             Field::new("_tributary_run_id", DataType::Utf8View, true),
         ]);
         let s = Shaper::new("t", &scanned, true, false).unwrap();
-        let names: Vec<&str> = s.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let names: Vec<&str> = s
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
         assert_eq!(
             names,
             [
@@ -282,7 +289,9 @@ mod tests {
                 Arc::new(Int32Array::from(vec![5])),
                 Arc::new(StringArray::from(vec!["delete"])),
                 Arc::new(UInt64Array::from(vec![3u64])),
-                Arc::new(deltalake::arrow::array::TimestampMillisecondArray::from(vec![2_000])),
+                Arc::new(deltalake::arrow::array::TimestampMillisecondArray::from(
+                    vec![2_000],
+                )),
             ],
         )
         .unwrap();
@@ -305,7 +314,10 @@ mod tests {
         let e = Shaper::new("sales/orders", &scanned, true, false)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("sales/orders") && e.contains("mode: full"), "{e}");
+        assert!(
+            e.contains("sales/orders") && e.contains("mode: full"),
+            "{e}"
+        );
         assert!(Shaper::new("t", &scanned, false, false).is_ok());
     }
 }

@@ -145,17 +145,15 @@ fn read_cell(cell: &Data) -> Result<Value, String> {
         }
         Data::DateTime(dt) => {
             let (y, mo, d, h, mi, s, ms) = dt.to_ymd_hms_milli();
-            match NaiveDate::from_ymd_opt(i32::from(y), u32::from(mo), u32::from(d)).and_then(
-                |date| {
-                    date.and_hms_milli_opt(
-                        u32::from(h),
-                        u32::from(mi),
-                        u32::from(s),
-                        u32::from(ms),
-                    )
-                },
-            ) {
-                Some(ndt) => from_datetime(ndt),
+            // The parts can be rounded up to 60 s or 1000 ms: add them as a duration.
+            match NaiveDate::from_ymd_opt(i32::from(y), u32::from(mo), u32::from(d)) {
+                Some(date) => from_datetime(
+                    date.and_time(chrono::NaiveTime::MIN)
+                        + chrono::Duration::hours(i64::from(h))
+                        + chrono::Duration::minutes(i64::from(mi))
+                        + chrono::Duration::seconds(i64::from(s))
+                        + chrono::Duration::milliseconds(i64::from(ms)),
+                ),
                 None => return Err(format!("the date serial {} is out of range", dt.as_f64())),
             }
         }
@@ -220,9 +218,7 @@ fn fit(v: Value, ty: ColType) -> Result<Value, String> {
         (ColType::Float, Value::Float(f)) => Ok(Value::Float(f)),
         (ColType::Bool, Value::Bool(b)) => Ok(Value::Bool(b)),
         (ColType::Date, Value::Date(d)) => Ok(Value::Date(d)),
-        (ColType::Timestamp, Value::Date(d)) => Ok(Value::Timestamp(
-            i64::from(d) * 86_400_000_000,
-        )),
+        (ColType::Timestamp, Value::Date(d)) => Ok(Value::Timestamp(i64::from(d) * 86_400_000_000)),
         (ColType::Timestamp, Value::Timestamp(t)) => Ok(Value::Timestamp(t)),
         (_, v) => bad(&v),
     }
@@ -311,16 +307,16 @@ impl Sheet {
                 .ok_or_else(|| SourceError::BadRecord {
                     file: input.display.clone(),
                     line: 0,
-                    reason: format!(
-                        "has no sheet `{wanted}` (its sheets: {})",
-                        names.join(", ")
-                    ),
+                    reason: format!("has no sheet `{wanted}` (its sheets: {})", names.join(", ")),
                 })?,
-            None => names.first().cloned().ok_or_else(|| SourceError::BadRecord {
-                file: input.display.clone(),
-                line: 0,
-                reason: "the workbook has no sheet".into(),
-            })?,
+            None => names
+                .first()
+                .cloned()
+                .ok_or_else(|| SourceError::BadRecord {
+                    file: input.display.clone(),
+                    line: 0,
+                    reason: "the workbook has no sheet".into(),
+                })?,
         };
         let range = book
             .worksheet_range(&name)
@@ -611,7 +607,10 @@ mod tests {
         assert_eq!(decide(&[Value::Float(1.0), Value::Int(2)]), ColType::Int);
         assert_eq!(decide(&[Value::Float(1.5), Value::Int(2)]), ColType::Float);
         assert_eq!(decide(&[Value::Date(1), Value::Null]), ColType::Date);
-        assert_eq!(decide(&[Value::Date(1), Value::Timestamp(5)]), ColType::Timestamp);
+        assert_eq!(
+            decide(&[Value::Date(1), Value::Timestamp(5)]),
+            ColType::Timestamp
+        );
         assert_eq!(decide(&[Value::Int(1), Value::Bool(true)]), ColType::Text);
         assert_eq!(decide(&[Value::Null]), ColType::Text);
     }

@@ -205,10 +205,15 @@ impl Source for RestSource {
             Some(p) => format!("GET {}", shown(&self.client.resolve(p)?)),
             None => table.name.clone(),
         };
+        // `<connection>:/<path>` whether the path was written with its leading `/` or not.
         let origin: Arc<str> = format!(
-            "{}:{}",
+            "{}:/{}",
             self.client.connection(),
-            table.path.as_deref().unwrap_or(&table.name)
+            table
+                .path
+                .as_deref()
+                .unwrap_or(&table.name)
+                .trim_start_matches('/')
         )
         .into();
         let (schema_tx, schema_rx) = oneshot::channel();

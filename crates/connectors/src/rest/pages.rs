@@ -197,6 +197,7 @@ pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
                 };
                 k.trim().eq_ignore_ascii_case("rel")
                     && v.trim()
+                        .trim_end_matches(|c: char| c == ',' || c.is_whitespace())
                         .trim_matches('"')
                         .split_ascii_whitespace()
                         .any(|r| r.eq_ignore_ascii_case("next"))

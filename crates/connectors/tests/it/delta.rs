@@ -74,8 +74,12 @@ fn names(schema: &SchemaRef) -> Vec<String> {
 /// (id, _change_type, _commit_version) of every row, sorted.
 fn changes(b: &RecordBatch) -> Vec<(i64, String, i64)> {
     let s = b.schema();
-    let id = b.column(s.index_of("id").unwrap()).as_primitive::<Int64Type>();
-    let kind = b.column(s.index_of("_change_type").unwrap()).as_string::<i32>();
+    let id = b
+        .column(s.index_of("id").unwrap())
+        .as_primitive::<Int64Type>();
+    let kind = b
+        .column(s.index_of("_change_type").unwrap())
+        .as_string::<i32>();
     let version = b
         .column(s.index_of("_commit_version").unwrap())
         .as_primitive::<Int64Type>();
@@ -119,7 +123,9 @@ async fn write_with_lake(lake: &Lake, ids: &[i64], mode: WriteMode) -> u64 {
         ],
     )
     .unwrap();
-    let mut w = TableWriter::new(lake, "x", "t", schema, mode).await.unwrap();
+    let mut w = TableWriter::new(lake, "x", "t", schema, mode)
+        .await
+        .unwrap();
     w.write(batch).await.unwrap();
     w.commit(None, HashMap::new()).await.unwrap().version
 }
@@ -168,19 +174,27 @@ async fn a_table_tributary_wrote_reads_whole_then_only_appended_rows() {
     let (b, pos2) = read(&src, request(incremental(), Some(pos))).await.unwrap();
     assert_eq!(
         changes(&b),
-        [(4, "insert".into(), v1 as i64), (5, "insert".into(), v1 as i64)]
+        [
+            (4, "insert".into(), v1 as i64),
+            (5, "insert".into(), v1 as i64)
+        ]
     );
     assert_eq!(pos2, v1);
 
     // Nothing new: no rows, same position.
-    let (b, pos3) = read(&src, request(incremental(), Some(pos2))).await.unwrap();
+    let (b, pos3) = read(&src, request(incremental(), Some(pos2)))
+        .await
+        .unwrap();
     assert_eq!(b.num_rows(), 0);
     assert_eq!(pos3, v1);
 
     // Time travel: version 0 holds the first three rows only.
-    let (b, pos) = read(&src, request(serde_json::json!({"name": "t", "version": v0}), None))
-        .await
-        .unwrap();
+    let (b, pos) = read(
+        &src,
+        request(serde_json::json!({"name": "t", "version": v0}), None),
+    )
+    .await
+    .unwrap();
     assert_eq!((ids(&b), pos), (vec![1, 2, 3], v0));
 
     // The table is replaced (overwrite): an incremental read cannot follow without the feed.
@@ -283,7 +297,9 @@ async fn python_table_with_change_data_feed_carries_updates_and_deletes() {
             (4, "insert".into(), 1)
         ]
     );
-    let v = b.column(b.schema().index_of("v").unwrap()).as_string::<i32>();
+    let v = b
+        .column(b.schema().index_of("v").unwrap())
+        .as_string::<i32>();
     let id = b.column(0).as_primitive::<Int64Type>();
     let updated = (0..b.num_rows()).find(|&i| id.value(i) == 2).unwrap();
     assert_eq!(v.value(updated), "B");
@@ -316,7 +332,10 @@ async fn a_missing_table_is_named_and_check_reports_versions() {
     .unwrap_err();
     assert!(matches!(e, SourceError::Config { .. }), "{e:?}");
     let e = e.to_string();
-    assert!(e.starts_with("table sales/nope: no Delta table at file://"), "{e}");
+    assert!(
+        e.starts_with("table sales/nope: no Delta table at file://"),
+        "{e}"
+    );
     assert!(e.contains("/sales/nope/"), "{e}");
     let e = src.check_table("sales/nope").await.unwrap_err().to_string();
     assert!(e.contains("sales/nope"), "{e}");

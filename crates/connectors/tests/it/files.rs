@@ -807,7 +807,10 @@ fn openpyxl(dir: &Path, script: &str) -> Option<()> {
         "import datetime, openpyxl\ndir = {:?}\n{script}",
         dir.to_str().unwrap()
     );
-    let out = Command::new("python3").args(["-c", &full]).output().unwrap();
+    let out = Command::new("python3")
+        .args(["-c", &full])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "python failed:\n{full}\n{}",
@@ -904,7 +907,11 @@ wb.save(dir + "/orders.xlsx")
     assert_eq!(strings(b.column(6)), owned(&[Some("007"), Some("7"), None]));
 
     // Without `sheet`, the first sheet is read; a missing sheet names the file and the sheets.
-    let first = read_one(&src, request(serde_json::json!({"name": "t", "glob": "*.xlsx"}))).await;
+    let first = read_one(
+        &src,
+        request(serde_json::json!({"name": "t", "glob": "*.xlsx"})),
+    )
+    .await;
     assert_eq!(first.schema().field(0).name(), "not the data");
     assert_eq!(first.num_rows(), 0);
     let err = read(
@@ -915,7 +922,10 @@ wb.save(dir + "/orders.xlsx")
     .unwrap_err()
     .to_string();
     assert!(err.contains("orders.xlsx"), "{err}");
-    assert!(err.contains("no sheet `Nope`") && err.contains("Summary, Orders"), "{err}");
+    assert!(
+        err.contains("no sheet `Nope`") && err.contains("Summary, Orders"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -936,14 +946,20 @@ for name, rows in [("a.xlsx", [[1, 2.5], [2, "#DIV/0!"], [3, 4]]), ("b.xlsx", [[
         return;
     };
     let src = source(dir.path());
-    let err = read(&src, request(serde_json::json!({"name": "t", "glob": "*.xlsx"})))
-        .await
-        .unwrap_err();
+    let err = read(
+        &src,
+        request(serde_json::json!({"name": "t", "glob": "*.xlsx"})),
+    )
+    .await
+    .unwrap_err();
     match &err {
         SourceError::BadRecord { file, line, reason } => {
             assert!(file.ends_with("a.xlsx"), "{file}");
             assert_eq!(*line, 3, "sheet row of the error cell");
-            assert!(reason.contains("ratio") && reason.contains("#DIV/0!"), "{reason}");
+            assert!(
+                reason.contains("ratio") && reason.contains("#DIV/0!"),
+                "{reason}"
+            );
         }
         other => panic!("expected BadRecord, got {other:?}"),
     }
@@ -982,5 +998,9 @@ for name, rows in [("a.xlsx", [[1, 2.5], [2, "#DIV/0!"], [3, 4]]), ("b.xlsx", [[
             ("b.xlsx".to_string(), 3, "five\t2".to_string()),
         ]
     );
-    assert!(q[1].reason.contains("`five` is not a whole number"), "{}", q[1].reason);
+    assert!(
+        q[1].reason.contains("`five` is not a whole number"),
+        "{}",
+        q[1].reason
+    );
 }

@@ -29,7 +29,10 @@ pub fn python(script: &str) -> Option<String> {
         Ok(o) => return unavailable("python deltalake", String::from_utf8_lossy(&o.stderr)),
         Err(e) => return unavailable("python3", e),
     }
-    let out = Command::new("python3").args(["-c", script]).output().unwrap();
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "python failed:\n{script}\n{}\n{}",

@@ -22,9 +22,9 @@ pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_mig
 /// Every migration, in order. Never edit a released one: add the next.
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
-    version: 1,
-    description: "runs, tasks, attempts, expectations, leases and schedule fires (keeps the history of stores written before migrations)",
-    ddl: "
+        version: 1,
+        description: "runs, tasks, attempts, expectations, leases and schedule fires (keeps the history of stores written before migrations)",
+        ddl: "
 CREATE TABLE runs (
     run_id TEXT PRIMARY KEY,
     triggered_by TEXT NOT NULL,

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use backend::{Backend, DbError, Param, Row, RowReader};
 pub use alerts::{AlertStateRecord, DeliveryRecord, IncidentRecord};
+use backend::{Backend, DbError, Param, Row, RowReader};
 pub use error::StateError;
 pub use stats::{DurationHistogram, ExpectationCounts, TaskCount, TaskTotals};
 pub use types::{

@@ -10,8 +10,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use futures::FutureExt;
 use serde_json::json;
 use tributary_orchestrator::state::{
-    AlertStateRecord, AttemptRecord, DeliveryRecord, IncidentRecord, ExpectationRecord, LeaseHolder, LeaseOutcome, RunFilter, RunRecord, RunStatus,
-    ScheduleFire, StateError, StateStore, TaskRecord, TaskStatus,
+    AlertStateRecord, AttemptRecord, DeliveryRecord, ExpectationRecord, IncidentRecord,
+    LeaseHolder, LeaseOutcome, RunFilter, RunRecord, RunStatus, ScheduleFire, StateError,
+    StateStore, TaskRecord, TaskStatus,
 };
 use tributary_testkit::{pg_url, unavailable, unique_name};
 
@@ -891,7 +892,8 @@ async fn pre_migration_sqlite_store_keeps_its_history() {
     // The old tables are gone; opening again changes nothing.
     drop(store);
     let store = env.open().await;
-    assert_eq!(ok(store.applied_migrations()).await.len(), 1);
+    // Migration 1 (the history) and 2 (alerts), each once.
+    assert_eq!(ok(store.applied_migrations()).await.len(), 2);
     assert_eq!(ok(store.list_runs(&RunFilter::default())).await.len(), 3);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let legacy: i64 = conn
@@ -1055,8 +1057,11 @@ async fn postgres_tables_live_in_the_chosen_schema() {
         assert_eq!(
             tables,
             [
+                "alert_deliveries",
+                "alert_states",
                 "attempts",
                 "expectations",
+                "incidents",
                 "leases",
                 "runs",
                 "schedule_fires",
@@ -1108,8 +1113,14 @@ async fn alert_states_deliveries_and_incidents_round_trip(env: &Env) {
         ..state.clone()
     };
     ok(store.put_alert_state(&again)).await;
-    assert_eq!(ok(store.alert_state(&state.dedup_key)).await, Some(again.clone()));
-    assert_eq!(ok(store.firing_alerts(Some("failures"))).await, vec![again.clone()]);
+    assert_eq!(
+        ok(store.alert_state(&state.dedup_key)).await,
+        Some(again.clone())
+    );
+    assert_eq!(
+        ok(store.firing_alerts(Some("failures"))).await,
+        vec![again.clone()]
+    );
     assert!(ok(store.firing_alerts(Some("other"))).await.is_empty());
     let resolved = AlertStateRecord {
         status: "resolved".into(),
@@ -1141,7 +1152,10 @@ async fn alert_states_deliveries_and_incidents_round_trip(env: &Env) {
         .iter()
         .map(|d| (d.attempt, d.status.as_str(), d.http_status))
         .collect();
-    assert_eq!(seen, [(2, "delivered", Some(200)), (1, "retrying", Some(500))]);
+    assert_eq!(
+        seen,
+        [(2, "delivered", Some(200)), (1, "retrying", Some(500))]
+    );
     assert_eq!(ok(store.deliveries(1)).await.len(), 1);
 
     let inc = IncidentRecord {
@@ -1162,7 +1176,10 @@ async fn alert_states_deliveries_and_incidents_round_trip(env: &Env) {
         ok(store.open_incident("jira", &state.dedup_key)).await,
         Some(inc.clone())
     );
-    assert_eq!(ok(store.open_incident("other", &state.dedup_key)).await, None);
+    assert_eq!(
+        ok(store.open_incident("other", &state.dedup_key)).await,
+        None
+    );
     // A second open incident for the same channel and key is refused.
     let second = IncidentRecord {
         incident_id: "i2".into(),
@@ -1177,7 +1194,10 @@ async fn alert_states_deliveries_and_incidents_round_trip(env: &Env) {
         ..inc.clone()
     }))
     .await;
-    assert_eq!(ok(store.open_incident("jira", &state.dedup_key)).await, None);
+    assert_eq!(
+        ok(store.open_incident("jira", &state.dedup_key)).await,
+        None
+    );
     // Once resolved, a new one may open.
     ok(store.put_incident(&second)).await;
     let all = ok(store.incidents(0)).await;

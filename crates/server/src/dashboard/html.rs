@@ -93,10 +93,10 @@ pub(crate) fn layout(
             }
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
         "</nav><a class=\"api\" href=\"/api/openapi.json\">API</a> <a class=\"api\" href=\"/metrics\">Metrics</a></header>\
-         <main><h1>{}</h1>{body}</main></body></html>\n",
+         <main><h1>{}</h1>{body}</main></body></html>",
         esc(title)
     );
     out
@@ -155,7 +155,7 @@ pub(crate) fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
