@@ -755,7 +755,7 @@ impl<'a> ModelRunner<'a> {
             .iter()
             .map(|i| {
                 format!(
-                    "SELECT {columns}, {} AS _tributary_expectation, {} AS _tributary_run_id, now() AS _tributary_quarantined_at FROM {CHECKED_VIEW} WHERE NOT {}",
+                    "SELECT {columns}, {} AS _tributary_expectation, {} AS _tributary_run_id, arrow_cast(now(), 'Timestamp(Microsecond, Some(\"UTC\"))') AS _tributary_quarantined_at FROM {CHECKED_VIEW} WHERE NOT {}",
                     crate::sql::sql_literal(&serde_json::Value::String(rules[*i].name.clone())),
                     crate::sql::sql_literal(&serde_json::Value::String(self.opts.run_id.clone())),
                     pass_column(*i)
