@@ -371,7 +371,20 @@ impl JsonServer {
     }
 
     /// The requests it logged, as `GET /items?_page=1&_limit=10` (method and target).
+    /// json-server logs a request after answering it, so this first waits until the log has
+    /// not grown for 300 ms (at most 5 s).
     pub fn requests(&self) -> Vec<String> {
+        let size = || std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = size();
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = size();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
         self.log()
             .lines()
             .filter_map(|l| {

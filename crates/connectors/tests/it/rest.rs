@@ -71,8 +71,21 @@ fn items(range: std::ops::RangeInclusive<i64>) -> Vec<Value> {
         .collect()
 }
 
-/// The query of each logged json-server request to `/items`, as sorted `k=v` pairs.
-fn logged_queries(js: &JsonServer) -> Vec<Vec<String>> {
+/// The query of each logged json-server request to `/items`, as sorted `k=v` pairs, once at
+/// least `n` are logged (json-server writes its log line after answering, so the last one can
+/// lag the response by a moment; waits up to 10 s).
+fn logged_queries(js: &JsonServer, n: usize) -> Vec<Vec<String>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = logged_queries_now(js);
+        if got.len() >= n || std::time::Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn logged_queries_now(js: &JsonServer) -> Vec<Vec<String>> {
     js.requests()
         .iter()
         .filter_map(|r| r.strip_prefix("GET /items"))
@@ -116,7 +129,7 @@ async fn json_server_offset_page_and_link_header_pagination() {
     assert_eq!(ids(&r), expected);
     assert_eq!(r[24]["name"], "item 25");
     assert_eq!(
-        logged_queries(&js),
+        logged_queries(&js, 3),
         vec![
             q(&["_start=0", "_limit=10"]),
             q(&["_start=10", "_limit=10"]),
@@ -134,7 +147,7 @@ async fn json_server_offset_page_and_link_header_pagination() {
     .unwrap();
     assert_eq!(ids(&rows(&b)), expected);
     assert_eq!(
-        logged_queries(&js)[3..],
+        logged_queries(&js, 6)[3..],
         [
             q(&["_page=1", "_limit=10"]),
             q(&["_page=2", "_limit=10"]),
@@ -154,7 +167,7 @@ async fn json_server_offset_page_and_link_header_pagination() {
     .unwrap();
     assert_eq!(ids(&rows(&b)), expected);
     assert_eq!(
-        logged_queries(&js)[6..],
+        logged_queries(&js, 9)[6..],
         [
             q(&["_page=1", "_limit=10"]),
             q(&["_page=2", "_limit=10"]),
@@ -179,7 +192,7 @@ async fn json_server_incremental_read_sends_the_watermark() {
     let (_, b) = read(&*source, req).await.unwrap();
     assert_eq!(ids(&rows(&b)), (20..=25).collect::<Vec<_>>());
     assert_eq!(
-        logged_queries(&js),
+        logged_queries(&js, 2),
         vec![
             q(&["seq_gte=20", "_page=1", "_limit=4"]),
             q(&["seq_gte=20", "_page=2", "_limit=4"])
