@@ -29,8 +29,12 @@ pub fn python(script: &str) -> Option<String> {
         Ok(o) => return unavailable("python deltalake", String::from_utf8_lossy(&o.stderr)),
         Err(e) => return unavailable("python3", e),
     }
+    // Ends with `os._exit` once the script has run: deltalake's native threads can abort the
+    // interpreter's normal shutdown ("terminate called without an active exception") after
+    // the script printed its results. An exception in the script still exits non-zero.
+    let script = format!("{script}\nimport os, sys\nsys.stdout.flush()\nos._exit(0)\n");
     let out = Command::new("python3")
-        .args(["-c", script])
+        .args(["-c", &script])
         .output()
         .unwrap();
     assert!(
