@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub mod http;
+pub mod python;
 
 /// True when services are required (CI).
 pub fn services_required() -> bool {

@@ -286,16 +286,7 @@ fn excel_landing_files_load_once_each() {
             p.path().join("landing").join(name).display().to_string()
         );
         std::fs::create_dir_all(p.path().join("landing")).unwrap();
-        let out = std::process::Command::new("python3")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr).to_string();
-            crate::support::unavailable::<()>("python openpyxl", &err);
-            return false;
-        }
-        true
+        tributary_testkit::python::run("openpyxl", &script).is_some()
     };
     if !write("a.xlsx", 1) {
         return;

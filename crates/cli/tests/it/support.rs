@@ -180,29 +180,7 @@ pub fn stdout(out: &Output) -> String {
 
 /// Run a Python snippet; `None` (skip) when python/deltalake is missing outside CI.
 pub fn python(script: &str) -> Option<String> {
-    let check = Command::new("python3")
-        .args(["-c", "import deltalake, polars"])
-        .output();
-    match check {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => return unavailable("python deltalake", String::from_utf8_lossy(&o.stderr)),
-        Err(e) => return unavailable("python3", e),
-    }
-    // Ends with `os._exit` once the script has run: deltalake's native threads can abort the
-    // interpreter's normal shutdown ("terminate called without an active exception") after
-    // the script printed its results. An exception in the script still exits non-zero.
-    let script = format!("{script}\nimport os, sys\nsys.stdout.flush()\nos._exit(0)\n");
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(String::from_utf8(out.stdout).unwrap())
+    tributary_testkit::python::run("deltalake, polars", script)
 }
 
 /// One request received by a [`HookServer`].

@@ -789,34 +789,11 @@ async fn object_store_urls_list_and_stream_objects() {
 
 /// Write spreadsheets with openpyxl (a reader-independent writer): `script` gets `dir`.
 fn openpyxl(dir: &Path, script: &str) -> Option<()> {
-    use std::process::Command;
-    match Command::new("python3")
-        .args(["-c", "import openpyxl"])
-        .output()
-    {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            return crate::support::unavailable(
-                "python openpyxl",
-                String::from_utf8_lossy(&o.stderr),
-            );
-        }
-        Err(e) => return crate::support::unavailable("python3", e),
-    }
     let full = format!(
         "import datetime, openpyxl\ndir = {:?}\n{script}",
         dir.to_str().unwrap()
     );
-    let out = Command::new("python3")
-        .args(["-c", &full])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed:\n{full}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(())
+    tributary_testkit::python::run("openpyxl", &full).map(|_| ())
 }
 
 #[tokio::test]
