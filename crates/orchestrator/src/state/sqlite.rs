@@ -134,8 +134,26 @@ fn open_blocking(path: &Path, location: &str) -> Result<SqliteStore, StateError>
     let mut conn = Connection::open(path).map_err(|e| unavailable(e.to_string()))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| unavailable(e.to_string()))?;
-    conn.execute_batch("PRAGMA journal_mode=WAL")
-        .map_err(|e| unavailable(format!("cannot switch to the WAL journal: {e}")))?;
+    // Switching a new file to WAL takes an exclusive lock that SQLite does not wait for with
+    // the busy handler: when another process is opening the same new store, retry until
+    // the busy timeout.
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.execute_batch("PRAGMA journal_mode=WAL") {
+            Ok(()) => break,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => {
+                return Err(unavailable(format!(
+                    "cannot switch to the WAL journal: {e}"
+                )));
+            }
+        }
+    }
     migrate(&mut conn, location)?;
     Ok(SqliteStore {
         conn: Arc::new(Mutex::new(conn)),
