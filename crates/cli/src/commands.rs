@@ -1,7 +1,10 @@
 //! One function per command.
 
+use deltalake::parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use tributary_core::config::ParquetCodec;
+use tributary_lake::WriteOptions;
 
 use anyhow::Context;
 use tributary_core::Project;
@@ -124,12 +127,30 @@ pub async fn dispatch(
 }
 
 pub fn open_lake(project: &Project) -> Result<Lake, Failure> {
-    Lake::new(
-        &project.config.lake,
-        &project.root,
-        &project.config.lake_options,
-    )
-    .map_err(Failure::config)
+    let config = &project.config;
+    let lake =
+        Lake::new(&config.lake, &project.root, &config.lake_options).map_err(Failure::config)?;
+    // Validation has checked these values; the defaults stand in for nothing.
+    let defaults = WriteOptions::default();
+    let compression = match config.writer.codec() {
+        Ok(ParquetCodec::Snappy) | Err(_) => Compression::SNAPPY,
+        Ok(ParquetCodec::Zstd(level)) => {
+            Compression::ZSTD(ZstdLevel::try_new(level).unwrap_or_default())
+        }
+        Ok(ParquetCodec::Lz4) => Compression::LZ4_RAW,
+        Ok(ParquetCodec::Gzip) => Compression::GZIP(GzipLevel::default()),
+        Ok(ParquetCodec::None) => Compression::UNCOMPRESSED,
+    };
+    let tasks = config.orchestration.max_parallel.max(1) as u64;
+    Ok(lake.with_write_options(WriteOptions {
+        compression,
+        target_file_bytes: config
+            .writer
+            .target_file_bytes()
+            .unwrap_or(defaults.target_file_bytes),
+        row_group_rows: config.writer.row_group_rows.max(1024),
+        row_group_bytes: config.memory_limit_bytes() / tasks / 8,
+    }))
 }
 
 fn init(dir: &Path, with_demo: bool) -> Result<(), Failure> {

@@ -301,6 +301,10 @@ impl CliRunner {
             .get(id)
             .ok_or_else(|| anyhow!("model {id} is not in the project"))?;
         let mut opts = RunOptions::new(self.ctx.run_id.clone());
+        if std::env::var_os("TRIBUTARY_MEMORY_LIMIT_MB").is_none() {
+            opts.memory_limit_bytes =
+                usize::try_from(self.ctx.project.config.memory_limit_bytes()).unwrap_or(usize::MAX);
+        }
         opts.full_refresh = self.ctx.full_refresh;
         opts.backfill = self.ctx.backfill.clone();
         let runner = ModelRunner::new(&self.ctx.lake, &self.models, opts);
@@ -1059,7 +1063,14 @@ impl PreparedRun {
         if let Err(e) = state.release_leases(&run_id).await {
             warn!(run_id = %run_id, error = %e, "Could not release table leases; they expire by themselves.");
         }
-        info!(run_id = %run_id, status = status.as_str(), tasks = outcomes.len(), failed, "Run finished.");
+        match peak_rss_mib() {
+            Some(peak) => {
+                info!(run_id = %run_id, status = status.as_str(), tasks = outcomes.len(), failed, peak_rss_mib = peak, "Run finished.")
+            }
+            None => {
+                info!(run_id = %run_id, status = status.as_str(), tasks = outcomes.len(), failed, "Run finished.")
+            }
+        }
         // Alerts never fail the run: the engine logs and records its own problems.
         if let Some(engine) = &alerts {
             let o = engine.after_run(&run_id).await;
@@ -1083,4 +1094,19 @@ impl PreparedRun {
             collected,
         })
     }
+}
+
+/// The process's peak resident memory so far, in MiB (`VmHWM` of `/proc/self/status`; Linux
+/// only).
+pub fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib.div_ceil(1024))
 }

@@ -66,6 +66,149 @@ pub struct ProjectConfig {
     /// Alert channels and rules: what is sent where when a task fails, a table goes stale, …
     #[serde(default)]
     pub alerts: crate::alerts::AlertsConfig,
+    /// How Parquet files are written: compression, target file size, row group size.
+    #[serde(default)]
+    pub writer: WriterSettings,
+    /// The memory budget of one `tributary` process (`512MiB`, `4GiB`). It is the query
+    /// engine's memory pool (models spill to disk beyond it), and an eighth of its share per
+    /// task (`memory_limit / orchestration.max_parallel / 8`) bounds the row group a load
+    /// buffers before writing it. Default `4GiB` (`TRIBUTARY_MEMORY_LIMIT_MB` overrides the
+    /// engine's pool).
+    #[serde(default)]
+    pub memory_limit: Option<String>,
+}
+
+/// The default of `memory_limit`.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
+
+impl ProjectConfig {
+    /// `memory_limit` in bytes (the default when unset or invalid: validation reports the
+    /// invalid case).
+    pub fn memory_limit_bytes(&self) -> u64 {
+        self.memory_limit
+            .as_deref()
+            .and_then(|s| parse_bytes(s).ok())
+            .unwrap_or(DEFAULT_MEMORY_LIMIT)
+    }
+}
+
+/// `writer:` in `tributary.yaml`: how the Parquet files of every load are written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriterSettings {
+    /// `snappy` (default), `zstd` (level 1), `zstd(N)` (N 1 to 22), `lz4`, `gzip` or `none`.
+    #[serde(default = "default_parquet_compression")]
+    pub compression: String,
+    /// Files are rolled over at about this size (`128MiB` default, at least `1MiB`).
+    #[serde(default = "default_target_file_size")]
+    pub target_file_size: String,
+    /// Rows per Parquet row group, at most (default 131072). The memory budget may lower it
+    /// for wide rows; see `memory_limit`.
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        WriterSettings {
+            compression: default_parquet_compression(),
+            target_file_size: default_target_file_size(),
+            row_group_rows: default_row_group_rows(),
+        }
+    }
+}
+
+fn default_parquet_compression() -> String {
+    "snappy".into()
+}
+
+fn default_target_file_size() -> String {
+    "128MiB".into()
+}
+
+fn default_row_group_rows() -> usize {
+    128 * 1024
+}
+
+/// A Parquet compression codec, as `writer.compression` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParquetCodec {
+    /// Snappy.
+    Snappy,
+    /// Zstandard at this level (1 to 22).
+    Zstd(i32),
+    /// LZ4 (the raw codec Parquet calls `LZ4_RAW`).
+    Lz4,
+    /// Gzip at the default level.
+    Gzip,
+    /// No compression.
+    None,
+}
+
+impl WriterSettings {
+    /// The codec `compression` names.
+    pub fn codec(&self) -> Result<ParquetCodec, String> {
+        let c = self.compression.trim().to_ascii_lowercase();
+        Ok(match c.as_str() {
+            "snappy" => ParquetCodec::Snappy,
+            "zstd" => ParquetCodec::Zstd(1),
+            "lz4" | "lz4_raw" => ParquetCodec::Lz4,
+            "gzip" => ParquetCodec::Gzip,
+            "none" | "uncompressed" => ParquetCodec::None,
+            _ => match c
+                .strip_prefix("zstd(")
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|n| n.trim().parse::<i32>().ok())
+            {
+                Some(level) if (1..=22).contains(&level) => ParquetCodec::Zstd(level),
+                _ => {
+                    return Err(format!(
+                        "unknown compression `{}`; use snappy, zstd, zstd(N) with N from 1 to 22, \
+                         lz4, gzip or none",
+                        self.compression
+                    ));
+                }
+            },
+        })
+    }
+
+    /// `target_file_size` in bytes.
+    pub fn target_file_bytes(&self) -> Result<u64, String> {
+        let n = parse_bytes(&self.target_file_size)?;
+        if n < 1024 * 1024 {
+            return Err(format!(
+                "target_file_size `{}` is below the minimum of 1MiB",
+                self.target_file_size
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// Parse a size: `512MiB`, `2GiB`, `64KiB`, `100MB` (powers of 1000), or a number of bytes.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("`{s}` is not a size; write e.g. `512MiB`, `2GiB` or a number of bytes")
+    })?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "`{s}` has an unknown unit; use KiB, MiB, GiB (or KB, MB, GB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// One named environment in `targets:`: what it changes in the base configuration.
@@ -530,6 +673,50 @@ pub struct TableConfig {
     /// `json` (top-level objects and arrays become text columns holding their JSON).
     #[serde(default)]
     pub nested: Option<crate::rest::NestedMode>,
+    /// PostgreSQL and MySQL/MariaDB only: read the table over several connections at once,
+    /// each reading one key range of `column`, all from one consistent snapshot. Without it,
+    /// PostgreSQL tables of at least [`AUTO_PARALLEL_MIN_ROWS`] estimated rows with a
+    /// one-column primary key are split automatically; `parallel: { partitions: 1 }` turns
+    /// that off.
+    #[serde(default)]
+    pub parallel: Option<ParallelRead>,
+}
+
+/// Tables with at least this many estimated rows (PostgreSQL's `reltuples`) and a one-column
+/// primary key are read in [`AUTO_PARALLEL_PARTITIONS`] partitions when `parallel` is not set.
+pub const AUTO_PARALLEL_MIN_ROWS: u64 = 10_000_000;
+/// Partitions of an automatic parallel read.
+pub const AUTO_PARALLEL_PARTITIONS: usize = 4;
+
+/// `parallel:` of a database table: how a read is split into key ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParallelRead {
+    /// The column whose ranges split the read. Default: the table's primary key, when it is
+    /// one column. It should be indexed, so every range query can use the index. Rows whose
+    /// value is NULL are read by the first partition.
+    #[serde(default)]
+    pub column: Option<String>,
+    /// How many key ranges (1 to 64). Boundaries come from a sample of the column
+    /// (PostgreSQL: `percentile_disc` over `TABLESAMPLE SYSTEM`, so skewed keys still give
+    /// ranges of similar size) or from its minimum and maximum (MySQL/MariaDB, integer, decimal
+    /// and date/time columns). `1` reads in one query (and turns the automatic split off).
+    pub partitions: usize,
+    /// Connections reading at once, at most (each one reads a range, then the next one
+    /// left). Default: `partitions`, at most 4. This is per table; `orchestration.
+    /// per_connection` still limits how many tables read from one connection at once.
+    #[serde(default)]
+    pub connections: Option<usize>,
+}
+
+impl ParallelRead {
+    /// Connections to open: `connections`, else `partitions` up to 4, never more than
+    /// `partitions`.
+    pub fn workers(&self) -> usize {
+        self.connections
+            .unwrap_or(self.partitions.min(4))
+            .clamp(1, self.partitions.max(1))
+    }
 }
 
 impl TableConfig {
@@ -969,6 +1156,39 @@ impl Project {
                         }
                     }
                 }
+                if let Some(p) = &t.parallel {
+                    let is_sql_db = conn.is_some_and(|c| {
+                        matches!(
+                            c,
+                            ConnectionConfig::Postgres { .. } | ConnectionConfig::Mysql { .. }
+                        )
+                    });
+                    if conn.is_some() && !is_sql_db {
+                        problem(
+                            k("parallel"),
+                            "`parallel` is for postgres and mysql connections".into(),
+                        );
+                    }
+                    if !(1..=64).contains(&p.partitions) {
+                        problem(
+                            k("parallel.partitions"),
+                            format!("partitions must be between 1 and 64, not {}", p.partitions),
+                        );
+                    }
+                    if p.connections == Some(0) {
+                        problem(
+                            k("parallel.connections"),
+                            "connections must be at least 1".into(),
+                        );
+                    }
+                    if t.query.is_some() && p.column.is_none() && p.partitions > 1 {
+                        problem(
+                            k("parallel.column"),
+                            "a custom `query` has no primary key to split by: name the `column`"
+                                .into(),
+                        );
+                    }
+                }
                 for (key, message) in delta_table_problems(t, is_delta, conn.is_some()) {
                     problem(k(key), message);
                 }
@@ -1275,6 +1495,33 @@ fn select_target(
 /// the base configuration and in every target. Values still holding `${` (left unsubstituted
 /// because the selected target does not use them) are skipped.
 fn check_project_values(config: &ProjectConfig, report: &mut dyn FnMut(&str, String)) {
+    if let Err(e) = config.writer.codec() {
+        report("writer.compression", e);
+    }
+    if let Err(e) = config.writer.target_file_bytes() {
+        report("writer.target_file_size", e);
+    }
+    if config.writer.row_group_rows < 1024 {
+        report(
+            "writer.row_group_rows",
+            format!(
+                "row_group_rows must be at least 1024, not {}",
+                config.writer.row_group_rows
+            ),
+        );
+    }
+    if let Some(m) = &config.memory_limit {
+        match parse_bytes(m) {
+            Ok(n) if n < 64 * 1024 * 1024 => {
+                report(
+                    "memory_limit",
+                    format!("`{m}` is below the minimum of 64MiB"),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => report("memory_limit", e),
+        }
+    }
     check_values(
         "",
         Some(&config.lake),

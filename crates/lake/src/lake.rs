@@ -1,3 +1,4 @@
+use deltalake::parquet::basic::Compression;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +17,32 @@ use crate::{LakeError, WATERMARK_PROPERTY, Watermark};
 pub struct Lake {
     root: Url,
     options: HashMap<String, String>,
+    write: WriteOptions,
+}
+
+/// How [`crate::TableWriter`] writes Parquet files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// The codec of every column chunk.
+    pub compression: Compression,
+    /// Files are rolled over at about this many bytes.
+    pub target_file_bytes: u64,
+    /// Rows per row group, at most: the writer buffers one row group, encoded, per file.
+    pub row_group_rows: usize,
+    /// The memory a row group may take, at most, estimated from the schema's column widths
+    /// (fixed widths, 32 bytes per text or binary value): wide rows get smaller row groups.
+    pub row_group_bytes: u64,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            compression: Compression::SNAPPY,
+            target_file_bytes: 128 * 1024 * 1024,
+            row_group_rows: 128 * 1024,
+            row_group_bytes: 128 * 1024 * 1024,
+        }
+    }
 }
 
 /// What `tributary tables` shows for one table.
@@ -82,7 +109,19 @@ impl Lake {
         Ok(Lake {
             root,
             options: options.clone().into_iter().collect(),
+            write: WriteOptions::default(),
         })
+    }
+
+    /// Write Parquet files with `options` instead of the defaults.
+    pub fn with_write_options(mut self, options: WriteOptions) -> Lake {
+        self.write = options;
+        self
+    }
+
+    /// How tables are written.
+    pub fn write_options(&self) -> WriteOptions {
+        self.write
     }
 
     /// The lake's root URL (always ends in `/`).

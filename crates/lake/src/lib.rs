@@ -22,7 +22,9 @@ mod writer;
 pub use deltalake::DeltaTable;
 pub use error::LakeError;
 pub use inspect::{ColumnInfo, CommitEntry, Sample, columns};
-pub use lake::{Lake, TableInfo, TableVersion, open_table_at, table_info, watermark_of};
+pub use lake::{
+    Lake, TableInfo, TableVersion, WriteOptions, open_table_at, table_info, watermark_of,
+};
 pub use maintain::{MaintainOptions, MaintainReport, SAFE_RETENTION_HOURS, maintain_table};
 pub use writer::{CommitSummary, TableWriter, TableWriterBuilder, WriteMode, table_schema};
 

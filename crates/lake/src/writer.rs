@@ -11,7 +11,6 @@ use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, MetadataExt, StructType};
 use deltalake::operations::create::CreateBuilder;
-use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as DeltaWriteMode};
@@ -23,10 +22,30 @@ use crate::schema::{
 };
 use crate::{Lake, LakeError, WATERMARK_PROPERTY, Watermark};
 
-/// Target size of the Parquet files a load writes; larger loads roll over to new files.
-const TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
-/// Rows per Parquet row group: bounds the writer's buffered, encoded data.
-const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Rows per row group: `row_group_rows`, fewer when rows of `schema` are so wide that a row
+/// group would take more than `row_group_bytes`; never fewer than 1024.
+fn row_group_rows(options: &crate::lake::WriteOptions, schema: &Schema) -> usize {
+    let width: u64 = schema
+        .fields()
+        .iter()
+        .map(|f| estimated_width(f.data_type()))
+        .sum::<u64>()
+        .max(1);
+    let by_bytes = usize::try_from(options.row_group_bytes / width).unwrap_or(usize::MAX);
+    options.row_group_rows.min(by_bytes).max(1024)
+}
+
+/// Bytes one value of `data_type` takes in Arrow, about.
+fn estimated_width(data_type: &DataType) -> u64 {
+    match data_type {
+        DataType::Utf8 | DataType::Binary | DataType::LargeUtf8 | DataType::LargeBinary => 32,
+        DataType::Utf8View | DataType::BinaryView => 32,
+        DataType::List(f) | DataType::LargeList(f) => 8 + 4 * estimated_width(f.data_type()),
+        DataType::Struct(fields) => fields.iter().map(|f| estimated_width(f.data_type())).sum(),
+        DataType::Map(f, _) => 8 + 4 * estimated_width(f.data_type()),
+        other => other.primitive_width().map(|w| w as u64).unwrap_or(16),
+    }
+}
 
 /// How a load changes the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,9 +148,10 @@ impl TableWriterBuilder<'_> {
                 }
             }
         };
+        let options = lake.write_options();
         let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_compression(options.compression)
+            .set_max_row_group_row_count(Some(row_group_rows(&options, &target_schema)))
             .build();
         let writer = RecordBatchWriter::try_new(
             url.as_str(),
@@ -141,7 +161,7 @@ impl TableWriterBuilder<'_> {
         )
         .map_err(|e| LakeError::delta(&table_name, "prepare write", e))?
         .with_writer_properties(props)
-        .with_target_file_size(TARGET_FILE_BYTES);
+        .with_target_file_size(options.target_file_bytes);
         Ok(TableWriter {
             table_name,
             url,

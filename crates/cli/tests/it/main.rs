@@ -25,3 +25,4 @@ mod sqlite_e2e;
 mod support;
 mod targets;
 mod tasks;
+mod throughput;

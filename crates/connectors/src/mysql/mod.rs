@@ -46,6 +46,7 @@
 //! (`ST_AsText(col)`, well-known text, for GEOMETRY columns, which `CAST` refuses).
 //! Incremental reads add `WHERE col >= <cursor>` (inclusive; NULL cursors are not read).
 
+mod parallel;
 mod sql;
 mod types;
 
@@ -267,7 +268,10 @@ impl Source for MysqlSource {
                 schema_tx: Some(schema_tx),
                 tx,
             };
-            produce(&inner, &request, out).await;
+            match request.table.parallel.clone().filter(|p| p.partitions > 1) {
+                Some(p) => parallel::produce(inner, Arc::new(request), out, p).await,
+                None => produce(&inner, &request, out).await,
+            }
         });
         let schema = schema_rx.await.map_err(|_| {
             SourceError::Internal("the MySQL reader stopped before announcing a schema".into())
@@ -284,6 +288,14 @@ struct Output {
 }
 
 impl Output {
+    /// Another sender of batches (and errors) to the same stream, without the schema.
+    fn batches_only(&self) -> Output {
+        Output {
+            schema_tx: None,
+            tx: self.tx.clone(),
+        }
+    }
+
     async fn fail(mut self, e: SourceError) {
         match self.schema_tx.take() {
             Some(stx) => {
@@ -299,13 +311,44 @@ impl Output {
 /// Connect, set up the session and stream the rows, until done, an error, or the consumer
 /// dropping the stream. Errors are reported before the connection is cleaned up, and the
 /// connection is closed in every case.
-async fn produce(inner: &Inner, request: &ReadRequest, mut out: Output) {
-    let mut conn = match inner.connect().await {
+async fn produce(inner: &Inner, request: &ReadRequest, out: Output) {
+    let conn = match inner.connect().await {
         Ok(c) => c,
         Err(e) => return out.fail(e).await,
     };
+    read_ranges(inner, request, conn, out, &[None], true).await;
+}
+
+/// Read `ranges` (extra `WHERE` predicates; `None` reads everything) one after another on
+/// `conn`, starting the session and its snapshot first when `begin`, then close the
+/// connection. Errors are reported before the connection is cleaned up.
+async fn read_ranges(
+    inner: &Inner,
+    request: &ReadRequest,
+    mut conn: Conn,
+    mut out: Output,
+    ranges: &[Option<String>],
+    begin: bool,
+) {
     let mut streaming = false;
-    let outcome = stream_rows(inner, request, &mut conn, &mut out, &mut streaming).await;
+    let mut outcome = Ok(true);
+    if begin && let Err(e) = begin_snapshot(inner, request, &mut conn).await {
+        outcome = Err(e);
+    }
+    for range in ranges {
+        if !matches!(outcome, Ok(true)) {
+            break;
+        }
+        outcome = stream_rows(
+            inner,
+            request,
+            &mut conn,
+            &mut out,
+            &mut streaming,
+            range.as_deref(),
+        )
+        .await;
+    }
     let finished = matches!(outcome, Ok(true));
     match outcome {
         Ok(_) => drop(out),
@@ -337,6 +380,7 @@ async fn build_query(
     inner: &Inner,
     request: &ReadRequest,
     conn: &mut Conn,
+    range: Option<&str>,
 ) -> Result<(String, Params), SourceError> {
     let table = &request.table;
     let label = table.name.as_str();
@@ -387,7 +431,7 @@ async fn build_query(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let bounded = request.since.is_some() || request.until.is_some();
+    let bounded = request.since.is_some() || request.until.is_some() || range.is_some();
     let mut sql_text = match (&table.query, select_list.as_str(), bounded) {
         (Some(q), "*", false) => sql::trim_query(q).to_string(),
         _ => format!("SELECT {select_list} FROM {from}"),
@@ -405,6 +449,7 @@ async fn build_query(
             positional.extend(param);
         }
     }
+    conditions.extend(range.map(str::to_string));
     if !conditions.is_empty() {
         sql_text.push_str(" WHERE ");
         sql_text.push_str(&conditions.join(" AND "));
@@ -418,24 +463,48 @@ async fn build_query(
 }
 
 /// Run the read. `Ok(true)` when every row was sent, `Ok(false)` when the consumer went away.
+/// The session settings of every reading connection.
+async fn session_settings(
+    inner: &Inner,
+    request: &ReadRequest,
+    conn: &mut Conn,
+) -> Result<(), SourceError> {
+    let label = request.table.name.as_str();
+    for stmt in [
+        "SET time_zone = '+00:00'",
+        "SET NAMES utf8mb4",
+        &*format!("SET SESSION net_write_timeout = {NET_WRITE_TIMEOUT_SECS}"),
+    ] {
+        conn.query_drop(stmt)
+            .await
+            .map_err(|e| inner.query_error(label, &e))?;
+    }
+    Ok(())
+}
+
+/// Session settings, then a read-only transaction with a consistent snapshot.
+async fn begin_snapshot(
+    inner: &Inner,
+    request: &ReadRequest,
+    conn: &mut Conn,
+) -> Result<(), SourceError> {
+    session_settings(inner, request, conn).await?;
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .await
+        .map_err(|e| inner.query_error(&request.table.name, &e))
+}
+
 async fn stream_rows(
     inner: &Inner,
     request: &ReadRequest,
     conn: &mut Conn,
     out: &mut Output,
     streaming: &mut bool,
+    range: Option<&str>,
 ) -> Result<bool, SourceError> {
     let label = request.table.name.as_str();
     let query_err = |e: mysql_async::Error| inner.query_error(label, &e);
-    for stmt in [
-        "SET time_zone = '+00:00'",
-        "SET NAMES utf8mb4",
-        &*format!("SET SESSION net_write_timeout = {NET_WRITE_TIMEOUT_SECS}"),
-        "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
-    ] {
-        conn.query_drop(stmt).await.map_err(query_err)?;
-    }
-    let (sql_text, params) = build_query(inner, request, conn).await?;
+    let (sql_text, params) = build_query(inner, request, conn, range).await?;
     debug!(connection = %inner.name, table = %label, sql = %sql_text, "Reading MySQL table.");
 
     let mut result = conn

@@ -1,11 +1,10 @@
 //! Decoding PostgreSQL's binary wire format into Arrow builders.
 //!
-//! Every value arrives as the raw bytes the server's `*send` function produced ([`Raw`]); each
-//! column has a [`Kind`] chosen from its type when the query was prepared, and a [`Column`]
+//! Every value arrives as the raw bytes the server's `*send` function produced (a field of the
+//! binary COPY stream, see [`super::copy`]); each column has a [`Kind`] chosen from its type when the query was prepared, and a [`Column`]
 //! builder that decodes those bytes straight into Arrow buffers. Nothing goes through
 //! intermediate Rust types such as `chrono` or `rust_decimal`, so there is no lossy step.
 
-use std::error::Error;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
@@ -15,7 +14,6 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use deltalake::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
-use tokio_postgres::types::{FromSql, Type};
 
 /// Days from 1970-01-01 (Arrow's epoch) to 2000-01-01 (PostgreSQL's epoch).
 const PG_EPOCH_DAYS: i32 = 10_957;
@@ -23,20 +21,6 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// The precision and scale that an unconstrained `numeric` column is loaded as.
 pub(crate) const UNCONSTRAINED_NUMERIC: (u8, i8) = (38, 9);
-
-/// The raw binary bytes of one value, whatever its type. Lets the connector decode every type
-/// itself instead of relying on `tokio-postgres`'s conversions.
-pub(crate) struct Raw<'a>(pub(crate) &'a [u8]);
-
-impl<'a> FromSql<'a> for Raw<'a> {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
-        Ok(Raw(raw))
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-}
 
 /// How the values of one column are decoded, and into which Arrow type.
 #[derive(Debug, Clone, PartialEq, Eq)]

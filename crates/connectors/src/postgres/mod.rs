@@ -2,9 +2,15 @@
 //!
 //! Reads a table (or a custom `query`) in one `REPEATABLE READ READ ONLY` transaction, so the
 //! whole read is one consistent snapshot, with the session in `TimeZone='UTC'` and
-//! `extra_float_digits=3`. Rows come in PostgreSQL's binary format through a portal, one batch
-//! (`batch_size` rows) at a time, and every value is decoded from its raw bytes straight into
-//! Arrow builders. Connections use no TLS yet: `sslmode=disable` and `sslmode=prefer` work,
+//! `extra_float_digits=3`. Rows stream through `COPY (SELECT …) TO STDOUT (FORMAT binary)`, and
+//! every value is decoded from the stream's bytes straight into Arrow builders (no per-row
+//! allocation, no text parsing), `batch_size` rows per batch.
+//!
+//! A parallel read (`parallel:`, or automatically for large tables with a one-column primary
+//! key) splits the table into key ranges at the percentiles of a sample of the column, and
+//! reads them over several connections. The first connection exports its snapshot
+//! (`pg_export_snapshot()`) and every other one imports it (`SET TRANSACTION SNAPSHOT`) before
+//! any row is read, so all ranges come from the same committed state. Connections use no TLS yet: `sslmode=disable` and `sslmode=prefer` work,
 //! `sslmode=require` is refused with a clear error.
 //!
 //! # Type mapping
@@ -38,6 +44,7 @@
 //!
 //! A column listed in the table's `cast:` is selected as `"col"::text` and loaded as Utf8.
 
+mod copy;
 mod decode;
 pub(crate) mod sql;
 
@@ -52,13 +59,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Kind as PgKind, Type};
-use tokio_postgres::{Client, Config, IsolationLevel, NoTls, Statement, Transaction};
+use tokio_postgres::{Client, Config, NoTls, Statement};
 use tracing::debug;
-use tributary_core::config::ColumnCast;
+use tributary_core::config::{AUTO_PARALLEL_MIN_ROWS, AUTO_PARALLEL_PARTITIONS, ColumnCast};
 use tributary_core::redact::{redact_url, scrub};
 use tributary_core::{ReadRequest, Source, SourceBatch, SourceError, SourceStream};
 
-use self::decode::{Column, Kind, Raw, UNCONSTRAINED_NUMERIC};
+use self::copy::{CopyError, CopyParser};
+use self::decode::{Column, Kind, UNCONSTRAINED_NUMERIC};
 use crate::util::{DEFAULT_BATCH_SIZE, batch_channel};
 
 /// How long to wait for the TCP connection (unless the URL sets `connect_timeout`).
@@ -189,23 +197,16 @@ impl PostgresSource {
         Ok(client)
     }
 
-    /// Everything before the first row: session settings, the snapshot, the SELECT, the schema
-    /// and the portal.
-    async fn start<'c>(
-        &self,
-        client: &'c mut Client,
-        request: &ReadRequest,
-    ) -> Result<Prepared<'c>, SourceError> {
+    /// Everything before the first row: session settings, the snapshot (a `REPEATABLE READ
+    /// READ ONLY` transaction, left open), the SELECT and the schema.
+    async fn start(&self, client: &Client, request: &ReadRequest) -> Result<Prepared, SourceError> {
         let table = request.table.name.as_str();
         client
-            .batch_execute("SET TimeZone = 'UTC'; SET extra_float_digits = 3")
+            .batch_execute(SESSION_SETTINGS)
             .await
             .map_err(|e| self.statement_error(table, &e))?;
-        let transaction = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(|e| self.statement_error(table, &e))?;
 
@@ -227,7 +228,7 @@ impl PostgresSource {
             "*".to_string()
         } else {
             let probe = self
-                .prepare(&transaction, request, &format!("SELECT * FROM {from}"))
+                .prepare(client, request, &format!("SELECT * FROM {from}"))
                 .await?;
             let names: Vec<&str> = probe.columns().iter().map(|c| c.name()).collect();
             if let Some(missing) = casts.iter().find(|c| !names.contains(&c.as_str())) {
@@ -252,7 +253,7 @@ impl PostgresSource {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let mut select = format!("SELECT {select_list} FROM {from}");
+        let head = format!("SELECT {select_list} FROM {from}");
         let mut conditions = Vec::new();
         if let Some((column, value)) = &request.since {
             conditions.push(format!(
@@ -268,21 +269,19 @@ impl PostgresSource {
                 sql::cursor_literal(value)
             ));
         }
-        if !conditions.is_empty() {
-            select.push_str(" WHERE ");
-            select.push_str(&conditions.join(" AND "));
-        }
-        debug!(connection = %self.name, table = %table, sql = %select, "Prepared PostgreSQL read.");
-        let statement = self.prepare(&transaction, request, &select).await?;
+        let select = with_conditions(&head, &conditions, None);
+        // Prepared only for its column types: the rows come through COPY.
+        let statement = self.prepare(client, request, &select).await?;
 
         let mut fields = Vec::with_capacity(statement.columns().len());
         let mut kinds = Vec::with_capacity(statement.columns().len());
+        let mut columns = Vec::with_capacity(statement.columns().len());
         for column in statement.columns() {
             let kind = if request.cast_for(column.name()).is_some() {
                 Kind::Text
             } else {
                 self.kind_of(
-                    &transaction,
+                    client,
                     table,
                     column.name(),
                     column.type_(),
@@ -292,24 +291,36 @@ impl PostgresSource {
             };
             fields.push(Field::new(column.name(), kind.data_type(), true));
             kinds.push(kind);
+            columns.push((
+                column.name().to_string(),
+                type_name(column.type_(), column.type_modifier()),
+            ));
         }
         let schema = Arc::new(Schema::new(fields));
         Ok(Prepared {
-            transaction,
-            statement,
+            head,
+            conditions,
             kinds,
+            columns,
             schema,
+            batch_size: if request.batch_size == 0 {
+                DEFAULT_BATCH_SIZE
+            } else {
+                request.batch_size
+            },
+            origin: Arc::from(format!("{}:{}", self.name, table)),
+            table: table.to_string(),
         })
     }
 
     async fn prepare(
         &self,
-        transaction: &Transaction<'_>,
+        client: &Client,
         request: &ReadRequest,
         select: &str,
     ) -> Result<Statement, SourceError> {
         let table = request.table.name.as_str();
-        transaction.prepare(select).await.map_err(|e| {
+        client.prepare(select).await.map_err(|e| {
             if request.table.query.is_none() && e.code() == Some(&SqlState::UNDEFINED_TABLE) {
                 SourceError::Query {
                     connection: self.name.clone(),
@@ -330,7 +341,7 @@ impl PostgresSource {
     /// `UnsupportedType` error naming it.
     async fn kind_of(
         &self,
-        transaction: &Transaction<'_>,
+        client: &Client,
         table: &str,
         column: &str,
         ty: &Type,
@@ -342,12 +353,10 @@ impl PostgresSource {
             source_type: type_name(ty, typmod),
             reason,
         };
-        let (base, typmod) = self.strip_domains(transaction, table, ty, typmod).await?;
+        let (base, typmod) = self.strip_domains(client, table, ty, typmod).await?;
         match base.kind() {
             PgKind::Array(element) => {
-                let (element, typmod) = self
-                    .strip_domains(transaction, table, element, typmod)
-                    .await?;
+                let (element, typmod) = self.strip_domains(client, table, element, typmod).await?;
                 if matches!(element.kind(), PgKind::Array(_)) {
                     return Err(unsupported("nested array types are not supported".into()));
                 }
@@ -361,7 +370,7 @@ impl PostgresSource {
     /// The base type of a domain (and the domain's type modifier when the column has none).
     async fn strip_domains(
         &self,
-        transaction: &Transaction<'_>,
+        client: &Client,
         table: &str,
         ty: &Type,
         typmod: i32,
@@ -370,7 +379,7 @@ impl PostgresSource {
         let mut typmod = typmod;
         while let PgKind::Domain(base) = ty.kind() {
             if typmod == -1 {
-                let row = transaction
+                let row = client
                     .query_one(
                         "SELECT typtypmod FROM pg_catalog.pg_type WHERE oid = $1",
                         &[&ty.oid()],
@@ -387,12 +396,39 @@ impl PostgresSource {
     }
 }
 
-/// What [`PostgresSource::start`] sets up.
-struct Prepared<'c> {
-    transaction: Transaction<'c>,
-    statement: Statement,
+/// The session settings of every reading connection.
+const SESSION_SETTINGS: &str = "SET TimeZone = 'UTC'; SET extra_float_digits = 3";
+/// Tables with more estimated rows than this are sampled (`TABLESAMPLE SYSTEM`) to find the
+/// boundaries of a parallel read; smaller ones are read whole for it.
+const SAMPLE_ABOVE_ROWS: f64 = 200_000.0;
+/// Rows a boundary sample aims for.
+const SAMPLE_ROWS: f64 = 50_000.0;
+
+/// What [`PostgresSource::start`] sets up: everything a reader of the table needs, shared by
+/// the connections of a parallel read.
+struct Prepared {
+    /// `SELECT <columns> FROM <table or query>`.
+    head: String,
+    /// The since/until conditions.
+    conditions: Vec<String>,
     kinds: Vec<Kind>,
+    /// Name and PostgreSQL type of every column, for messages.
+    columns: Vec<(String, String)>,
     schema: SchemaRef,
+    batch_size: usize,
+    origin: Arc<str>,
+    table: String,
+}
+
+/// `head WHERE conditions AND extra`.
+fn with_conditions(head: &str, conditions: &[String], extra: Option<&str>) -> String {
+    let mut all: Vec<&str> = conditions.iter().map(String::as_str).collect();
+    all.extend(extra);
+    if all.is_empty() {
+        head.to_string()
+    } else {
+        format!("{head} WHERE {}", all.join(" AND "))
+    }
 }
 
 #[async_trait]
@@ -409,12 +445,7 @@ impl Source for PostgresSource {
     async fn read(&self, request: ReadRequest) -> Result<SourceStream, SourceError> {
         let (schema_tx, schema_rx) = oneshot::channel();
         let (tx, batches) = batch_channel();
-        let source = PostgresSource {
-            name: self.name.clone(),
-            config: self.config.clone(),
-            target: self.target.clone(),
-            password: self.password.clone(),
-        };
+        let source = Arc::new(self.clone_config());
         tokio::spawn(async move { source.produce(request, schema_tx, tx).await });
         match schema_rx.await {
             Ok(Ok(schema)) => Ok(SourceStream { schema, batches }),
@@ -427,24 +458,45 @@ impl Source for PostgresSource {
 }
 
 type BatchSender = mpsc::Sender<Result<SourceBatch, SourceError>>;
+/// The key ranges of a parallel read not yet taken by a connection; `None` is the whole read.
+type RangeQueue = Arc<std::sync::Mutex<std::collections::VecDeque<Option<String>>>>;
 
 impl PostgresSource {
+    fn clone_config(&self) -> PostgresSource {
+        PostgresSource {
+            name: self.name.clone(),
+            config: self.config.clone(),
+            target: self.target.clone(),
+            password: self.password.clone(),
+        }
+    }
+
     /// The reading task: set up, report the schema, then send batches until the table ends, an
     /// error occurs (sent down the stream), or the consumer drops the stream.
+    ///
+    /// A parallel read exports this connection's snapshot; every other connection imports it
+    /// (`SET TRANSACTION SNAPSHOT`) before this one reads anything, so all of them see the same
+    /// committed rows. Each connection then takes key ranges from a shared queue until it is
+    /// empty.
     async fn produce(
-        self,
+        self: Arc<Self>,
         request: ReadRequest,
         schema_tx: oneshot::Sender<Result<SchemaRef, SourceError>>,
         tx: BatchSender,
     ) {
-        let mut client = match self.connect().await {
+        let client = match self.connect().await {
             Ok(c) => c,
             Err(e) => {
                 let _ = schema_tx.send(Err(e));
                 return;
             }
         };
-        let prepared = match self.start(&mut client, &request).await {
+        let setup = async {
+            let prepared = self.start(&client, &request).await?;
+            let ranges = self.ranges(&client, &request, &prepared).await?;
+            Ok::<_, SourceError>((prepared, ranges))
+        };
+        let (prepared, ranges) = match setup.await {
             Ok(p) => p,
             Err(e) => {
                 let _ = schema_tx.send(Err(e));
@@ -454,93 +506,444 @@ impl PostgresSource {
         if schema_tx.send(Ok(prepared.schema.clone())).is_err() {
             return;
         }
-        if let Err(e) = self.stream_rows(&request, prepared, &tx).await {
+        let workers = request
+            .table
+            .parallel
+            .as_ref()
+            .map(|p| p.workers())
+            .unwrap_or(AUTO_PARALLEL_PARTITIONS)
+            .min(ranges.len());
+        let prepared = Arc::new(prepared);
+        let queue: RangeQueue = Arc::new(std::sync::Mutex::new(ranges.into_iter().collect()));
+        let mut helpers = Vec::new();
+        if workers > 1 {
+            match self.export_snapshot(&client, &prepared.table).await {
+                Ok(snapshot) => {
+                    debug!(connection = %self.name, table = %prepared.table, workers, "Parallel read.");
+                    let (ready_tx, mut ready_rx) = mpsc::channel(workers);
+                    for _ in 1..workers {
+                        let source = Arc::clone(&self);
+                        let prepared = Arc::clone(&prepared);
+                        let queue = Arc::clone(&queue);
+                        let tx = tx.clone();
+                        let ready_tx = ready_tx.clone();
+                        let snapshot = snapshot.clone();
+                        helpers.push(tokio::spawn(async move {
+                            source.helper(snapshot, prepared, queue, tx, ready_tx).await
+                        }));
+                    }
+                    drop(ready_tx);
+                    // Keep the exporting transaction open until every helper has imported it.
+                    let mut imported = 0;
+                    while let Some(outcome) = ready_rx.recv().await {
+                        match outcome {
+                            Ok(()) => imported += 1,
+                            Err(e) => {
+                                let _ = tx.send(Err(e)).await;
+                                return;
+                            }
+                        }
+                    }
+                    if imported + 1 < workers {
+                        let _ = tx
+                            .send(Err(SourceError::Internal(
+                                "a PostgreSQL reader stopped before importing the snapshot".into(),
+                            )))
+                            .await;
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.read_ranges(&client, &prepared, &queue, &tx).await {
+            let _ = tx.send(Err(e)).await;
+            return;
+        }
+        // A helper that panicked would end the stream early without an error: report it.
+        for helper in helpers {
+            if let Err(e) = helper.await {
+                let _ = tx
+                    .send(Err(SourceError::Internal(format!(
+                        "a parallel PostgreSQL reader of {} failed: {e}",
+                        prepared.table
+                    ))))
+                    .await;
+            }
+        }
+    }
+
+    /// One more connection of a parallel read: import the snapshot, say so, read ranges.
+    async fn helper(
+        &self,
+        snapshot: String,
+        prepared: Arc<Prepared>,
+        queue: RangeQueue,
+        tx: BatchSender,
+        ready: mpsc::Sender<Result<(), SourceError>>,
+    ) {
+        let table = prepared.table.as_str();
+        let opened = async {
+            let client = self.connect().await?;
+            client
+                .batch_execute(&format!(
+                    "{SESSION_SETTINGS}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                     SET TRANSACTION SNAPSHOT {}",
+                    sql::quote_literal(&snapshot)
+                ))
+                .await
+                .map_err(|e| self.statement_error(table, &e))?;
+            Ok::<_, SourceError>(client)
+        };
+        let client = match opened.await {
+            Ok(c) => {
+                let _ = ready.send(Ok(())).await;
+                c
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e)).await;
+                return;
+            }
+        };
+        drop(ready);
+        if let Err(e) = self.read_ranges(&client, &prepared, &queue, &tx).await {
             let _ = tx.send(Err(e)).await;
         }
     }
 
-    async fn stream_rows(
+    /// `pg_export_snapshot()` of the open transaction.
+    async fn export_snapshot(&self, client: &Client, table: &str) -> Result<String, SourceError> {
+        let row = client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+            .map_err(|e| self.statement_error(table, &e))?;
+        row.try_get(0).map_err(|e| self.statement_error(table, &e))
+    }
+
+    /// Read key ranges from the queue until it is empty, then end the transaction. Batches
+    /// continue across ranges; the last one may be short.
+    async fn read_ranges(
         &self,
-        request: &ReadRequest,
-        prepared: Prepared<'_>,
+        client: &Client,
+        prepared: &Prepared,
+        queue: &RangeQueue,
         tx: &BatchSender,
     ) -> Result<(), SourceError> {
-        let table = request.table.name.as_str();
-        let origin: Arc<str> = Arc::from(format!("{}:{}", self.name, table));
-        let batch_size = if request.batch_size == 0 {
-            DEFAULT_BATCH_SIZE
-        } else {
-            request.batch_size
-        };
-        let max_rows = i32::try_from(batch_size).unwrap_or(i32::MAX);
-        let Prepared {
-            transaction,
-            statement,
-            kinds,
-            schema,
-        } = prepared;
-        let portal = transaction
-            .bind(&statement, &[])
-            .await
-            .map_err(|e| self.statement_error(table, &e))?;
-        let mut columns: Vec<Column> = kinds.iter().map(|k| Column::new(k, batch_size)).collect();
-        let mut total: u64 = 0;
+        let mut columns: Vec<Column> = prepared
+            .kinds
+            .iter()
+            .map(|k| Column::new(k, prepared.batch_size))
+            .collect();
+        let mut rows = 0usize;
         loop {
-            let rows = transaction
-                .query_portal_raw(&portal, max_rows)
-                .await
-                .map_err(|e| self.statement_error(table, &e))?;
-            futures::pin_mut!(rows);
-            let mut n = 0usize;
-            while let Some(row) = rows
-                .try_next()
-                .await
-                .map_err(|e| self.statement_error(table, &e))?
-            {
-                for (i, column) in columns.iter_mut().enumerate() {
-                    let raw: Option<Raw<'_>> = row
-                        .try_get(i)
-                        .map_err(|e| SourceError::Internal(format!("reading column {i}: {e}")))?;
-                    column.append(raw.map(|r| r.0)).map_err(|e| {
-                        let col = &statement.columns()[i];
-                        SourceError::BadValue {
-                            table: table.to_string(),
-                            column: col.name().to_string(),
-                            source_type: type_name(col.type_(), col.type_modifier()),
-                            value: e.value,
-                            reason: e.reason,
-                        }
-                    })?;
-                }
-                n += 1;
-            }
-            if n == 0 {
-                break;
-            }
-            let arrays = columns.iter_mut().map(Column::finish).collect();
-            let batch = RecordBatch::try_new(schema.clone(), arrays)
-                .map_err(|e| SourceError::Internal(format!("building a batch of {table}: {e}")))?;
-            total += n as u64;
-            debug!(connection = %self.name, table = %table, rows = n, total, "Read batch.");
-            let item = SourceBatch {
-                batch,
-                origin: origin.clone(),
+            let range = match queue.lock() {
+                Ok(mut q) => q.pop_front(),
+                Err(_) => None,
             };
-            if tx.send(Ok(item)).await.is_err() {
-                debug!(table = %table, "Reader dropped; stopping the PostgreSQL read.");
+            let Some(range) = range else { break };
+            let select = with_conditions(&prepared.head, &prepared.conditions, range.as_deref());
+            if !self
+                .copy(client, prepared, &select, &mut columns, &mut rows, tx)
+                .await?
+            {
                 return Ok(());
             }
-            if n < batch_size {
-                break;
-            }
+        }
+        if rows > 0 && !self.send(prepared, &mut columns, rows, tx).await? {
+            return Ok(());
         }
         // Read only: ending the transaction either way is the same; commit releases the snapshot.
-        transaction
-            .commit()
+        client
+            .batch_execute("COMMIT")
             .await
-            .map_err(|e| self.statement_error(table, &e))?;
+            .map_err(|e| self.statement_error(&prepared.table, &e))?;
         Ok(())
     }
+
+    /// Stream `COPY (select) TO STDOUT (FORMAT binary)` into the builders, sending a batch
+    /// whenever `batch_size` rows are ready. `Ok(false)` when the consumer went away.
+    async fn copy(
+        &self,
+        client: &Client,
+        prepared: &Prepared,
+        select: &str,
+        columns: &mut [Column],
+        rows: &mut usize,
+        tx: &BatchSender,
+    ) -> Result<bool, SourceError> {
+        let table = prepared.table.as_str();
+        debug!(connection = %self.name, table = %table, sql = %select, "Reading with COPY.");
+        let stream = client
+            .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
+            .await
+            .map_err(|e| self.statement_error(table, &e))?;
+        futures::pin_mut!(stream);
+        let mut parser = CopyParser::new(columns.len());
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| self.statement_error(table, &e))?
+        {
+            *rows += parser
+                .feed(&chunk, columns)
+                .map_err(|e| self.copy_error(prepared, e))?;
+            if *rows >= prepared.batch_size {
+                if !self.send(prepared, columns, *rows, tx).await? {
+                    return Ok(false);
+                }
+                *rows = 0;
+            }
+        }
+        parser.finish().map_err(|e| self.copy_error(prepared, e))?;
+        Ok(true)
+    }
+
+    fn copy_error(&self, prepared: &Prepared, e: CopyError) -> SourceError {
+        match e {
+            CopyError::Malformed(reason) => SourceError::Query {
+                connection: self.name.clone(),
+                table: prepared.table.clone(),
+                reason: format!("{reason}; please report this"),
+            },
+            CopyError::Value { column, error } => {
+                let (name, ty) = prepared
+                    .columns
+                    .get(column)
+                    .cloned()
+                    .unwrap_or_else(|| (format!("#{column}"), "?".into()));
+                SourceError::BadValue {
+                    table: prepared.table.clone(),
+                    column: name,
+                    source_type: ty,
+                    value: error.value,
+                    reason: error.reason,
+                }
+            }
+        }
+    }
+
+    /// Finish the builders into a batch and send it. `Ok(false)` when the consumer went away.
+    async fn send(
+        &self,
+        prepared: &Prepared,
+        columns: &mut [Column],
+        rows: usize,
+        tx: &BatchSender,
+    ) -> Result<bool, SourceError> {
+        let arrays = columns.iter_mut().map(Column::finish).collect();
+        let batch = RecordBatch::try_new(prepared.schema.clone(), arrays).map_err(|e| {
+            SourceError::Internal(format!("building a batch of {}: {e}", prepared.table))
+        })?;
+        debug!(connection = %self.name, table = %prepared.table, rows, "Read batch.");
+        let item = SourceBatch {
+            batch,
+            origin: prepared.origin.clone(),
+        };
+        if tx.send(Ok(item)).await.is_err() {
+            debug!(table = %prepared.table, "Reader dropped; stopping the PostgreSQL read.");
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// The key ranges to read: `[None]` for one query, else one `WHERE` predicate per range.
+    async fn ranges(
+        &self,
+        client: &Client,
+        request: &ReadRequest,
+        prepared: &Prepared,
+    ) -> Result<Vec<Option<String>>, SourceError> {
+        let table = prepared.table.as_str();
+        let config_error = |reason: String| SourceError::Config {
+            table: table.to_string(),
+            reason,
+        };
+        let plain_table = request.table.query.is_none();
+        let estimate = if plain_table {
+            self.estimated_rows(client, prepared).await?
+        } else {
+            None
+        };
+        let (column, partitions) = match &request.table.parallel {
+            Some(p) if p.partitions <= 1 => return Ok(vec![None]),
+            Some(p) => match &p.column {
+                Some(c) => (c.clone(), p.partitions),
+                None => match self.primary_key(client, prepared).await? {
+                    Some(c) => (c, p.partitions),
+                    None => {
+                        return Err(config_error(
+                            "`parallel` needs a `column`: the table has no one-column primary key"
+                                .into(),
+                        ));
+                    }
+                },
+            },
+            None => {
+                let large = estimate.is_some_and(|n| n >= AUTO_PARALLEL_MIN_ROWS as f64);
+                if !large {
+                    return Ok(vec![None]);
+                }
+                match self.primary_key(client, prepared).await? {
+                    Some(c) => (c, AUTO_PARALLEL_PARTITIONS),
+                    None => return Ok(vec![None]),
+                }
+            }
+        };
+        if !prepared.columns.iter().any(|(n, _)| *n == column) {
+            let names: Vec<&str> = prepared.columns.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(config_error(format!(
+                "`parallel.column` {column} is not among the columns read ({})",
+                names.join(", ")
+            )));
+        }
+        let boundaries = self
+            .boundaries(client, request, prepared, &column, partitions, estimate)
+            .await?;
+        Ok(range_predicates(&sql::quote_ident(&column), &boundaries))
+    }
+
+    /// `reltuples` of the table (`None` when never analyzed).
+    async fn estimated_rows(
+        &self,
+        client: &Client,
+        prepared: &Prepared,
+    ) -> Result<Option<f64>, SourceError> {
+        let qualified =
+            sql::qualified_table(&prepared.table).map_err(|reason| SourceError::Config {
+                table: prepared.table.clone(),
+                reason,
+            })?;
+        let row = client
+            .query_one(
+                "SELECT reltuples::float8 FROM pg_catalog.pg_class WHERE oid = $1::text::regclass",
+                &[&qualified],
+            )
+            .await
+            .map_err(|e| self.statement_error(&prepared.table, &e))?;
+        let n: f64 = row
+            .try_get(0)
+            .map_err(|e| self.statement_error(&prepared.table, &e))?;
+        Ok((n >= 0.0).then_some(n))
+    }
+
+    /// The table's primary key, when it is one column.
+    async fn primary_key(
+        &self,
+        client: &Client,
+        prepared: &Prepared,
+    ) -> Result<Option<String>, SourceError> {
+        let Ok(qualified) = sql::qualified_table(&prepared.table) else {
+            return Ok(None);
+        };
+        let rows = client
+            .query(
+                "SELECT a.attname::text FROM pg_catalog.pg_index i \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                 WHERE i.indrelid = $1::text::regclass AND i.indisprimary",
+                &[&qualified],
+            )
+            .await
+            .map_err(|e| self.statement_error(&prepared.table, &e))?;
+        if rows.len() != 1 {
+            return Ok(None);
+        }
+        rows[0]
+            .try_get(0)
+            .map(Some)
+            .map_err(|e| self.statement_error(&prepared.table, &e))
+    }
+
+    /// `partitions - 1` boundaries splitting the non-NULL values of `column` into ranges of
+    /// about equal row counts: the percentiles of a sample of the table (of the whole column
+    /// for small tables and custom queries), as PostgreSQL renders them. Duplicates are
+    /// dropped, so a column with few distinct values gives fewer ranges.
+    async fn boundaries(
+        &self,
+        client: &Client,
+        request: &ReadRequest,
+        prepared: &Prepared,
+        column: &str,
+        partitions: usize,
+        estimate: Option<f64>,
+    ) -> Result<Vec<String>, SourceError> {
+        let table = prepared.table.as_str();
+        let fractions: Vec<String> = (1..partitions)
+            .map(|i| format!("{}", i as f64 / partitions as f64))
+            .collect();
+        let q = sql::quote_ident(column);
+        let from = match &request.table.query {
+            Some(query) => format!("({}) AS _t", sql::trim_query(query)),
+            None => sql::qualified_table(table).map_err(|reason| SourceError::Config {
+                table: table.to_string(),
+                reason,
+            })?,
+        };
+        let mut conditions = prepared.conditions.clone();
+        conditions.push(format!("{q} IS NOT NULL"));
+        let percentiles = |source: &str| {
+            with_conditions(
+                &format!(
+                    "SELECT percentile_disc(ARRAY[{}]::float8[]) WITHIN GROUP (ORDER BY {q})::text[] FROM {source}",
+                    fractions.join(", ")
+                ),
+                &conditions,
+                None,
+            )
+        };
+        let mut queries = Vec::new();
+        if let Some(n) = estimate.filter(|n| *n > SAMPLE_ABOVE_ROWS) {
+            let percent = (100.0 * SAMPLE_ROWS / n).clamp(0.0001, 100.0);
+            queries.push(percentiles(&format!(
+                "{from} TABLESAMPLE SYSTEM ({percent})"
+            )));
+        }
+        queries.push(percentiles(&from));
+        for query in queries {
+            debug!(connection = %self.name, table = %table, sql = %query, "Range boundaries.");
+            let row = client
+                .query_one(query.as_str(), &[])
+                .await
+                .map_err(|e| self.statement_error(table, &e))?;
+            let values: Option<Vec<Option<String>>> = row
+                .try_get(0)
+                .map_err(|e| self.statement_error(table, &e))?;
+            if let Some(values) = values {
+                let mut out: Vec<String> = values.into_iter().flatten().collect();
+                out.dedup();
+                return Ok(out);
+            }
+            // An empty sample: compute from the whole column.
+        }
+        Ok(Vec::new())
+    }
+}
+
+/// The `WHERE` predicates of the ranges between `boundaries` (sorted, distinct): below the
+/// first (with the NULLs), between each two, from the last on. No boundaries: one read.
+fn range_predicates(column: &str, boundaries: &[String]) -> Vec<Option<String>> {
+    if boundaries.is_empty() {
+        return vec![None];
+    }
+    let lit = |b: &String| sql::quote_literal(b);
+    let mut out = Vec::with_capacity(boundaries.len() + 1);
+    out.push(Some(format!(
+        "({column} < {} OR {column} IS NULL)",
+        lit(&boundaries[0])
+    )));
+    for pair in boundaries.windows(2) {
+        out.push(Some(format!(
+            "{column} >= {} AND {column} < {}",
+            lit(&pair[0]),
+            lit(&pair[1])
+        )));
+    }
+    if let Some(last) = boundaries.last() {
+        out.push(Some(format!("{column} >= {}", lit(last))));
+    }
+    out
 }
 
 /// `sslmode` from a URL query or a key-value connection string, lowercased.

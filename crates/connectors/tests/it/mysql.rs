@@ -717,3 +717,147 @@ async fn check_and_connection_errors_name_the_target_without_the_password() {
     assert!(!err.to_string().contains("Sup3rSecretPw"), "{err}");
     db.drop_db().await;
 }
+
+/// Rows sorted by the `id` column (Int64), as one batch.
+fn sorted_by_id(schema: &SchemaRef, batches: &[RecordBatch]) -> RecordBatch {
+    use tributary_core::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+    let all = concat_batches(schema, batches).unwrap();
+    let order = sort_to_indices(all.column_by_name("id").unwrap(), None, None).unwrap();
+    take_record_batch(&all, &order).unwrap()
+}
+
+fn parallel_request(name: &str, parallel: serde_json::Value, batch_size: usize) -> ReadRequest {
+    let mut r = request(
+        serde_json::from_value(serde_json::json!({ "name": name, "parallel": parallel })).unwrap(),
+    );
+    r.batch_size = batch_size;
+    r
+}
+
+#[tokio::test]
+async fn partitioned_reads_return_exactly_the_rows_of_one_read() {
+    let Some(mut db) = test_db().await else {
+        return;
+    };
+    db.exec(
+        "CREATE TABLE t (id bigint PRIMARY KEY, k bigint, d date, status varchar(16),
+           total decimal(12,2), cur char(3), at timestamp(6) NULL, note text, paid boolean, KEY (k))",
+    )
+    .await;
+    db.exec(
+        "INSERT INTO t SELECT seq,
+           CASE WHEN seq % 17 = 0 THEN NULL WHEN seq % 10 < 9 THEN seq % 5 ELSE seq * 1000003 END,
+           DATE_ADD('2020-01-01', INTERVAL seq % 1000 DAY), ELT(1 + seq % 3, 'new','paid','shipped'),
+           (seq % 100000) / 100.0, IF(seq % 7 = 0, NULL, 'EUR'),
+           TIMESTAMPADD(SECOND, seq, '2024-01-01'), IF(seq % 10 = 0, NULL, CONCAT('note ', seq)),
+           seq % 2 = 0
+         FROM seq_1_to_30000",
+    )
+    .await;
+    let src = db.source();
+    let (schema, single) = read_all(
+        &src,
+        parallel_request("t", serde_json::json!({"partitions": 1}), 4096),
+    )
+    .await
+    .unwrap();
+    let single = sorted_by_id(&schema, &single);
+    assert_eq!(single.num_rows(), 30_000);
+    for parallel in [
+        serde_json::json!({ "column": "k", "partitions": 4, "connections": 3 }),
+        serde_json::json!({ "partitions": 3 }),
+        serde_json::json!({ "partitions": 7, "connections": 1 }),
+    ] {
+        let (s, batches) = read_all(&src, parallel_request("t", parallel.clone(), 4096))
+            .await
+            .unwrap_or_else(|e| panic!("{parallel}: {e}"));
+        assert_eq!(s, schema, "{parallel}");
+        let got = sorted_by_id(&s, &batches);
+        assert_eq!(got.num_rows(), single.num_rows(), "{parallel}");
+        for (i, field) in schema.fields().iter().enumerate() {
+            assert_eq!(
+                got.column(i).as_ref(),
+                single.column(i).as_ref(),
+                "{parallel}: column {} differs",
+                field.name()
+            );
+        }
+    }
+    // Only integer columns split on MySQL/MariaDB; a custom query cannot be split.
+    let e = read_all(
+        &src,
+        parallel_request(
+            "t",
+            serde_json::json!({"column": "status", "partitions": 2}),
+            100,
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("integer"), "{e}");
+    let mut q = parallel_request(
+        "t",
+        serde_json::json!({"column": "id", "partitions": 2}),
+        100,
+    );
+    q.table.query = Some("SELECT * FROM t".into());
+    let e = read_all(&src, q).await.unwrap_err();
+    assert!(e.to_string().contains("custom `query`"), "{e}");
+    // An empty table: no rows, the schema all the same.
+    db.exec("CREATE TABLE e (id bigint PRIMARY KEY, v text)")
+        .await;
+    let (schema, batches) = read_all(
+        &src,
+        parallel_request("e", serde_json::json!({"partitions": 4}), 100),
+    )
+    .await
+    .unwrap();
+    assert_eq!(schema.fields().len(), 2);
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_partitioned_read_sees_one_state_while_another_session_writes() {
+    let Some(mut db) = test_db().await else {
+        return;
+    };
+    db.exec("CREATE TABLE t (id bigint PRIMARY KEY, v varchar(10)) ENGINE=InnoDB")
+        .await;
+    db.exec("INSERT INTO t SELECT seq, 'before' FROM seq_1_to_100000")
+        .await;
+    let src = db.source();
+    let stream = src
+        .read(parallel_request(
+            "t",
+            serde_json::json!({"partitions": 4, "connections": 4}),
+            500,
+        ))
+        .await
+        .unwrap();
+    let mut batches = stream.batches;
+    let first = batches.next().await.unwrap().unwrap().batch;
+    db.exec("START TRANSACTION").await;
+    db.exec("INSERT INTO t SELECT seq, 'after' FROM seq_100001_to_110000")
+        .await;
+    db.exec("UPDATE t SET v = 'after' WHERE id % 1000 = 0")
+        .await;
+    db.exec("DELETE FROM t WHERE id % 1000 = 1").await;
+    db.exec("COMMIT").await;
+    let mut all = vec![first];
+    while let Some(b) = batches.next().await {
+        all.push(b.unwrap().batch);
+    }
+    let rows: usize = all.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 100_000, "exactly the rows committed before the read");
+    let mut ids = std::collections::HashSet::new();
+    for b in &all {
+        let id = col::<Int64Array>(b, "id");
+        let v = col::<StringArray>(b, "v");
+        for i in 0..b.num_rows() {
+            assert_eq!(v.value(i), "before", "row {} changed mid-read", id.value(i));
+            assert!(ids.insert(id.value(i)), "row {} read twice", id.value(i));
+        }
+    }
+    db.drop_db().await;
+}

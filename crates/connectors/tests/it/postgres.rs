@@ -847,3 +847,177 @@ async fn quoted_names_and_dropping_the_stream_early() {
         .await
         .expect("the reader released the table");
 }
+
+/// Rows sorted by the Int64 column `id`, as one batch: reads in parallel deliver ranges in any
+/// order.
+fn sorted_by_id(schema: &Arc<Schema>, batches: &[RecordBatch]) -> RecordBatch {
+    let all = deltalake::arrow::compute::concat_batches(schema, batches).unwrap();
+    let order =
+        deltalake::arrow::compute::sort_to_indices(all.column_by_name("id").unwrap(), None, None)
+            .unwrap();
+    deltalake::arrow::compute::take_record_batch(&all, &order).unwrap()
+}
+
+fn parallel_request(name: &str, parallel: serde_json::Value, batch_size: usize) -> ReadRequest {
+    let mut r = request(table_config(
+        serde_json::json!({ "name": name, "parallel": parallel }),
+    ));
+    r.batch_size = batch_size;
+    r
+}
+
+#[tokio::test]
+async fn partitioned_reads_return_exactly_the_rows_of_one_read() {
+    let Some(db) = TestSchema::create("par").await else {
+        return;
+    };
+    // `k` is skewed (most rows share a few small values, a few are huge), nullable and not
+    // unique; `id` is the primary key. Every type of the orders benchmark is here.
+    db.exec(
+        "CREATE TABLE $S.t (id bigint PRIMARY KEY, k bigint, d date, status varchar(16),
+           total numeric(12,2), cur char(3), at timestamptz, note text, paid boolean);
+         INSERT INTO $S.t SELECT g,
+           CASE WHEN g % 17 = 0 THEN NULL WHEN g % 10 < 9 THEN g % 5 ELSE g::bigint * 1000003 END,
+           date '2020-01-01' + (g % 1000), (ARRAY['new','paid','shipped'])[1 + g % 3],
+           (g % 100000) / 100.0, CASE WHEN g % 7 = 0 THEN NULL ELSE 'EUR' END,
+           timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
+           CASE WHEN g % 10 = 0 THEN NULL ELSE 'note ' || g END, g % 2 = 0
+         FROM generate_series(1, 30000) g;
+         ANALYZE $S.t;",
+    )
+    .await;
+    let src = pg_source();
+    let name = db.table("t");
+    let (schema, single) = read_all(
+        &src,
+        parallel_request(&name, serde_json::json!({"partitions": 1}), 4096),
+    )
+    .await
+    .unwrap();
+    let single = sorted_by_id(&schema, &single);
+    assert_eq!(single.num_rows(), 30_000);
+    for parallel in [
+        serde_json::json!({ "column": "k", "partitions": 4, "connections": 3 }),
+        serde_json::json!({ "partitions": 3 }),
+        serde_json::json!({ "column": "status", "partitions": 8 }),
+        serde_json::json!({ "column": "at", "partitions": 5, "connections": 1 }),
+    ] {
+        let (s, batches) = read_all(&src, parallel_request(&name, parallel.clone(), 4096))
+            .await
+            .unwrap_or_else(|e| panic!("{parallel}: {e}"));
+        assert_eq!(s, schema, "{parallel}");
+        let got = sorted_by_id(&s, &batches);
+        assert_eq!(got.num_rows(), single.num_rows(), "{parallel}");
+        for (i, field) in schema.fields().iter().enumerate() {
+            assert_eq!(
+                got.column(i).as_ref(),
+                single.column(i).as_ref(),
+                "{parallel}: column {} differs",
+                field.name()
+            );
+        }
+    }
+    // Naming a column that is not read is a configuration error.
+    let e = read_all(
+        &src,
+        parallel_request(
+            &name,
+            serde_json::json!({"column": "nope", "partitions": 2}),
+            100,
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, SourceError::Config { .. }), "{e}");
+    assert!(e.to_string().contains("nope"), "{e}");
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn partitioned_read_of_an_empty_table_and_of_a_table_without_a_key() {
+    let Some(db) = TestSchema::create("pare").await else {
+        return;
+    };
+    db.exec("CREATE TABLE $S.e (id bigint PRIMARY KEY, v text); CREATE TABLE $S.nokey (id int, v text); INSERT INTO $S.nokey VALUES (1, 'a'), (2, NULL), (NULL, 'c');")
+        .await;
+    let src = pg_source();
+    let (schema, batches) = read_all(
+        &src,
+        parallel_request(&db.table("e"), serde_json::json!({"partitions": 4}), 100),
+    )
+    .await
+    .unwrap();
+    assert_eq!(schema.fields().len(), 2);
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    // No primary key: `column` is needed, and then NULL keys are read too.
+    let e = read_all(
+        &src,
+        parallel_request(
+            &db.table("nokey"),
+            serde_json::json!({"partitions": 2}),
+            100,
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("primary key"), "{e}");
+    let (_, batches) = read_all(
+        &src,
+        parallel_request(
+            &db.table("nokey"),
+            serde_json::json!({"column": "id", "partitions": 2}),
+            100,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_partitioned_read_sees_one_snapshot_while_another_session_writes() {
+    let Some(db) = TestSchema::create("parc").await else {
+        return;
+    };
+    db.exec(
+        "CREATE TABLE $S.t (id bigint PRIMARY KEY, v text);
+         INSERT INTO $S.t SELECT g, 'before' FROM generate_series(1, 100000) g; ANALYZE $S.t;",
+    )
+    .await;
+    let src = pg_source();
+    let stream = src
+        .read(parallel_request(
+            &db.table("t"),
+            serde_json::json!({"partitions": 4, "connections": 4}),
+            500,
+        ))
+        .await
+        .unwrap();
+    let mut batches = stream.batches;
+    let first = batches.next().await.unwrap().unwrap().batch;
+    // While the readers are mid-table: new rows in every range, changed and deleted rows.
+    db.exec(
+        "BEGIN; INSERT INTO $S.t SELECT g, 'after' FROM generate_series(100001, 110000) g;
+         UPDATE $S.t SET v = 'after' WHERE id % 1000 = 0; DELETE FROM $S.t WHERE id % 1000 = 1;
+         INSERT INTO $S.t SELECT -g, 'after' FROM generate_series(1, 100) g; COMMIT;",
+    )
+    .await;
+    let mut all = vec![first];
+    while let Some(b) = batches.next().await {
+        all.push(b.unwrap().batch);
+    }
+    let rows: usize = all.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 100_000, "exactly the rows committed before the read");
+    let mut ids = std::collections::HashSet::new();
+    for b in &all {
+        let id = col::<Int64Array>(b, "id");
+        let v = col::<StringArray>(b, "v");
+        for i in 0..b.num_rows() {
+            assert_eq!(v.value(i), "before", "row {} changed mid-read", id.value(i));
+            assert!(ids.insert(id.value(i)), "row {} read twice", id.value(i));
+        }
+    }
+    assert!(ids.iter().all(|id| (1..=100_000).contains(id)));
+    db.drop().await;
+}
