@@ -133,10 +133,11 @@ pub fn open_lake(project: &Project) -> Result<Lake, Failure> {
     // Validation has checked these values; the defaults stand in for nothing.
     let defaults = WriteOptions::default();
     let compression = match config.writer.codec() {
-        Ok(ParquetCodec::Snappy) | Err(_) => Compression::SNAPPY,
+        Ok(ParquetCodec::Snappy) => Compression::SNAPPY,
         Ok(ParquetCodec::Zstd(level)) => {
             Compression::ZSTD(ZstdLevel::try_new(level).unwrap_or_default())
         }
+        Err(_) => defaults.compression,
         Ok(ParquetCodec::Lz4) => Compression::LZ4_RAW,
         Ok(ParquetCodec::Gzip) => Compression::GZIP(GzipLevel::default()),
         Ok(ParquetCodec::None) => Compression::UNCOMPRESSED,

@@ -430,7 +430,7 @@ async fn load_inner(
     let mut max_cursor: Option<CursorValue> = previous.as_ref().map(|w| w.value.clone());
     let mut rows = 0u64;
     let mut batches = stream.batches;
-    let run_id: Arc<str> = Arc::from(ctx.run_id.as_str());
+    let mut metadata = MetadataColumns::new(ctx.loaded_at_micros, &ctx.run_id);
     while let Some(item) = batches.next().await {
         let item = item.with_context(|| format!("reading {}", spec.source_label()))?;
         let mut batch = item.batch;
@@ -463,14 +463,7 @@ async fn load_inner(
             })?),
             false => None,
         };
-        let out = add_metadata(
-            &batch,
-            &out_schema,
-            ctx.loaded_at_micros,
-            &run_id,
-            &item.origin,
-            stamp,
-        )?;
+        let out = metadata.add(&batch, &out_schema, &item.origin, stamp)?;
         writer.write(out).await?;
         rows += n as u64;
         bar.inc(n as u64);
@@ -868,36 +861,71 @@ fn with_metadata_columns(schema: &SchemaRef, file_columns: bool) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-fn add_metadata(
-    batch: &RecordBatch,
-    out_schema: &SchemaRef,
+/// The constant `_tributary_` columns of one load, built once at the largest batch size seen
+/// and sliced (without copying) for every batch.
+struct MetadataColumns {
     loaded_at: i64,
-    run_id: &str,
-    origin: &str,
-    file: Option<&FileStamp>,
-) -> anyhow::Result<RecordBatch> {
-    let n = batch.num_rows();
-    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    columns.push(Arc::new(
-        TimestampMicrosecondArray::from(vec![loaded_at; n]).with_timezone("UTC"),
-    ));
-    columns.push(Arc::new(StringArray::from(vec![run_id; n])));
-    columns.push(Arc::new(StringArray::from(vec![origin; n])));
-    if let Some(f) = file {
-        let size = i64::try_from(f.size).unwrap_or(i64::MAX);
-        columns.push(Arc::new(Int64Array::from(vec![size; n])));
-        columns.push(Arc::new(
-            TimestampMicrosecondArray::from(vec![f.modified_micros; n]).with_timezone("UTC"),
-        ));
+    run_id: String,
+    /// `(rows, loaded_at, run_id)` arrays of `rows` values.
+    constant: Option<(usize, ArrayRef, ArrayRef)>,
+    /// `(origin, rows, array)`.
+    origin: Option<(String, usize, ArrayRef)>,
+}
+
+impl MetadataColumns {
+    fn new(loaded_at: i64, run_id: &str) -> MetadataColumns {
+        MetadataColumns {
+            loaded_at,
+            run_id: run_id.to_string(),
+            constant: None,
+            origin: None,
+        }
     }
-    let fields: Vec<Field> = out_schema
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    // Nullability of the source batch may be stricter; the output schema is nullable.
-    let schema = Arc::new(Schema::new(fields));
-    RecordBatch::try_new(schema, columns).context("adding the _tributary_ columns")
+
+    fn add(
+        &mut self,
+        batch: &RecordBatch,
+        out_schema: &SchemaRef,
+        origin: &str,
+        file: Option<&FileStamp>,
+    ) -> anyhow::Result<RecordBatch> {
+        let n = batch.num_rows();
+        if self.constant.as_ref().is_none_or(|(rows, ..)| *rows < n) {
+            self.constant = Some((
+                n,
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![self.loaded_at; n]).with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(vec![self.run_id.as_str(); n])),
+            ));
+        }
+        if self
+            .origin
+            .as_ref()
+            .is_none_or(|(o, rows, _)| o != origin || *rows < n)
+        {
+            self.origin = Some((
+                origin.to_string(),
+                n,
+                Arc::new(StringArray::from(vec![origin; n])),
+            ));
+        }
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        if let (Some((_, loaded_at, run_id)), Some((_, _, origin))) = (&self.constant, &self.origin)
+        {
+            columns.push(loaded_at.slice(0, n));
+            columns.push(run_id.slice(0, n));
+            columns.push(origin.slice(0, n));
+        }
+        if let Some(f) = file {
+            let size = i64::try_from(f.size).unwrap_or(i64::MAX);
+            columns.push(Arc::new(Int64Array::from(vec![size; n])));
+            columns.push(Arc::new(
+                TimestampMicrosecondArray::from(vec![f.modified_micros; n]).with_timezone("UTC"),
+            ));
+        }
+        RecordBatch::try_new(out_schema.clone(), columns).context("adding the _tributary_ columns")
+    }
 }
 
 #[cfg(test)]
@@ -942,7 +970,9 @@ mod tests {
         let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])
             .unwrap();
         let out_schema = with_metadata_columns(&schema, false);
-        let out = add_metadata(&b, &out_schema, 7, "r1", "erp:x", None).unwrap();
+        let out = MetadataColumns::new(7, "r1")
+            .add(&b, &out_schema, "erp:x", None)
+            .unwrap();
         assert_eq!(out.num_columns(), 4);
         assert_eq!(out.schema().field(3).name(), SOURCE);
     }

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{Array, ArrayRef, RecordBatch, new_null_array};
+use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, new_null_array};
 use deltalake::arrow::compute::kernels::cmp::distinct;
 use deltalake::arrow::compute::{CastOptions, cast_with_options};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -12,6 +12,7 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, MetadataExt, StructType};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as DeltaWriteMode};
 use futures::StreamExt;
@@ -33,6 +34,38 @@ fn row_group_rows(options: &crate::lake::WriteOptions, schema: &Schema) -> usize
         .max(1);
     let by_bytes = usize::try_from(options.row_group_bytes / width).unwrap_or(usize::MAX);
     options.row_group_rows.min(by_bytes).max(1024)
+}
+
+/// Whether most non-null values of a (top-level, primitive or binary) column are distinct:
+/// at least 100 values and more distinct ones than half of them.
+fn mostly_distinct(array: &dyn Array) -> bool {
+    let values = array.len() - array.null_count();
+    if values < 100 {
+        return false;
+    }
+    let data = array.to_data();
+    let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+    if let Some(width) = array.data_type().primitive_width() {
+        let Some(buffer) = data.buffers().first() else {
+            return false;
+        };
+        let start = data.offset() * width;
+        let Some(bytes) = buffer.as_slice().get(start..start + data.len() * width) else {
+            return false;
+        };
+        for (i, v) in bytes.chunks_exact(width).enumerate() {
+            if array.is_valid(i) {
+                seen.insert(v);
+            }
+        }
+    } else if let Some(strings) = array.as_string_opt::<i32>() {
+        seen.extend(strings.iter().flatten().map(str::as_bytes));
+    } else if let Some(binary) = array.as_binary_opt::<i32>() {
+        seen.extend(binary.iter().flatten());
+    } else {
+        return false;
+    }
+    seen.len() * 2 > values
 }
 
 /// Bytes one value of `data_type` takes in Arrow, about.
@@ -84,7 +117,10 @@ pub struct TableWriter {
     target_schema: SchemaRef,
     schema_changed: bool,
     changes: SchemaDiff,
-    writer: RecordBatchWriter,
+    /// Opened on the first batch, whose values choose each column's encoding.
+    writer: Option<RecordBatchWriter>,
+    write_options: crate::lake::WriteOptions,
+    row_group_rows: usize,
     rows: u64,
 }
 
@@ -148,20 +184,8 @@ impl TableWriterBuilder<'_> {
                 }
             }
         };
-        let options = lake.write_options();
-        let props = WriterProperties::builder()
-            .set_compression(options.compression)
-            .set_max_row_group_row_count(Some(row_group_rows(&options, &target_schema)))
-            .build();
-        let writer = RecordBatchWriter::try_new(
-            url.as_str(),
-            target_schema.clone(),
-            None,
-            Some(lake.options().clone()),
-        )
-        .map_err(|e| LakeError::delta(&table_name, "prepare write", e))?
-        .with_writer_properties(props)
-        .with_target_file_size(options.target_file_bytes);
+        let write_options = lake.write_options();
+        let row_group_rows = row_group_rows(&write_options, &target_schema);
         Ok(TableWriter {
             table_name,
             url,
@@ -171,7 +195,9 @@ impl TableWriterBuilder<'_> {
             target_schema,
             schema_changed,
             changes,
-            writer,
+            writer: None,
+            write_options,
+            row_group_rows,
             rows: 0,
         })
     }
@@ -232,10 +258,39 @@ impl TableWriter {
         }
         let batch = conform(&self.table_name, &batch, &self.target_schema)?;
         self.rows += batch.num_rows() as u64;
-        self.writer
+        let writer = match &mut self.writer {
+            Some(w) => w,
+            None => self.writer.insert(self.open_writer(&batch)?),
+        };
+        writer
             .write_with_mode(batch, DeltaWriteMode::Default)
             .await
             .map_err(|e| LakeError::delta(&self.table_name, "write", e))
+    }
+
+    /// The Parquet writer, its properties chosen from the load's first batch: dictionary
+    /// encoding only for the columns whose values repeat (a dictionary of unique values costs
+    /// a hash per value and saves nothing).
+    fn open_writer(&self, first: &RecordBatch) -> Result<RecordBatchWriter, LakeError> {
+        let o = &self.write_options;
+        let mut props = WriterProperties::builder()
+            .set_compression(o.compression)
+            .set_max_row_group_row_count(Some(self.row_group_rows));
+        for (field, column) in first.schema().fields().iter().zip(first.columns()) {
+            if mostly_distinct(column.as_ref()) {
+                props = props
+                    .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+            }
+        }
+        Ok(RecordBatchWriter::try_new(
+            self.url.as_str(),
+            self.target_schema.clone(),
+            None,
+            Some(self.options.clone()),
+        )
+        .map_err(|e| LakeError::delta(&self.table_name, "prepare write", e))?
+        .with_writer_properties(props.build())
+        .with_target_file_size(o.target_file_bytes))
     }
 
     /// The target schema as a Delta (kernel) schema.
@@ -257,11 +312,13 @@ impl TableWriter {
         app_metadata: HashMap<String, serde_json::Value>,
     ) -> Result<CommitSummary, LakeError> {
         let name = self.table_name.clone();
-        let adds = self
-            .writer
-            .flush()
-            .await
-            .map_err(|e| LakeError::delta(&name, "finish files", e))?;
+        let adds = match self.writer.as_mut() {
+            Some(w) => w
+                .flush()
+                .await
+                .map_err(|e| LakeError::delta(&name, "finish files", e))?,
+            None => Vec::new(),
+        };
         let files = adds.len();
         let props = CommitProperties::default().with_metadata(app_metadata);
         let watermark_json = match &watermark {

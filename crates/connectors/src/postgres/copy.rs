@@ -218,8 +218,8 @@ mod tests {
     ];
 
     fn check(out: &mut [Column]) {
-        let ids = out[0].finish();
-        let names = out[1].finish();
+        let ids = out[0].finish().unwrap();
+        let names = out[1].finish().unwrap();
         let ids = ids.as_primitive::<Int64Type>();
         let names = names.as_string::<i32>();
         assert_eq!(ids.len(), 4);
@@ -295,7 +295,10 @@ mod tests {
         // Make the text invalid UTF-8.
         let at = data.len() - 3;
         data[at] = 0xff;
-        let e = CopyParser::new(2).feed(&data, &mut columns()).unwrap_err();
-        assert!(matches!(e, CopyError::Value { column: 1, .. }), "{e:?}");
+        // Text is validated when the batch is finished.
+        let mut out = columns();
+        CopyParser::new(2).feed(&data, &mut out).unwrap();
+        let e = out[1].finish().unwrap_err();
+        assert!(e.reason.contains("UTF-8"), "{e:?}");
     }
 }

@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
-    Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListArray, NullBufferBuilder,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BinaryArray, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
+    Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListArray,
+    NullBufferBuilder, StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use deltalake::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
@@ -138,8 +138,10 @@ pub(crate) enum Column {
         scale: i8,
         unconstrained: bool,
     },
-    Text(StringBuilder),
-    Jsonb(StringBuilder),
+    /// Text and jsonb bytes, validated as UTF-8 once per batch by [`Column::finish`] (one pass
+    /// over the whole buffer is much cheaper than one call per value).
+    Text(BinaryBuilder),
+    Jsonb(BinaryBuilder),
     Uuid(StringBuilder),
     Time(StringBuilder),
     TimeTz(StringBuilder),
@@ -177,8 +179,8 @@ impl Column {
                 scale: *scale,
                 unconstrained: *unconstrained,
             },
-            Kind::Text => Column::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
-            Kind::Jsonb => Column::Jsonb(StringBuilder::with_capacity(capacity, capacity * 32)),
+            Kind::Text => Column::Text(BinaryBuilder::with_capacity(capacity, capacity * 16)),
+            Kind::Jsonb => Column::Jsonb(BinaryBuilder::with_capacity(capacity, capacity * 32)),
             Kind::Uuid => Column::Uuid(StringBuilder::with_capacity(capacity, capacity * 36)),
             Kind::Time => Column::Time(StringBuilder::with_capacity(capacity, capacity * 15)),
             Kind::TimeTz => Column::TimeTz(StringBuilder::with_capacity(capacity, capacity * 21)),
@@ -226,9 +228,9 @@ impl Column {
                 scale,
                 unconstrained,
             } => builder.append_value(numeric_unscaled(raw, *precision, *scale, *unconstrained)?),
-            Column::Text(b) => b.append_value(utf8(raw, "text")?),
+            Column::Text(b) => b.append_value(raw),
             Column::Jsonb(b) => match raw.split_first() {
-                Some((1, text)) => b.append_value(utf8(text, "jsonb")?),
+                Some((1, text)) => b.append_value(text),
                 _ => return Err(ValueError::malformed(raw, "jsonb")),
             },
             Column::Uuid(b) => b.append_value(uuid_text(fixed(raw, "uuid")?)),
@@ -283,12 +285,8 @@ impl Column {
             Column::Float4(b) => b.append_null(),
             Column::Float8(b) => b.append_null(),
             Column::Numeric { builder, .. } => builder.append_null(),
-            Column::Text(b)
-            | Column::Jsonb(b)
-            | Column::Uuid(b)
-            | Column::Time(b)
-            | Column::TimeTz(b) => b.append_null(),
-            Column::Bytea(b) => b.append_null(),
+            Column::Uuid(b) | Column::Time(b) | Column::TimeTz(b) => b.append_null(),
+            Column::Text(b) | Column::Jsonb(b) | Column::Bytea(b) => b.append_null(),
             Column::Date(b) => b.append_null(),
             Column::Timestamp(b) | Column::TimestampTz(b) => b.append_null(),
             Column::List { offsets, nulls, .. } => {
@@ -300,8 +298,9 @@ impl Column {
     }
 
     /// The values appended since the last call, as an Arrow array; the builder starts over.
-    pub(crate) fn finish(&mut self) -> ArrayRef {
-        match self {
+    /// Fails on the first text value that is not valid UTF-8.
+    pub(crate) fn finish(&mut self) -> Result<ArrayRef, ValueError> {
+        Ok(match self {
             Column::Bool(b) => Arc::new(b.finish()),
             Column::Int2(b) => Arc::new(b.finish()),
             Column::Int4(b) => Arc::new(b.finish()),
@@ -309,11 +308,9 @@ impl Column {
             Column::Float4(b) => Arc::new(b.finish()),
             Column::Float8(b) => Arc::new(b.finish()),
             Column::Numeric { builder, .. } => Arc::new(builder.finish()),
-            Column::Text(b)
-            | Column::Jsonb(b)
-            | Column::Uuid(b)
-            | Column::Time(b)
-            | Column::TimeTz(b) => Arc::new(b.finish()),
+            Column::Text(b) => Arc::new(text_array(b.finish(), "text")?),
+            Column::Jsonb(b) => Arc::new(text_array(b.finish(), "jsonb")?),
+            Column::Uuid(b) | Column::Time(b) | Column::TimeTz(b) => Arc::new(b.finish()),
             Column::Bytea(b) => Arc::new(b.finish()),
             Column::Date(b) => Arc::new(b.finish()),
             Column::Timestamp(b) | Column::TimestampTz(b) => Arc::new(b.finish()),
@@ -323,7 +320,7 @@ impl Column {
                 nulls,
                 child,
             } => {
-                let values = child.finish();
+                let values = child.finish()?;
                 let taken = std::mem::replace(offsets, vec![0]);
                 // Offsets start at 0 and never decrease (each push adds a non-negative count).
                 let offsets = OffsetBuffer::new(ScalarBuffer::from(taken));
@@ -334,6 +331,27 @@ impl Column {
                     nulls.finish(),
                 ))
             }
+        })
+    }
+}
+
+/// Binary values known to be text, as a string array: the whole buffer is validated at once;
+/// on failure, the first invalid value is named.
+fn text_array(binary: BinaryArray, what: &str) -> Result<StringArray, ValueError> {
+    match StringArray::try_from_binary(binary.clone()) {
+        Ok(strings) => Ok(strings),
+        Err(_) => {
+            let bad = binary
+                .iter()
+                .flatten()
+                .find(|v| std::str::from_utf8(v).is_err())
+                .unwrap_or_default();
+            Err(utf8(bad, what).err().unwrap_or_else(|| {
+                ValueError::new(
+                    String::from_utf8_lossy(bad).into_owned(),
+                    format!("the {what} values are not valid UTF-8"),
+                )
+            }))
         }
     }
 }
@@ -759,7 +777,7 @@ mod tests {
             empty.extend_from_slice(&v.to_be_bytes());
         }
         col.append(Some(&empty)).unwrap();
-        let arr = col.finish();
+        let arr = col.finish().unwrap();
         let list = arr.as_any().downcast_ref::<ListArray>().unwrap();
         assert_eq!(list.len(), 3);
         assert!(list.is_null(1));

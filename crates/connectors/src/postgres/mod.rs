@@ -733,7 +733,13 @@ impl PostgresSource {
         rows: usize,
         tx: &BatchSender,
     ) -> Result<bool, SourceError> {
-        let arrays = columns.iter_mut().map(Column::finish).collect();
+        let mut arrays = Vec::with_capacity(columns.len());
+        for (i, c) in columns.iter_mut().enumerate() {
+            let array = c.finish().map_err(|error| {
+                self.copy_error(prepared, CopyError::Value { column: i, error })
+            })?;
+            arrays.push(array);
+        }
         let batch = RecordBatch::try_new(prepared.schema.clone(), arrays).map_err(|e| {
             SourceError::Internal(format!("building a batch of {}: {e}", prepared.table))
         })?;
