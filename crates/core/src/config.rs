@@ -97,8 +97,8 @@ impl ProjectConfig {
 #[serde(deny_unknown_fields)]
 pub struct WriterSettings {
     /// `zstd` (default, level 1), `zstd(N)` (N 1 to 22), `snappy`, `lz4`, `gzip` or `none`.
-    /// Level-1 zstd wrote files 2.6 times smaller than snappy at the same load time in the
-    /// throughput benchmark (BENCHMARKS.md).
+    /// Level-1 zstd wrote files half the size of snappy's for a few percent more load time in
+    /// the throughput benchmark (BENCHMARKS.md).
     #[serde(default = "default_parquet_compression")]
     pub compression: String,
     /// Files are rolled over at about this size (`128MiB` default, at least `1MiB`).

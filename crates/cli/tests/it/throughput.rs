@@ -95,7 +95,10 @@ async fn a_parallel_zstd_load_equals_a_single_snappy_load() {
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         p
     };
-    let single = load("", "    parallel: { partitions: 1 }\n");
+    let single = load(
+        "writer: { compression: snappy }\n",
+        "    parallel: { partitions: 1 }\n",
+    );
     let parallel = load(
         "writer: { compression: zstd(3), row_group_rows: 8192 }\n",
         "    parallel: { column: id, partitions: 4, connections: 2 }\n",

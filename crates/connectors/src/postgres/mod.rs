@@ -299,6 +299,7 @@ impl PostgresSource {
         let schema = Arc::new(Schema::new(fields));
         Ok(Prepared {
             head,
+            from,
             conditions,
             kinds,
             columns,
@@ -409,6 +410,8 @@ const SAMPLE_ROWS: f64 = 50_000.0;
 struct Prepared {
     /// `SELECT <columns> FROM <table or query>`.
     head: String,
+    /// `<table>` or `(<query>) AS _t`.
+    from: String,
     /// The since/until conditions.
     conditions: Vec<String>,
     kinds: Vec<Kind>,
@@ -806,7 +809,7 @@ impl PostgresSource {
             )));
         }
         let boundaries = self
-            .boundaries(client, request, prepared, &column, partitions, estimate)
+            .boundaries(client, prepared, &column, partitions, estimate)
             .await?;
         Ok(range_predicates(&sql::quote_ident(&column), &boundaries))
     }
@@ -869,7 +872,6 @@ impl PostgresSource {
     async fn boundaries(
         &self,
         client: &Client,
-        request: &ReadRequest,
         prepared: &Prepared,
         column: &str,
         partitions: usize,
@@ -880,13 +882,7 @@ impl PostgresSource {
             .map(|i| format!("{}", i as f64 / partitions as f64))
             .collect();
         let q = sql::quote_ident(column);
-        let from = match &request.table.query {
-            Some(query) => format!("({}) AS _t", sql::trim_query(query)),
-            None => sql::qualified_table(table).map_err(|reason| SourceError::Config {
-                table: table.to_string(),
-                reason,
-            })?,
-        };
+        let from = &prepared.from;
         let mut conditions = prepared.conditions.clone();
         conditions.push(format!("{q} IS NOT NULL"));
         let percentiles = |source: &str| {
@@ -906,7 +902,7 @@ impl PostgresSource {
                 "{from} TABLESAMPLE SYSTEM ({percent})"
             )));
         }
-        queries.push(percentiles(&from));
+        queries.push(percentiles(from));
         for query in queries {
             debug!(connection = %self.name, table = %table, sql = %query, "Range boundaries.");
             let row = client

@@ -718,14 +718,6 @@ async fn check_and_connection_errors_name_the_target_without_the_password() {
     db.drop_db().await;
 }
 
-/// Rows sorted by the `id` column (Int64), as one batch.
-fn sorted_by_id(schema: &SchemaRef, batches: &[RecordBatch]) -> RecordBatch {
-    use tributary_core::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
-    let all = concat_batches(schema, batches).unwrap();
-    let order = sort_to_indices(all.column_by_name("id").unwrap(), None, None).unwrap();
-    take_record_batch(&all, &order).unwrap()
-}
-
 fn parallel_request(name: &str, parallel: serde_json::Value, batch_size: usize) -> ReadRequest {
     let mut r = request(
         serde_json::from_value(serde_json::json!({ "name": name, "parallel": parallel })).unwrap(),
@@ -761,7 +753,7 @@ async fn partitioned_reads_return_exactly_the_rows_of_one_read() {
     )
     .await
     .unwrap();
-    let single = sorted_by_id(&schema, &single);
+    let single = support::sorted_by_id(&schema, &single);
     assert_eq!(single.num_rows(), 30_000);
     for parallel in [
         serde_json::json!({ "column": "k", "partitions": 4, "connections": 3 }),
@@ -771,17 +763,7 @@ async fn partitioned_reads_return_exactly_the_rows_of_one_read() {
         let (s, batches) = read_all(&src, parallel_request("t", parallel.clone(), 4096))
             .await
             .unwrap_or_else(|e| panic!("{parallel}: {e}"));
-        assert_eq!(s, schema, "{parallel}");
-        let got = sorted_by_id(&s, &batches);
-        assert_eq!(got.num_rows(), single.num_rows(), "{parallel}");
-        for (i, field) in schema.fields().iter().enumerate() {
-            assert_eq!(
-                got.column(i).as_ref(),
-                single.column(i).as_ref(),
-                "{parallel}: column {} differs",
-                field.name()
-            );
-        }
+        support::assert_same_rows(&parallel.to_string(), &single, &s, &batches);
     }
     // Only integer columns split on MySQL/MariaDB; a custom query cannot be split.
     let e = read_all(
@@ -848,16 +830,6 @@ async fn a_partitioned_read_sees_one_state_while_another_session_writes() {
     while let Some(b) = batches.next().await {
         all.push(b.unwrap().batch);
     }
-    let rows: usize = all.iter().map(|b| b.num_rows()).sum();
-    assert_eq!(rows, 100_000, "exactly the rows committed before the read");
-    let mut ids = std::collections::HashSet::new();
-    for b in &all {
-        let id = col::<Int64Array>(b, "id");
-        let v = col::<StringArray>(b, "v");
-        for i in 0..b.num_rows() {
-            assert_eq!(v.value(i), "before", "row {} changed mid-read", id.value(i));
-            assert!(ids.insert(id.value(i)), "row {} read twice", id.value(i));
-        }
-    }
+    support::assert_one_snapshot(&all);
     db.drop_db().await;
 }

@@ -848,16 +848,6 @@ async fn quoted_names_and_dropping_the_stream_early() {
         .expect("the reader released the table");
 }
 
-/// Rows sorted by the Int64 column `id`, as one batch: reads in parallel deliver ranges in any
-/// order.
-fn sorted_by_id(schema: &Arc<Schema>, batches: &[RecordBatch]) -> RecordBatch {
-    let all = deltalake::arrow::compute::concat_batches(schema, batches).unwrap();
-    let order =
-        deltalake::arrow::compute::sort_to_indices(all.column_by_name("id").unwrap(), None, None)
-            .unwrap();
-    deltalake::arrow::compute::take_record_batch(&all, &order).unwrap()
-}
-
 fn parallel_request(name: &str, parallel: serde_json::Value, batch_size: usize) -> ReadRequest {
     let mut r = request(table_config(
         serde_json::json!({ "name": name, "parallel": parallel }),
@@ -894,7 +884,7 @@ async fn partitioned_reads_return_exactly_the_rows_of_one_read() {
     )
     .await
     .unwrap();
-    let single = sorted_by_id(&schema, &single);
+    let single = support::sorted_by_id(&schema, &single);
     assert_eq!(single.num_rows(), 30_000);
     for parallel in [
         serde_json::json!({ "column": "k", "partitions": 4, "connections": 3 }),
@@ -905,17 +895,7 @@ async fn partitioned_reads_return_exactly_the_rows_of_one_read() {
         let (s, batches) = read_all(&src, parallel_request(&name, parallel.clone(), 4096))
             .await
             .unwrap_or_else(|e| panic!("{parallel}: {e}"));
-        assert_eq!(s, schema, "{parallel}");
-        let got = sorted_by_id(&s, &batches);
-        assert_eq!(got.num_rows(), single.num_rows(), "{parallel}");
-        for (i, field) in schema.fields().iter().enumerate() {
-            assert_eq!(
-                got.column(i).as_ref(),
-                single.column(i).as_ref(),
-                "{parallel}: column {} differs",
-                field.name()
-            );
-        }
+        support::assert_same_rows(&parallel.to_string(), &single, &s, &batches);
     }
     // Naming a column that is not read is a configuration error.
     let e = read_all(
@@ -1007,17 +987,6 @@ async fn a_partitioned_read_sees_one_snapshot_while_another_session_writes() {
     while let Some(b) = batches.next().await {
         all.push(b.unwrap().batch);
     }
-    let rows: usize = all.iter().map(|b| b.num_rows()).sum();
-    assert_eq!(rows, 100_000, "exactly the rows committed before the read");
-    let mut ids = std::collections::HashSet::new();
-    for b in &all {
-        let id = col::<Int64Array>(b, "id");
-        let v = col::<StringArray>(b, "v");
-        for i in 0..b.num_rows() {
-            assert_eq!(v.value(i), "before", "row {} changed mid-read", id.value(i));
-            assert!(ids.insert(id.value(i)), "row {} read twice", id.value(i));
-        }
-    }
-    assert!(ids.iter().all(|id| (1..=100_000).contains(id)));
+    support::assert_one_snapshot(&all);
     db.drop().await;
 }
