@@ -678,17 +678,25 @@ pub struct TableConfig {
     /// PostgreSQL and MySQL/MariaDB only: read the table over several connections at once,
     /// each reading one key range of `column`, all from one consistent snapshot. Without it,
     /// PostgreSQL tables of at least [`AUTO_PARALLEL_MIN_ROWS`] estimated rows with a
-    /// one-column primary key are split automatically; `parallel: { partitions: 1 }` turns
-    /// that off.
+    /// one-column primary key are split automatically on machines with at least 4 cores;
+    /// `parallel: { partitions: 1 }` turns that off.
     #[serde(default)]
     pub parallel: Option<ParallelRead>,
 }
 
 /// Tables with at least this many estimated rows (PostgreSQL's `reltuples`) and a one-column
-/// primary key are read in [`AUTO_PARALLEL_PARTITIONS`] partitions when `parallel` is not set.
+/// primary key are read in [`auto_parallel_partitions`] partitions when `parallel` is not set.
 pub const AUTO_PARALLEL_MIN_ROWS: u64 = 10_000_000;
-/// Partitions of an automatic parallel read.
-pub const AUTO_PARALLEL_PARTITIONS: usize = 4;
+
+/// Partitions of an automatic parallel read: half the machine's cores, at most 4. Below 4
+/// cores this is 1 (no automatic split): there, one stream already keeps the client's cores
+/// busy decoding and encoding, and more connections only add work (BENCHMARKS.md).
+pub fn auto_parallel_partitions() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() / 2)
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
 
 /// `parallel:` of a database table: how a read is split into key ranges.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

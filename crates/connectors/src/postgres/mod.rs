@@ -61,7 +61,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Kind as PgKind, Type};
 use tokio_postgres::{Client, Config, NoTls, Statement};
 use tracing::debug;
-use tributary_core::config::{AUTO_PARALLEL_MIN_ROWS, AUTO_PARALLEL_PARTITIONS, ColumnCast};
+use tributary_core::config::{AUTO_PARALLEL_MIN_ROWS, ColumnCast, auto_parallel_partitions};
 use tributary_core::redact::{redact_url, scrub};
 use tributary_core::{ReadRequest, Source, SourceBatch, SourceError, SourceStream};
 
@@ -514,7 +514,7 @@ impl PostgresSource {
             .parallel
             .as_ref()
             .map(|p| p.workers())
-            .unwrap_or(AUTO_PARALLEL_PARTITIONS)
+            .unwrap_or_else(auto_parallel_partitions)
             .min(ranges.len());
         let prepared = Arc::new(prepared);
         let queue: RangeQueue = Arc::new(std::sync::Mutex::new(ranges.into_iter().collect()));
@@ -792,11 +792,12 @@ impl PostgresSource {
             },
             None => {
                 let large = estimate.is_some_and(|n| n >= AUTO_PARALLEL_MIN_ROWS as f64);
-                if !large {
+                let partitions = auto_parallel_partitions();
+                if !large || partitions < 2 {
                     return Ok(vec![None]);
                 }
                 match self.primary_key(client, prepared).await? {
-                    Some(c) => (c, AUTO_PARALLEL_PARTITIONS),
+                    Some(c) => (c, partitions),
                     None => return Ok(vec![None]),
                 }
             }
