@@ -96,9 +96,9 @@ impl ProjectConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WriterSettings {
-    /// `zstd` (default, level 1), `zstd(N)` (N 1 to 22), `snappy`, `lz4`, `gzip` or `none`.
-    /// Level-1 zstd wrote files half the size of snappy's for a few percent more load time in
-    /// the throughput benchmark (BENCHMARKS.md).
+    /// `snappy` (default), `zstd` (level 1), `zstd(N)` (N 1 to 22), `lz4`, `gzip` or `none`.
+    /// In the throughput benchmark (BENCHMARKS.md) level-1 zstd wrote files half the size of
+    /// snappy's for up to 7 % more load time.
     #[serde(default = "default_parquet_compression")]
     pub compression: String,
     /// Files are rolled over at about this size (`128MiB` default, at least `1MiB`).
@@ -121,7 +121,7 @@ impl Default for WriterSettings {
 }
 
 fn default_parquet_compression() -> String {
-    "zstd".into()
+    "snappy".into()
 }
 
 fn default_target_file_size() -> String {

@@ -1,4 +1,4 @@
-use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::basic::Compression;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ pub struct WriteOptions {
 impl Default for WriteOptions {
     fn default() -> Self {
         WriteOptions {
-            compression: Compression::ZSTD(ZstdLevel::default()),
+            compression: Compression::SNAPPY,
             target_file_bytes: 128 * 1024 * 1024,
             row_group_rows: 128 * 1024,
             row_group_bytes: 128 * 1024 * 1024,
