@@ -1063,14 +1063,7 @@ impl PreparedRun {
         if let Err(e) = state.release_leases(&run_id).await {
             warn!(run_id = %run_id, error = %e, "Could not release table leases; they expire by themselves.");
         }
-        match peak_rss_mib() {
-            Some(peak) => {
-                info!(run_id = %run_id, status = status.as_str(), tasks = outcomes.len(), failed, peak_rss_mib = peak, "Run finished.")
-            }
-            None => {
-                info!(run_id = %run_id, status = status.as_str(), tasks = outcomes.len(), failed, "Run finished.")
-            }
-        }
+        info!(run_id = %run_id, status = status.as_str(), tasks = outcomes.len(), failed, peak_rss_mib = peak_rss_mib(), "Run finished.");
         // Alerts never fail the run: the engine logs and records its own problems.
         if let Some(engine) = &alerts {
             let o = engine.after_run(&run_id).await;

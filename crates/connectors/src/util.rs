@@ -398,6 +398,25 @@ fn normalize_array(
         .map_err(|e| err(None, format!("cannot convert to {target}: {e}")))
 }
 
+/// The `WHERE` predicates of a parallel read's key ranges between `boundaries` (SQL literals of
+/// sorted, distinct values): below the first (with the NULL keys, so none is missed), between
+/// each two, from the last on. No boundaries: one read of everything (`[None]`).
+pub fn range_predicates(column: &str, boundaries: &[String]) -> Vec<Option<String>> {
+    let (Some(first), Some(last)) = (boundaries.first(), boundaries.last()) else {
+        return vec![None];
+    };
+    let mut out = Vec::with_capacity(boundaries.len() + 1);
+    out.push(Some(format!("({column} < {first} OR {column} IS NULL)")));
+    for pair in boundaries.windows(2) {
+        out.push(Some(format!(
+            "{column} >= {} AND {column} < {}",
+            pair[0], pair[1]
+        )));
+    }
+    out.push(Some(format!("{column} >= {last}")));
+    out
+}
+
 #[cfg(test)]
 mod parse_tests {
     use super::*;

@@ -462,7 +462,6 @@ async fn build_query(
     Ok((sql_text, params))
 }
 
-/// Run the read. `Ok(true)` when every row was sent, `Ok(false)` when the consumer went away.
 /// The session settings of every reading connection.
 async fn session_settings(
     inner: &Inner,
@@ -494,6 +493,8 @@ async fn begin_snapshot(
         .map_err(|e| inner.query_error(&request.table.name, &e))
 }
 
+/// Run the read of one range. `Ok(true)` when every row was sent, `Ok(false)` when the
+/// consumer went away.
 async fn stream_rows(
     inner: &Inner,
     request: &ReadRequest,

@@ -20,6 +20,7 @@ use tributary_core::config::ParallelRead;
 use tributary_core::{ReadRequest, SourceError};
 
 use super::{Inner, Output, begin_snapshot, describe, read_ranges, session_settings, sql};
+use crate::util::range_predicates;
 
 /// Read `request` in `parallel.partitions` key ranges over `parallel.workers()` connections.
 pub(super) async fn produce(
@@ -197,7 +198,10 @@ async fn plan(
         })?;
     Ok(Plan::Ranges {
         coordinator: conn,
-        ranges: range_predicates(&q, &boundaries),
+        ranges: range_predicates(
+            &q,
+            &boundaries.iter().map(i128::to_string).collect::<Vec<_>>(),
+        ),
     })
 }
 
@@ -208,24 +212,6 @@ fn even_boundaries(min: i128, max: i128, partitions: usize) -> Vec<i128> {
     let mut out: Vec<i128> = (1..n).map(|i| min + width * i / n).collect();
     out.retain(|b| *b > min && *b <= max);
     out.dedup();
-    out
-}
-
-/// The `WHERE` predicates of the ranges between `boundaries`, NULL keys in the first.
-fn range_predicates(column: &str, boundaries: &[i128]) -> Vec<Option<String>> {
-    let mut out = Vec::with_capacity(boundaries.len() + 1);
-    if let Some(first) = boundaries.first() {
-        out.push(Some(format!("({column} < {first} OR {column} IS NULL)")));
-    }
-    for pair in boundaries.windows(2) {
-        out.push(Some(format!(
-            "{column} >= {} AND {column} < {}",
-            pair[0], pair[1]
-        )));
-    }
-    if let Some(last) = boundaries.last() {
-        out.push(Some(format!("{column} >= {last}")));
-    }
     out
 }
 
@@ -242,7 +228,7 @@ mod tests {
             even_boundaries(i64::MIN as i128, i64::MAX as i128, 2),
             vec![0]
         );
-        let p = range_predicates("`id`", &[10, 20]);
+        let p = range_predicates("`id`", &["10".to_string(), "20".to_string()]);
         assert_eq!(
             p,
             vec![

@@ -67,7 +67,7 @@ use tributary_core::{ReadRequest, Source, SourceBatch, SourceError, SourceStream
 
 use self::copy::{CopyError, CopyParser};
 use self::decode::{Column, Kind, UNCONSTRAINED_NUMERIC};
-use crate::util::{DEFAULT_BATCH_SIZE, batch_channel};
+use crate::util::{DEFAULT_BATCH_SIZE, batch_channel, range_predicates};
 
 /// How long to wait for the TCP connection (unless the URL sets `connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -518,50 +518,16 @@ impl PostgresSource {
             .min(ranges.len());
         let prepared = Arc::new(prepared);
         let queue: RangeQueue = Arc::new(std::sync::Mutex::new(ranges.into_iter().collect()));
-        let mut helpers = Vec::new();
-        if workers > 1 {
-            match self.export_snapshot(&client, &prepared.table).await {
-                Ok(snapshot) => {
-                    debug!(connection = %self.name, table = %prepared.table, workers, "Parallel read.");
-                    let (ready_tx, mut ready_rx) = mpsc::channel(workers);
-                    for _ in 1..workers {
-                        let source = Arc::clone(&self);
-                        let prepared = Arc::clone(&prepared);
-                        let queue = Arc::clone(&queue);
-                        let tx = tx.clone();
-                        let ready_tx = ready_tx.clone();
-                        let snapshot = snapshot.clone();
-                        helpers.push(tokio::spawn(async move {
-                            source.helper(snapshot, prepared, queue, tx, ready_tx).await
-                        }));
-                    }
-                    drop(ready_tx);
-                    // Keep the exporting transaction open until every helper has imported it.
-                    let mut imported = 0;
-                    while let Some(outcome) = ready_rx.recv().await {
-                        match outcome {
-                            Ok(()) => imported += 1,
-                            Err(e) => {
-                                let _ = tx.send(Err(e)).await;
-                                return;
-                            }
-                        }
-                    }
-                    if imported + 1 < workers {
-                        let _ = tx
-                            .send(Err(SourceError::Internal(
-                                "a PostgreSQL reader stopped before importing the snapshot".into(),
-                            )))
-                            .await;
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
+        let helpers = match self
+            .start_helpers(&client, workers, &prepared, &queue, &tx)
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
             }
-        }
+        };
         if let Err(e) = self.read_ranges(&client, &prepared, &queue, &tx).await {
             let _ = tx.send(Err(e)).await;
             return;
@@ -577,6 +543,46 @@ impl PostgresSource {
                     .await;
             }
         }
+    }
+
+    /// For a read over `workers > 1` connections: export this connection's snapshot and start
+    /// `workers - 1` helpers, returning once every one has imported it (the exporting
+    /// transaction must stay open until then). No helpers for one worker.
+    async fn start_helpers(
+        self: &Arc<Self>,
+        client: &Client,
+        workers: usize,
+        prepared: &Arc<Prepared>,
+        queue: &RangeQueue,
+        tx: &BatchSender,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, SourceError> {
+        if workers < 2 {
+            return Ok(Vec::new());
+        }
+        let snapshot = self.export_snapshot(client, &prepared.table).await?;
+        debug!(connection = %self.name, table = %prepared.table, workers, "Parallel read.");
+        let (ready_tx, mut ready_rx) = mpsc::channel(workers);
+        let mut helpers = Vec::with_capacity(workers - 1);
+        for _ in 1..workers {
+            let source = Arc::clone(self);
+            let (prepared, queue) = (Arc::clone(prepared), Arc::clone(queue));
+            let (tx, ready_tx, snapshot) = (tx.clone(), ready_tx.clone(), snapshot.clone());
+            helpers.push(tokio::spawn(async move {
+                source.helper(snapshot, prepared, queue, tx, ready_tx).await
+            }));
+        }
+        drop(ready_tx);
+        let mut imported = 0;
+        while let Some(outcome) = ready_rx.recv().await {
+            outcome?;
+            imported += 1;
+        }
+        if imported + 1 < workers {
+            return Err(SourceError::Internal(
+                "a PostgreSQL reader stopped before importing the snapshot".into(),
+            ));
+        }
+        Ok(helpers)
     }
 
     /// One more connection of a parallel read: import the snapshot, say so, read ranges.
@@ -770,8 +776,12 @@ impl PostgresSource {
             table: table.to_string(),
             reason,
         };
-        let plain_table = request.table.query.is_none();
-        let estimate = if plain_table {
+        // The row estimate (one catalog query) matters only when the read may be split.
+        let may_split = match &request.table.parallel {
+            Some(p) => p.partitions > 1,
+            None => auto_parallel_partitions() > 1,
+        };
+        let estimate = if may_split && request.table.query.is_none() {
             self.estimated_rows(client, prepared).await?
         } else {
             None
@@ -812,7 +822,8 @@ impl PostgresSource {
         let boundaries = self
             .boundaries(client, prepared, &column, partitions, estimate)
             .await?;
-        Ok(range_predicates(&sql::quote_ident(&column), &boundaries))
+        let literals: Vec<String> = boundaries.iter().map(|b| sql::quote_literal(b)).collect();
+        Ok(range_predicates(&sql::quote_ident(&column), &literals))
     }
 
     /// `reltuples` of the table (`None` when never analyzed).
@@ -922,31 +933,6 @@ impl PostgresSource {
         }
         Ok(Vec::new())
     }
-}
-
-/// The `WHERE` predicates of the ranges between `boundaries` (sorted, distinct): below the
-/// first (with the NULLs), between each two, from the last on. No boundaries: one read.
-fn range_predicates(column: &str, boundaries: &[String]) -> Vec<Option<String>> {
-    if boundaries.is_empty() {
-        return vec![None];
-    }
-    let lit = |b: &String| sql::quote_literal(b);
-    let mut out = Vec::with_capacity(boundaries.len() + 1);
-    out.push(Some(format!(
-        "({column} < {} OR {column} IS NULL)",
-        lit(&boundaries[0])
-    )));
-    for pair in boundaries.windows(2) {
-        out.push(Some(format!(
-            "{column} >= {} AND {column} < {}",
-            lit(&pair[0]),
-            lit(&pair[1])
-        )));
-    }
-    if let Some(last) = boundaries.last() {
-        out.push(Some(format!("{column} >= {}", lit(last))));
-    }
-    out
 }
 
 /// `sslmode` from a URL query or a key-value connection string, lowercased.
