@@ -15,9 +15,13 @@ use tributary_core::alerts::RuleKind;
 use tributary_core::config::{ConfigError, ConfigProblem, PROJECT_FILE};
 use tributary_core::yamlpos::Positions;
 use tributary_orchestrator::dag::Dag;
+use tributary_orchestrator::run::{build_dag, load_models};
 use tributary_orchestrator::state::StateStore;
 
-use crate::Failure;
+use async_trait::async_trait;
+use tributary_orchestrator::run::RunHook;
+
+use crate::project::{Failure, ProjectRef, open_lake};
 
 /// Where run links point: `serve.public_url`, else `http://` + `bind` (the address the server
 /// listens on, or `serve.bind`).
@@ -90,7 +94,7 @@ pub fn engine(
     if !problems.is_empty() {
         return Err(Failure::config(ConfigError::Problems(problems)));
     }
-    let lake = crate::commands::open_lake(project).ok();
+    let lake = open_lake(project).ok();
     let engine = AlertEngine::new(
         EngineSetup {
             project: &project.config.name,
@@ -134,18 +138,15 @@ pub fn spawn_timer(engine: Arc<AlertEngine>, stop: CancellationToken) {
 }
 
 /// `tributary alerts test [CHANNEL]`.
-pub async fn test(
-    project: &crate::commands::ProjectRef,
-    channel: Option<&str>,
-) -> Result<(), Failure> {
+pub async fn test(project: &ProjectRef, channel: Option<&str>) -> Result<(), Failure> {
     let project = project.load()?;
     if project.config.alerts.channels.is_empty() {
         return Err(Failure::config(anyhow!(
             "no alerts.channels in {PROJECT_FILE}; see the README, Alerts and incidents"
         )));
     }
-    let models = crate::models::load_models(&project)?;
-    let dag = crate::orchestrate::build_dag(&project, &models)?;
+    let models = load_models(&project).map_err(Failure::config)?;
+    let dag = build_dag(&project, &models).map_err(Failure::config)?;
     let store = StateStore::open(&project.config.state, &project.root)
         .await
         .map_err(Failure::task)?;
@@ -172,4 +173,29 @@ pub async fn test(
         )));
     }
     Ok(())
+}
+
+/// Alerts after a run: the engine evaluates the rules against the run's record. Never fails
+/// the run; the engine logs and records its own problems.
+pub struct AlertHook(pub Arc<AlertEngine>);
+
+#[async_trait]
+impl RunHook for AlertHook {
+    async fn after_run(&self, run_id: &str) {
+        let o = self.0.after_run(run_id).await;
+        if o.alerts > 0 {
+            info!(run_id = %run_id, alerts = o.alerts, delivered = o.delivered, failed = o.failed, "Alerts sent.");
+        }
+    }
+}
+
+/// The after-run hook of a run: the alert engine, when a rule is enabled.
+pub fn run_hook(
+    project: &Project,
+    dag: &Dag,
+    store: &StateStore,
+    link: String,
+) -> Result<Option<Arc<dyn RunHook>>, Failure> {
+    Ok(engine(project, dag, store, link, false)?
+        .map(|e| Arc::new(AlertHook(e)) as Arc<dyn RunHook>))
 }

@@ -1,45 +1,26 @@
 //! One function per command.
 
-use deltalake::parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
-use tributary_core::config::ParquetCodec;
-use tributary_lake::WriteOptions;
 
 use anyhow::Context;
 use tributary_core::Project;
-use tributary_lake::Lake;
-
-use crate::models::{ModelRun, load_models, print_summary};
-use crate::orchestrate::{RunRequest, RunResult, run_dag};
-use crate::output::{human_bytes, text_table, thousands};
-use crate::run::TableOutcome;
-use crate::{Command, DagFormat, Failure, QueryFormat, demo};
 use tributary_orchestrator::exec::{TaskOutcome, TaskState};
+use tributary_orchestrator::run::{
+    LoadRun, ModelRun, Prepared, RunEnv, RunPlan, RunRequest, RunResult, build_dag, load_models,
+};
 use tributary_orchestrator::state::{RunFilter, RunStatus, StateStore};
+
+use crate::args::{Command, DagFormat, QueryFormat};
+use crate::models::print_summary;
+use crate::output::{human_bytes, text_table, thousands};
+use crate::progress::Bars;
+use crate::project::{Failure, ProjectRef, open_lake};
+use tributary_demo as demo;
 
 /// Rows shown by `query --format table` before it asks for csv/json.
 const MAX_TABLE_ROWS: usize = 1000;
-
-/// Which project to load: its folder and the selected target (`--target` / `TRIBUTARY_TARGET`).
-#[derive(Debug, Clone)]
-pub struct ProjectRef {
-    pub dir: PathBuf,
-    pub target: Option<String>,
-}
-
-impl ProjectRef {
-    fn at(&self, dir: &Path) -> ProjectRef {
-        ProjectRef {
-            dir: dir.to_path_buf(),
-            target: self.target.clone(),
-        }
-    }
-
-    pub fn load(&self) -> Result<Project, Failure> {
-        Project::load_with_target(&self.dir, self.target.as_deref()).map_err(Failure::config)
-    }
-}
 
 /// ` (target NAME)` when a target is selected, for output headers.
 fn target_note(project: &Project) -> String {
@@ -77,11 +58,10 @@ pub async fn dispatch(
                 fail_fast,
                 resume,
                 trigger: String::new(),
-                backfill: from.map(|from| crate::run::Backfill {
+                backfill: from.map(|from| tributary_core::Backfill {
                     from: Some(from),
                     to,
                 }),
-                link_base: None,
             };
             run(&project, &req, progress).await.map(|_| ())
         }
@@ -92,12 +72,12 @@ pub async fn dispatch(
             task,
             limit,
         } => match show {
-            Some(crate::RunsCommand::Show { run_id }) => runs_show(&project, &run_id).await,
+            Some(crate::args::RunsCommand::Show { run_id }) => runs_show(&project, &run_id).await,
             None => runs_list(&project, status.as_deref(), task, limit).await,
         },
         Command::Serve { bind } => crate::serve::serve(&project, bind.as_deref()).await,
         Command::Alerts {
-            command: crate::AlertsCommand::Test { channel },
+            command: crate::args::AlertsCommand::Test { channel },
         } => crate::alerting::test(&project, channel.as_deref()).await,
         Command::Test { filter } => test(&project, filter.as_deref()).await,
         Command::Query { sql, format } => query(&project, &sql, format).await,
@@ -124,34 +104,6 @@ pub async fn dispatch(
             maintain(&project, &select, &options).await
         }
     }
-}
-
-pub fn open_lake(project: &Project) -> Result<Lake, Failure> {
-    let config = &project.config;
-    let lake =
-        Lake::new(&config.lake, &project.root, &config.lake_options).map_err(Failure::config)?;
-    // Validation has checked these values; the defaults stand in for nothing.
-    let defaults = WriteOptions::default();
-    let compression = match config.writer.codec() {
-        Ok(ParquetCodec::Snappy) => Compression::SNAPPY,
-        Ok(ParquetCodec::Zstd(level)) => {
-            Compression::ZSTD(ZstdLevel::try_new(level).unwrap_or_default())
-        }
-        Err(_) => defaults.compression,
-        Ok(ParquetCodec::Lz4) => Compression::LZ4_RAW,
-        Ok(ParquetCodec::Gzip) => Compression::GZIP(GzipLevel::default()),
-        Ok(ParquetCodec::None) => Compression::UNCOMPRESSED,
-    };
-    let tasks = config.orchestration.max_parallel.max(1) as u64;
-    Ok(lake.with_write_options(WriteOptions {
-        compression,
-        target_file_bytes: config
-            .writer
-            .target_file_bytes()
-            .unwrap_or(defaults.target_file_bytes),
-        row_group_rows: config.writer.row_group_rows.max(1024),
-        row_group_bytes: config.memory_limit_bytes() / tasks / 8,
-    }))
 }
 
 fn init(dir: &Path, with_demo: bool) -> Result<(), Failure> {
@@ -233,7 +185,7 @@ async fn run_demo(project: &ProjectRef, advance: bool, progress: bool) -> Result
         .unwrap_or(0);
     let total_rows: u64 = result
         .as_ref()
-        .map(|r| r.collected.loads.values().map(|o| o.rows).sum())
+        .map(|r| r.collected.loads.values().map(|o| o.report.rows).sum())
         .unwrap_or(0);
     let shown = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     println!(
@@ -270,9 +222,9 @@ async fn validate(project: &ProjectRef, connections: bool) -> Result<(), Failure
             s.table.mode
         );
     }
-    let models = load_models(&project)?;
+    let models = load_models(&project).map_err(Failure::config)?;
     if !project.config.alerts.rules.is_empty() {
-        let dag = crate::orchestrate::build_dag(&project, &models)?;
+        let dag = build_dag(&project, &models).map_err(Failure::config)?;
         let (_, problems) = crate::alerting::selections(&project, &dag);
         if !problems.is_empty() {
             return Err(Failure::config(
@@ -403,13 +355,27 @@ pub async fn run(
     let project = project.load()?;
     let target = target_note(&project);
     let cancel = tokio_util::sync::CancellationToken::new();
-    crate::orchestrate::cancel_on_signals(
+    crate::signals::cancel_on_signals(
         cancel.clone(),
         "cancelling the run (running tasks get a grace period; press Ctrl-C again to stop at once)",
     );
-    let Some(result) = run_dag(project, req, progress, cancel).await? else {
-        return Ok(None);
+    let plan = RunPlan::load(project).await?;
+    let link = crate::alerting::link_base(&plan.project, None);
+    let after_run = crate::alerting::run_hook(&plan.project, &plan.dag, &plan.state, link)?;
+    let bars = Arc::new(Bars::new(progress));
+    let env = RunEnv {
+        progress: bars.clone(),
+        after_run,
     };
+    let run = match plan.prepare(req, env).await? {
+        Prepared::Run(run) => run,
+        Prepared::Nothing(message) => {
+            println!("{message}");
+            return Ok(None);
+        }
+    };
+    let result = run.execute(cancel).await;
+    bars.clear();
     print_run(&result, &target);
     let not_ok: Vec<&TaskOutcome> = result
         .outcomes
@@ -457,11 +423,12 @@ pub async fn run(
 /// The run summary: loads, models (with expectations) and other tasks.
 fn print_run(result: &RunResult, target: &str) {
     println!("Run {}{target}", result.run_id);
-    let loads: Vec<&TableOutcome> = result.collected.loads.values().collect();
+    let loads: Vec<&LoadRun> = result.collected.loads.values().collect();
     if !loads.is_empty() {
         let rows: Vec<Vec<String>> = loads
             .iter()
-            .map(|o| {
+            .map(|run| {
+                let o = &run.report;
                 vec![
                     o.target.clone(),
                     o.mode.to_string(),
@@ -470,7 +437,7 @@ fn print_run(result: &RunResult, target: &str) {
                         .map(|v| v.to_string())
                         .unwrap_or_else(|| "-".into()),
                     format!("{:.2}", o.seconds),
-                    match (&o.error, o.skipped) {
+                    match (&run.error, o.skipped) {
                         (Some(_), _) => "FAILED".into(),
                         (None, 0) => "ok".into(),
                         (None, n) => format!("ok, {n} malformed records skipped"),
@@ -534,7 +501,7 @@ fn print_run(result: &RunResult, target: &str) {
 
 async fn test(project: &ProjectRef, filter: Option<&str>) -> Result<(), Failure> {
     let project = project.load()?;
-    let models = load_models(&project)?;
+    let models = load_models(&project).map_err(Failure::config)?;
     let files = tributary_transform::unittest::load_tests(&project.root)
         .map_err(|p| Failure::config(tributary_core::config::ConfigError::Problems(p)))?;
     let outcomes =
@@ -760,8 +727,8 @@ async fn maintain(
 
 fn dag(project: &ProjectRef, selectors: &[String], format: DagFormat) -> Result<(), Failure> {
     let project = project.load()?;
-    let models = load_models(&project)?;
-    let dag = crate::orchestrate::build_dag(&project, &models)?;
+    let models = load_models(&project).map_err(Failure::config)?;
+    let dag = build_dag(&project, &models).map_err(Failure::config)?;
     let ids = dag
         .select(selectors)
         .map_err(|e| Failure::config(anyhow::anyhow!(e)))?;

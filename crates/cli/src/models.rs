@@ -1,56 +1,8 @@
-//! Running SQL models after ingestion: selection, dependency order, summaries, run history.
+//! The models part of a run's summary: one line per model, then each model's expectations.
 
-use std::collections::{BTreeMap, BTreeSet};
+use tributary_orchestrator::run::ModelRun;
 
-use tributary_core::Project;
-use tributary_transform::{ModelOutcome, Models};
-
-use crate::Failure;
 use crate::output::{text_table, thousands};
-
-/// The project's models, checked.
-pub fn load_models(project: &Project) -> Result<Models, Failure> {
-    // Tables models may ref besides other models: bronze loads and command task targets.
-    let sources: BTreeSet<String> = project
-        .load_specs()
-        .iter()
-        .map(|s| s.target())
-        .chain(
-            project
-                .pipelines
-                .iter()
-                .flat_map(|f| f.config.tasks.iter())
-                .filter_map(|t| t.target.clone()),
-        )
-        .collect();
-    Models::load(
-        &project.root,
-        sources,
-        project_vars(project),
-        project_target(project),
-    )
-    .map_err(|p| Failure::config(tributary_core::config::ConfigError::Problems(p)))
-}
-
-/// Template variables of the project (and its target).
-pub fn project_vars(project: &Project) -> BTreeMap<String, serde_json::Value> {
-    project.vars.clone()
-}
-
-/// The selected target's name.
-pub fn project_target(project: &Project) -> Option<&str> {
-    project.target.as_deref()
-}
-
-/// What a model run produced, or why it did not.
-pub struct ModelRun {
-    pub id: String,
-    pub materialized: &'static str,
-    pub result: Result<ModelOutcome, String>,
-    /// Failed expectations are part of the outcome even when the model failed.
-    pub expectations: Vec<tributary_transform::ExpectationResult>,
-    pub seconds: f64,
-}
 
 /// The models table and the expectations of each model, for the run summary.
 pub fn print_summary(runs: &[&ModelRun]) {

@@ -6,7 +6,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 
-use crate::QueryFormat;
+use crate::args::QueryFormat;
 
 /// Render rows as an aligned text table. Numbers right-aligned when `right[i]`.
 pub fn text_table(header: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {

@@ -22,9 +22,9 @@ use tributary_orchestrator::schedule::{
 use tributary_orchestrator::state::StateStore;
 use tributary_server::{DagSource, Dashboard, ServerConfig, bind, router};
 
-use crate::Failure;
-use crate::commands::ProjectRef;
-use crate::orchestrate::{Prepared, RunRequest, prepare_run};
+use tributary_orchestrator::run::{Prepared, RunEnv, RunPlan, RunRequest, build_dag, load_models};
+
+use crate::project::{Failure, ProjectRef, open_lake};
 
 /// Starts runs for the scheduler and the API.
 struct ServeLauncher {
@@ -76,13 +76,23 @@ impl Launcher for ServeLauncher {
             selectors: req.selectors.clone(),
             full_refresh: req.full_refresh,
             trigger: req.trigger.clone(),
-            link_base: Some(self.link.clone()),
             resume: req.resume.clone(),
             ..RunRequest::default()
         };
-        let run = match prepare_run(project, &request, false)
+        let plan = RunPlan::load(project)
             .await
-            .map_err(|f| f.message())?
+            .map_err(|e| Failure::from(e).message())?;
+        let after_run =
+            crate::alerting::run_hook(&plan.project, &plan.dag, &plan.state, self.link.clone())
+                .map_err(|f| f.message())?;
+        let env = RunEnv {
+            after_run,
+            ..RunEnv::default()
+        };
+        let run = match plan
+            .prepare(&request, env)
+            .await
+            .map_err(|e| Failure::from(e).message())?
         {
             Prepared::Run(run) => run,
             Prepared::Nothing(why) => return Err(why),
@@ -92,18 +102,14 @@ impl Launcher for ServeLauncher {
         let cancel = self.shutdown.child_token();
         let trigger = req.trigger;
         self.runs.spawn(async move {
-            match (*run).execute(cancel).await {
-                Ok(result) => info!(
-                    run_id = %result.run_id,
-                    trigger = %trigger,
-                    status = result.status.as_str(),
-                    tasks = result.outcomes.len(),
-                    "Run ended."
-                ),
-                Err(f) => {
-                    warn!(trigger = %trigger, error = %f.message(), "Run ended with an error.")
-                }
-            }
+            let result = (*run).execute(cancel).await;
+            info!(
+                run_id = %result.run_id,
+                trigger = %trigger,
+                status = result.status.as_str(),
+                tasks = result.outcomes.len(),
+                "Run ended."
+            );
             let _ = done.send(true);
         });
         Ok(LaunchedRun { run_id, finished })
@@ -119,8 +125,8 @@ struct ProjectDag {
 impl DagSource for ProjectDag {
     fn dag(&self) -> Result<Dag, String> {
         let project = self.project.load().map_err(|f| f.message())?;
-        let models = crate::models::load_models(&project).map_err(|f| f.message())?;
-        crate::orchestrate::build_dag(&project, &models).map_err(|f| f.message())
+        let models = load_models(&project).map_err(|e| e.to_string())?;
+        build_dag(&project, &models).map_err(|e| e.to_string())
     }
 }
 
@@ -293,14 +299,14 @@ pub async fn serve(project_ref: &ProjectRef, bind_override: Option<&str>) -> Res
         ServerConfig::from_config(&project.config.serve, bind_override).map_err(Failure::config)?;
     // Checks the models and the DAG now, so a broken project fails at start, not at the first
     // fire.
-    let models = crate::models::load_models(&project)?;
-    let dag = crate::orchestrate::build_dag(&project, &models)?;
+    let models = load_models(&project).map_err(Failure::config)?;
+    let dag = build_dag(&project, &models).map_err(Failure::config)?;
     let state = StateStore::open(&project.config.state, &project.root)
         .await
         .map_err(Failure::task)?;
 
     let shutdown = CancellationToken::new();
-    crate::orchestrate::cancel_on_signals(
+    crate::signals::cancel_on_signals(
         shutdown.clone(),
         "stopping the server and cancelling the runs in flight (they get a grace period; press Ctrl-C again to stop at once)",
     );
@@ -308,7 +314,7 @@ pub async fn serve(project_ref: &ProjectRef, bind_override: Option<&str>) -> Res
     let dashboard = Dashboard::new(
         project.config.name.clone(),
         state.clone(),
-        crate::commands::open_lake(&project)?,
+        open_lake(&project)?,
         Arc::new(ProjectDag {
             project: project_ref.clone(),
         }),

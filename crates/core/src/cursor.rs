@@ -37,6 +37,16 @@ pub enum CursorValue {
     Text(String),
 }
 
+/// A cursor range to reprocess (`from` inclusive, `to` exclusive), as written by the user; each
+/// bound is read in the cursor column's type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backfill {
+    /// Lower bound, inclusive.
+    pub from: Option<String>,
+    /// Upper bound, exclusive.
+    pub to: Option<String>,
+}
+
 /// How far before the watermark the next incremental load starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookback {

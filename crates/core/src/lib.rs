@@ -17,7 +17,7 @@ pub mod source;
 pub mod yamlpos;
 
 pub use config::{ConfigError, ConfigProblem, Project};
-pub use cursor::CursorValue;
+pub use cursor::{Backfill, CursorValue};
 pub use source::{
     BatchStream, FileStamp, QuarantinedRecord, ReadRequest, Source, SourceBatch, SourceError,
     SourceStream,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tributary_core::SourceError;
+use tributary_ingest::IngestError;
 
 /// The class of a task failure, stored with every attempt in the run history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -145,27 +146,19 @@ fn classify_one(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass>
         return Some(t.class);
     }
     if let Some(e) = cause.downcast_ref::<SourceError>() {
-        return Some(match e {
-            SourceError::Connect { reason, .. } => {
-                classify_message(reason).unwrap_or(ErrorClass::Connection)
+        return classify_source(e);
+    }
+    if let Some(e) = cause.downcast_ref::<IngestError>() {
+        return match e {
+            IngestError::Open(e) | IngestError::Read { source: e, .. } => classify_source(e),
+            IngestError::Config { .. } => Some(ErrorClass::Config),
+            IngestError::Data { .. } => Some(ErrorClass::Data),
+            IngestError::Internal { .. } => Some(ErrorClass::Internal),
+            // Their causes (delta-rs, DataFusion, Arrow) follow in the chain or the message.
+            IngestError::Lake(_) | IngestError::ReadLoaded { .. } | IngestError::Arrow { .. } => {
+                None
             }
-            SourceError::Query { reason, .. } | SourceError::Io { reason, .. } => {
-                return classify_message(reason);
-            }
-            SourceError::UnsupportedType { .. }
-            | SourceError::BadValue { .. }
-            | SourceError::BadRecord { .. } => ErrorClass::Data,
-            SourceError::Config { .. } => ErrorClass::Config,
-            SourceError::Http {
-                status: Some(status),
-                ..
-            } => classify_http_status(*status),
-            SourceError::Http { reason, .. } => {
-                classify_message(reason).unwrap_or(ErrorClass::Connection)
-            }
-            SourceError::BadResponse { .. } => ErrorClass::Data,
-            SourceError::Internal(_) => ErrorClass::Internal,
-        });
+        };
     }
     if cause
         .downcast_ref::<tokio::time::error::Elapsed>()
@@ -213,6 +206,31 @@ fn classify_one(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass>
         };
     }
     None
+}
+
+/// The class of a connector's error.
+fn classify_source(e: &SourceError) -> Option<ErrorClass> {
+    Some(match e {
+        SourceError::Connect { reason, .. } => {
+            classify_message(reason).unwrap_or(ErrorClass::Connection)
+        }
+        SourceError::Query { reason, .. } | SourceError::Io { reason, .. } => {
+            return classify_message(reason);
+        }
+        SourceError::UnsupportedType { .. }
+        | SourceError::BadValue { .. }
+        | SourceError::BadRecord { .. } => ErrorClass::Data,
+        SourceError::Config { .. } => ErrorClass::Config,
+        SourceError::Http {
+            status: Some(status),
+            ..
+        } => classify_http_status(*status),
+        SourceError::Http { reason, .. } => {
+            classify_message(reason).unwrap_or(ErrorClass::Connection)
+        }
+        SourceError::BadResponse { .. } => ErrorClass::Data,
+        SourceError::Internal(_) => ErrorClass::Internal,
+    })
 }
 
 fn classify_io(e: &std::io::Error) -> Option<ErrorClass> {

@@ -64,15 +64,7 @@ pub struct RunOptions {
     pub backfill: Option<Backfill>,
 }
 
-/// A cursor range to reprocess (`from` inclusive, `to` exclusive), as written by the user; each
-/// bound is read in the cursor column's type.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Backfill {
-    /// Lower bound, inclusive.
-    pub from: Option<String>,
-    /// Upper bound, exclusive.
-    pub to: Option<String>,
-}
+pub use tributary_core::cursor::Backfill;
 
 impl RunOptions {
     /// Defaults: 4 GiB of engine memory (or `TRIBUTARY_MEMORY_LIMIT_MB`).

@@ -1,4 +1,5 @@
 //! The ACME sample project: `tributary demo`, `tributary init DIR --demo` and `tributary init DIR`.
+#![warn(missing_docs)]
 //!
 //! The demo stands in for ACME's sources on a laptop: a SQLite "ERP" database with customers,
 //! products, 100 000 orders and their items, and a landing folder of CSV files. Everything is
@@ -8,9 +9,13 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, Transaction, params};
 use tributary_core::config::PROJECT_FILE;
+
+mod error;
+
+pub use error::DemoError;
+use error::{Context, Result, bail};
 
 /// The demo's ERP database, relative to the project folder.
 const ERP_DB: &str = "data/erp.sqlite";
@@ -109,10 +114,10 @@ pub fn write_demo_project(dir: &Path, overwrite: bool) -> Result<DemoFiles> {
         Ok(rows) => rows,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
-            return Err(e.context(format!(
-                "cannot generate the demo database {}",
-                db.display()
-            )));
+            return Err(DemoError::Failed {
+                what: format!("cannot generate the demo database {}", db.display()),
+                source: Box::new(e),
+            });
         }
     };
     std::fs::rename(&partial, &db)
@@ -864,35 +869,35 @@ tables:
     mode: full
 "#;
 
-/// The demo's SQL models, macros and model tests (files under `crates/cli/demo/`).
+/// The demo's SQL models, macros and model tests (files under `crates/demo/project/`).
 pub const DEMO_MODELS: &[(&str, &str)] = &[
     (
         "models/silver/customers.sql",
-        include_str!("../demo/models/silver/customers.sql"),
+        include_str!("../project/models/silver/customers.sql"),
     ),
     (
         "models/silver/orders.sql",
-        include_str!("../demo/models/silver/orders.sql"),
+        include_str!("../project/models/silver/orders.sql"),
     ),
     (
         "models/silver/customer_history.sql",
-        include_str!("../demo/models/silver/customer_history.sql"),
+        include_str!("../project/models/silver/customer_history.sql"),
     ),
     (
         "models/gold/monthly_revenue.sql",
-        include_str!("../demo/models/gold/monthly_revenue.sql"),
+        include_str!("../project/models/gold/monthly_revenue.sql"),
     ),
     (
         "models/gold/top_products.sql",
-        include_str!("../demo/models/gold/top_products.sql"),
+        include_str!("../project/models/gold/top_products.sql"),
     ),
     (
         "macros/currency.sql",
-        include_str!("../demo/macros/currency.sql"),
+        include_str!("../project/macros/currency.sql"),
     ),
     (
         "tests/silver_orders.yaml",
-        include_str!("../demo/tests/silver_orders.yaml"),
+        include_str!("../project/tests/silver_orders.yaml"),
     ),
 ];
 
@@ -1307,13 +1312,15 @@ fn fmt_ts(micros: i64) -> String {
 
 /// Days since 1970-01-01 of a text starting with `YYYY-MM-DD`.
 fn parse_day(s: &str) -> Result<i64> {
-    let date = s.get(..10).context("too short for a date")?;
+    let date = s
+        .get(..10)
+        .ok_or_else(|| DemoError::Refused(format!("`{s}` is too short for a date")))?;
     let mut parts = date.split('-');
     let mut next = |what: &str| -> Result<i64> {
         parts
             .next()
             .and_then(|p| p.parse::<i64>().ok())
-            .with_context(|| format!("no {what} in `{date}`"))
+            .ok_or_else(|| DemoError::Refused(format!("no {what} in `{date}`")))
     };
     let (y, m, d) = (next("year")?, next("month")?, next("day")?);
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
