@@ -88,8 +88,31 @@ impl LakeError {
         }
     }
 
+    /// Whether a commit lost a race that delta-rs could not resolve by itself: another writer
+    /// committed a version that conflicts with this one (both replaced the same files, or
+    /// changed the table's metadata), or the commit ran out of attempts. Running the whole
+    /// operation again, on the new version, may succeed.
+    pub fn is_conflict(&self) -> bool {
+        use deltalake::kernel::transaction::TransactionError;
+        match self {
+            LakeError::Delta { source, .. } => matches!(
+                source.as_ref(),
+                DeltaTableError::VersionAlreadyExists(_)
+                    | DeltaTableError::Transaction {
+                        source: TransactionError::CommitConflict(_)
+                            | TransactionError::MaxCommitAttempts(_)
+                            | TransactionError::VersionAlreadyExists(_)
+                    }
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether the operation may succeed when retried (storage trouble, commit conflicts).
     pub fn is_retryable(&self) -> bool {
+        if self.is_conflict() {
+            return true;
+        }
         match self {
             LakeError::Delta { source, .. } => matches!(
                 source.as_ref(),

@@ -16,6 +16,7 @@ mod error;
 mod inspect;
 mod lake;
 mod maintain;
+pub mod pause;
 pub mod schema;
 mod writer;
 

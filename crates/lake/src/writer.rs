@@ -428,6 +428,7 @@ impl TableWriter {
             partition_by: None,
             predicate: None,
         };
+        crate::pause::pause_point(&format!("before_commit.{name}")).await;
         let finalized = CommitBuilder::from(props)
             .with_actions(actions)
             .build(Some(snapshot), table.log_store(), operation)

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tributary_core::SourceError;
 use tributary_ingest::IngestError;
+use tributary_lake::LakeError;
 
 /// The class of a task failure, stored with every attempt in the run history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,9 +29,12 @@ pub enum ErrorClass {
     RateLimited,
     /// HTTP 5xx, or the database shutting down or starting up. Retried.
     ServerError,
-    /// A serialization failure, deadlock or lock timeout in the source database, or a Delta
-    /// commit conflict. Retried.
+    /// A serialization failure, deadlock or lock timeout in the source database. Retried.
     Serialization,
+    /// Another writer committed a version of the table that conflicts with this task's commit,
+    /// and delta-rs could not resolve it by itself. Retried: the next attempt works on the new
+    /// version.
+    Conflict,
     /// The run was cancelled (Ctrl-C, SIGTERM, `--fail-fast`). Not retried.
     Cancelled,
     /// A command exited with a failure status, an HTTP call got an unexpected status, or any
@@ -50,6 +54,7 @@ impl ErrorClass {
                 | ErrorClass::RateLimited
                 | ErrorClass::ServerError
                 | ErrorClass::Serialization
+                | ErrorClass::Conflict
         )
     }
 
@@ -63,6 +68,7 @@ impl ErrorClass {
             ErrorClass::RateLimited => "rate_limited",
             ErrorClass::ServerError => "server_error",
             ErrorClass::Serialization => "serialization",
+            ErrorClass::Conflict => "conflict",
             ErrorClass::Cancelled => "cancelled",
             ErrorClass::Task => "task",
             ErrorClass::Internal => "internal",
@@ -79,6 +85,7 @@ impl ErrorClass {
             "rate_limited" => ErrorClass::RateLimited,
             "server_error" => ErrorClass::ServerError,
             "serialization" => ErrorClass::Serialization,
+            "conflict" => ErrorClass::Conflict,
             "cancelled" => ErrorClass::Cancelled,
             "internal" => ErrorClass::Internal,
             _ => ErrorClass::Task,
@@ -155,10 +162,16 @@ fn classify_one(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass>
             IngestError::Data { .. } => Some(ErrorClass::Data),
             IngestError::Internal { .. } => Some(ErrorClass::Internal),
             // Their causes (delta-rs, DataFusion, Arrow) follow in the chain or the message.
+            IngestError::Lake(e) if e.is_conflict() => Some(ErrorClass::Conflict),
             IngestError::Lake(_) | IngestError::ReadLoaded { .. } | IngestError::Arrow { .. } => {
                 None
             }
         };
+    }
+    if let Some(e) = cause.downcast_ref::<LakeError>()
+        && e.is_conflict()
+    {
+        return Some(ErrorClass::Conflict);
     }
     if cause
         .downcast_ref::<tokio::time::error::Elapsed>()
@@ -412,6 +425,7 @@ mod tests {
             ErrorClass::RateLimited,
             ErrorClass::ServerError,
             ErrorClass::Serialization,
+            ErrorClass::Conflict,
             ErrorClass::Cancelled,
             ErrorClass::Task,
             ErrorClass::Internal,

@@ -6,6 +6,7 @@
 mod alerts;
 mod azure;
 mod config_errors;
+mod conflict;
 mod dashboard;
 mod delta_source;
 mod fidelity;
