@@ -25,3 +25,19 @@ pub use source::{
 
 /// Arrow, re-exported from delta-rs so every crate uses the exact version the lake writes with.
 pub use deltalake::arrow;
+
+/// An error and its causes on one line, `a: b: c` (what `main` and the run history show).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        // Errors that already print their cause (`{source}` in the message) are not repeated.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}

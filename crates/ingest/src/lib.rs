@@ -39,6 +39,7 @@ pub use columns::{
 };
 pub use error::IngestError;
 pub use tributary_core::cursor::Backfill;
+pub use tributary_core::error_chain;
 
 /// Shared by every load of a run.
 pub struct LoadContext {
@@ -189,16 +190,4 @@ pub async fn load_table_from(
             }
         }
     }
-}
-
-/// An error and its causes on one line, `a: b: c`.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
 }

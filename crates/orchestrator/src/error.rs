@@ -99,26 +99,39 @@ impl fmt::Display for ErrorClass {
     }
 }
 
+/// A boxed error and its causes.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A task failure with its class, and optionally how long to wait before retrying (an HTTP
-/// `Retry-After`). Task implementations return it (inside `anyhow::Error`) when they know the
-/// class better than [`classify`] could guess it.
+/// `Retry-After`). Every task runner returns it: the class is decided where the error is born
+/// (or, for errors that reach us from libraries, by [`classify`]).
 #[derive(Debug, thiserror::Error)]
-#[error("{error:#}")]
+#[error("{}", tributary_core::error_chain(error.as_ref()))]
 pub struct TaskError {
     /// What kind of failure.
     pub class: ErrorClass,
-    /// The failure, with context.
-    pub error: anyhow::Error,
+    /// The failure, with its causes.
+    pub error: BoxError,
     /// The server asked to wait this long before the next attempt.
     pub retry_after: Option<Duration>,
 }
 
 impl TaskError {
-    /// A failure of the given class.
-    pub fn new(class: ErrorClass, error: impl Into<anyhow::Error>) -> TaskError {
+    /// A failure of the given class (an error, or a message: `String` and `&str` convert).
+    pub fn new(class: ErrorClass, error: impl Into<BoxError>) -> TaskError {
         TaskError {
             class,
             error: error.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A failure whose class [`classify`] reads from the error and its causes.
+    pub fn classified(error: impl Into<BoxError>) -> TaskError {
+        let error = error.into();
+        TaskError {
+            class: classify(error.as_ref()),
+            error,
             retry_after: None,
         }
     }
@@ -130,22 +143,18 @@ impl TaskError {
     }
 }
 
-/// The class of an error, from the first cause in its chain that says something definite.
-pub fn classify(error: &anyhow::Error) -> ErrorClass {
-    for cause in error.chain() {
-        if let Some(class) = classify_one(cause) {
+/// The class of an error, from the first cause in its chain that says something definite;
+/// then, for errors that reach us only as text (several drivers, some delta-rs and DataFusion
+/// variants), the documented words of [`classify_message`]; else [`ErrorClass::Task`].
+pub fn classify(error: &(dyn std::error::Error + 'static)) -> ErrorClass {
+    let mut cause = Some(error);
+    while let Some(c) = cause {
+        if let Some(class) = classify_one(c) {
             return class;
         }
+        cause = c.source();
     }
-    classify_message(&format!("{error:#}")).unwrap_or(ErrorClass::Task)
-}
-
-/// The wait an error asks for before a retry (HTTP `Retry-After`), if any.
-pub fn retry_after(error: &anyhow::Error) -> Option<Duration> {
-    error
-        .chain()
-        .find_map(|c| c.downcast_ref::<TaskError>())
-        .and_then(|t| t.retry_after)
+    classify_message(&tributary_core::error_chain(error)).unwrap_or(ErrorClass::Task)
 }
 
 fn classify_one(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
@@ -359,15 +368,17 @@ mod tests {
 
     #[test]
     fn io_errors_are_classified_through_context() {
-        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
-            .context("reading erp:public.orders");
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading erp:public.orders")]
+        struct Reading(#[source] std::io::Error);
+        let e = Reading(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert_eq!(classify(&e), ErrorClass::Connection);
         assert!(classify(&e).is_retryable());
     }
 
     #[test]
     fn source_errors_keep_their_meaning() {
-        let bad = anyhow::Error::new(SourceError::BadValue {
+        let bad = (SourceError::BadValue {
             table: "t".into(),
             column: "c".into(),
             source_type: "numeric".into(),
@@ -376,19 +387,19 @@ mod tests {
         });
         assert_eq!(classify(&bad), ErrorClass::Data);
         assert!(!classify(&bad).is_retryable());
-        let conn = anyhow::Error::new(SourceError::Connect {
+        let conn = (SourceError::Connect {
             connection: "erp".into(),
             target: "127.0.0.1:1/db".into(),
             reason: "error connecting to server: Connection refused (os error 111)".into(),
         });
         assert_eq!(classify(&conn), ErrorClass::Connection);
-        let ser = anyhow::Error::new(SourceError::Query {
+        let ser = (SourceError::Query {
             connection: "erp".into(),
             table: "t".into(),
             reason: "ERROR: could not serialize access due to concurrent update".into(),
         });
         assert_eq!(classify(&ser), ErrorClass::Serialization);
-        let cfg = anyhow::Error::new(SourceError::Query {
+        let cfg = (SourceError::Query {
             connection: "erp".into(),
             table: "t".into(),
             reason: "relation \"nope\" does not exist".into(),
@@ -398,13 +409,15 @@ mod tests {
 
     #[test]
     fn explicit_class_wins() {
-        let e = anyhow::Error::new(
-            TaskError::new(ErrorClass::RateLimited, anyhow::anyhow!("HTTP 429"))
+        #[derive(Debug, thiserror::Error)]
+        #[error("calling the billing API")]
+        struct Calling(#[source] TaskError);
+        let e = Calling(
+            TaskError::new(ErrorClass::RateLimited, "HTTP 429")
                 .with_retry_after(Some(Duration::from_secs(3))),
-        )
-        .context("calling the billing API");
+        );
         assert_eq!(classify(&e), ErrorClass::RateLimited);
-        assert_eq!(retry_after(&e), Some(Duration::from_secs(3)));
+        assert_eq!(e.0.retry_after, Some(Duration::from_secs(3)));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::dag::{Dag, TaskKind, TaskNode};
-use crate::error::{ErrorClass, TaskError, classify, retry_after};
+use crate::error::{ErrorClass, TaskError};
 
 /// What a successful task reports.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -44,7 +44,7 @@ pub trait TaskRunner: Send + Sync + 'static {
         task: &TaskNode,
         attempt: u32,
         cancel: CancellationToken,
-    ) -> anyhow::Result<TaskReport>;
+    ) -> Result<TaskReport, TaskError>;
 }
 
 /// How a task ended.
@@ -441,11 +441,11 @@ async fn run_task(
                 let class = if cancel.is_cancelled() {
                     ErrorClass::Cancelled
                 } else {
-                    classify(&e)
+                    e.class
                 };
-                let message = format!("{e:#}");
+                let message = e.to_string();
                 let retry_in = (class.is_retryable() && attempt <= task.retries)
-                    .then(|| backoff(&opts, attempt).max(retry_after(&e).unwrap_or_default()));
+                    .then(|| backoff(&opts, attempt).max(e.retry_after.unwrap_or_default()));
                 observer
                     .on_event(Event::AttemptFinished {
                         task_id: task.id.clone(),
@@ -491,7 +491,7 @@ async fn run_attempt(
     attempt: u32,
     runner: &dyn TaskRunner,
     token: CancellationToken,
-) -> anyhow::Result<TaskReport> {
+) -> Result<TaskReport, TaskError> {
     let fut = runner.run(task, attempt, token.clone());
     tokio::pin!(fut);
     let Some(limit) = task.timeout else {
@@ -504,9 +504,8 @@ async fn run_attempt(
             let _ = tokio::time::timeout(TIMEOUT_GRACE, &mut fut).await;
             Err(TaskError::new(
                 ErrorClass::Timeout,
-                anyhow::anyhow!("{} timed out after {}", task.id, human_duration(limit)),
-            )
-            .into())
+                format!("{} timed out after {}", task.id, human_duration(limit)),
+            ))
         }
     }
 }
@@ -570,7 +569,7 @@ mod tests {
             task: &TaskNode,
             attempt: u32,
             _cancel: CancellationToken,
-        ) -> anyhow::Result<TaskReport> {
+        ) -> Result<TaskReport, TaskError> {
             let start = tokio::time::Instant::now();
             if task.id.starts_with("hang") {
                 std::future::pending::<()>().await;
@@ -581,10 +580,10 @@ mod tests {
                 .unwrap()
                 .push((task.id.clone(), start, tokio::time::Instant::now()));
             if task.id.starts_with("fail") {
-                return Err(TaskError::new(ErrorClass::Data, anyhow::anyhow!("bad row")).into());
+                return Err(TaskError::new(ErrorClass::Data, "bad row"));
             }
             if task.id.starts_with("flaky") && attempt == 1 {
-                return Err(anyhow::Error::new(std::io::Error::from(
+                return Err(TaskError::classified(std::io::Error::from(
                     std::io::ErrorKind::ConnectionRefused,
                 )));
             }

@@ -16,4 +16,4 @@ pub mod schedule;
 pub mod state;
 pub mod tasks;
 
-pub use error::{ErrorClass, TaskError, classify};
+pub use error::{BoxError, ErrorClass, TaskError, classify};

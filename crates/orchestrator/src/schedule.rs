@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use tributary_core::pipeline::{CatchUp, ScheduleConfig, parse_cron, parse_timezone};
 
+use crate::state::StateError;
+
 /// Counting missed fires stops here (a `*/1 * * * * *` schedule misses 86 400 a day).
 const MAX_COUNTED_FIRES: u64 = 100_000;
 
@@ -264,9 +266,9 @@ pub struct ScheduleFire {
 #[async_trait]
 pub trait FireLog: Send + Sync {
     /// Record one fire.
-    async fn record_fire(&self, fire: &ScheduleFire) -> anyhow::Result<()>;
+    async fn record_fire(&self, fire: &ScheduleFire) -> Result<(), StateError>;
     /// The latest `fire_time` recorded for `schedule`, if any.
-    async fn last_fire(&self, schedule: &str) -> anyhow::Result<Option<DateTime<Utc>>>;
+    async fn last_fire(&self, schedule: &str) -> Result<Option<DateTime<Utc>>, StateError>;
 }
 
 /// A [`FireLog`] in memory, for tests and for a server without a state store.
@@ -296,12 +298,12 @@ impl MemoryFireLog {
 
 #[async_trait]
 impl FireLog for MemoryFireLog {
-    async fn record_fire(&self, fire: &ScheduleFire) -> anyhow::Result<()> {
+    async fn record_fire(&self, fire: &ScheduleFire) -> Result<(), StateError> {
         self.lock().push(fire.clone());
         Ok(())
     }
 
-    async fn last_fire(&self, schedule: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+    async fn last_fire(&self, schedule: &str) -> Result<Option<DateTime<Utc>>, StateError> {
         Ok(self
             .lock()
             .iter()
@@ -314,7 +316,7 @@ impl FireLog for MemoryFireLog {
 /// The state store keeps the fires of every schedule (table `schedule_fires`).
 #[async_trait]
 impl FireLog for crate::state::StateStore {
-    async fn record_fire(&self, fire: &ScheduleFire) -> anyhow::Result<()> {
+    async fn record_fire(&self, fire: &ScheduleFire) -> Result<(), StateError> {
         let record = crate::state::ScheduleFire {
             schedule: fire.schedule.clone(),
             fire_time: fire.fire_time,
@@ -323,10 +325,10 @@ impl FireLog for crate::state::StateStore {
             run_id: fire.run_id.clone(),
             note: fire.note.clone(),
         };
-        Ok(self.record_schedule_fire(&record).await?)
+        self.record_schedule_fire(&record).await
     }
 
-    async fn last_fire(&self, schedule: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+    async fn last_fire(&self, schedule: &str) -> Result<Option<DateTime<Utc>>, StateError> {
         Ok(self
             .last_schedule_fire(schedule)
             .await?

@@ -15,13 +15,14 @@
 //!
 //! ```no_run
 //! # async fn demo(launcher: std::sync::Arc<dyn tributary_orchestrator::schedule::Launcher>)
-//! # -> anyhow::Result<()> {
+//! # -> Result<(), Box<dyn std::error::Error>> {
 //! use tributary_server::{ServerConfig, bind, router};
 //! let cfg = ServerConfig::new("127.0.0.1:0".parse()?, None);
 //! let server = bind(cfg).await?;
 //! println!("listening on {}", server.local_addr());
 //! let app = router(server.state(launcher), axum::Router::new());
-//! server.run(app, tokio_util::sync::CancellationToken::new()).await
+//! server.run(app, tokio_util::sync::CancellationToken::new()).await?;
+//! # Ok(())
 //! # }
 //! ```
 #![warn(missing_docs)]
@@ -35,7 +36,6 @@ mod routes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -80,17 +80,37 @@ impl ServerConfig {
     pub fn from_config(
         serve: &ServeConfig,
         bind_override: Option<&str>,
-    ) -> anyhow::Result<ServerConfig> {
+    ) -> Result<ServerConfig, ServerError> {
         let (bind, source) = match bind_override {
             Some(b) => (b, "--bind"),
             None => (serve.bind.as_str(), "serve.bind"),
         };
-        let addr = parse_bind(bind).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+        let addr = parse_bind(bind).map_err(|e| ServerError::Config(format!("{source}: {e}")))?;
         let token = serve
             .resolved_token(&|name| std::env::var(name).ok())
-            .map_err(anyhow::Error::msg)?;
+            .map_err(ServerError::Config)?;
         Ok(ServerConfig::new(addr, token))
     }
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A setting cannot be used (`serve.bind`, `--bind`, `serve.token`, a public address
+    /// without a token); the message names it.
+    #[error("{0}")]
+    Config(String),
+    /// The socket failed.
+    #[error("{what} {address}")]
+    Io {
+        /// What failed (`cannot listen on`, …).
+        what: &'static str,
+        /// The address.
+        address: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Shared state of every route: what handlers need, and what the guard checks against.
@@ -147,14 +167,21 @@ pub struct BoundServer {
 }
 
 /// Open the listening socket. A non-loopback address without a token is refused.
-pub async fn bind(config: ServerConfig) -> anyhow::Result<BoundServer> {
-    check_exposure(config.bind, config.token.as_deref()).map_err(anyhow::Error::msg)?;
+pub async fn bind(config: ServerConfig) -> Result<BoundServer, ServerError> {
+    check_exposure(config.bind, config.token.as_deref()).map_err(ServerError::Config)?;
+    let io = |what: &'static str| {
+        move |source| ServerError::Io {
+            what,
+            address: config.bind,
+            source,
+        }
+    };
     let listener = TcpListener::bind(config.bind)
         .await
-        .with_context(|| format!("cannot listen on {}", config.bind))?;
+        .map_err(io("cannot listen on"))?;
     let local_addr = listener
         .local_addr()
-        .with_context(|| format!("cannot read the address bound for {}", config.bind))?;
+        .map_err(io("cannot read the address bound for"))?;
     Ok(BoundServer {
         listener,
         config,
@@ -175,7 +202,7 @@ impl BoundServer {
 
     /// Answer requests with `app` until `shutdown` is cancelled, then finish the requests in
     /// flight and return.
-    pub async fn run(self, app: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(self, app: Router, shutdown: CancellationToken) -> Result<(), ServerError> {
         info!(
             address = %self.local_addr,
             token = self.config.token.is_some(),
@@ -184,7 +211,11 @@ impl BoundServer {
         axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
-            .with_context(|| format!("server on {} failed", self.local_addr))?;
+            .map_err(|source| ServerError::Io {
+                what: "the server failed on",
+                address: self.local_addr,
+                source,
+            })?;
         info!(address = %self.local_addr, "Server stopped.");
         Ok(())
     }
@@ -195,7 +226,7 @@ pub async fn serve(
     config: ServerConfig,
     launcher: Arc<dyn Launcher>,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), ServerError> {
     let server = bind(config).await?;
     let app = router(server.state(launcher), Router::new());
     server.run(app, shutdown).await

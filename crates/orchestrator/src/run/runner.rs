@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::anyhow;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -69,7 +68,7 @@ pub(crate) struct ProjectRunner {
 
 impl ProjectRunner {
     /// Take the lease on `table` for this run, waiting or failing as configured.
-    async fn lease(&self, table: &str) -> anyhow::Result<()> {
+    async fn lease(&self, table: &str) -> Result<(), TaskError> {
         let orch = &self.ctx.project.config.orchestration;
         let holder = LeaseHolder {
             run_id: self.ctx.run_id.clone(),
@@ -84,7 +83,8 @@ impl ProjectRunner {
             match self
                 .state
                 .acquire_lease(&resource, &holder, LEASE_TTL)
-                .await?
+                .await
+                .map_err(TaskError::classified)?
             {
                 LeaseOutcome::Acquired => return Ok(()),
                 LeaseOutcome::Held {
@@ -103,27 +103,28 @@ impl ProjectRunner {
                     // its lease up now rather than when it expires.
                     if other.host == holder.host && process_is_gone(other.pid) {
                         warn!(table = %table, holder = %other.run_id, pid = other.pid, "The run holding this table's lease is gone; taking the lease over.");
-                        self.state.release_lease(&resource, &other.run_id).await?;
+                        self.state
+                            .release_lease(&resource, &other.run_id)
+                            .await
+                            .map_err(TaskError::classified)?;
                         continue;
                     }
                     if orch.on_lease_conflict == LeaseConflict::Fail {
                         return Err(TaskError::new(
                             ErrorClass::Task,
-                            anyhow!(
+                            format!(
                                 "{table} is being written by {who}; on_lease_conflict is `fail`"
                             ),
-                        )
-                        .into());
+                        ));
                     }
                     if tokio::time::Instant::now() >= deadline {
                         return Err(TaskError::new(
                             ErrorClass::Task,
-                            anyhow!(
+                            format!(
                                 "{table} is still being written by {who} after waiting {}",
                                 orch.lease_wait
                             ),
-                        )
-                        .into());
+                        ));
                     }
                     if !announced {
                         warn!(table = %table, holder = %other.run_id, "Waiting for another run that writes this table.");
@@ -149,7 +150,7 @@ impl ProjectRunner {
         }
     }
 
-    async fn run_load(&self, spec: &LoadSpec) -> anyhow::Result<TaskReport> {
+    async fn run_load(&self, spec: &LoadSpec) -> Result<TaskReport, TaskError> {
         self.collect_load(load_table(&self.ctx, spec)).await
     }
 
@@ -157,7 +158,7 @@ impl ProjectRunner {
     async fn collect_load(
         &self,
         load: impl std::future::Future<Output = LoadReport>,
-    ) -> anyhow::Result<TaskReport> {
+    ) -> Result<TaskReport, TaskError> {
         let outcome = load.await;
         // A load without rows commits nothing (or an empty table).
         let bytes = match outcome.rows {
@@ -172,11 +173,11 @@ impl ProjectRunner {
         };
         let mut outcome = outcome;
         let result = match outcome.error.take() {
-            Some(e) => Err(anyhow::Error::new(e)),
+            Some(e) => Err(TaskError::classified(e)),
             None => Ok(report),
         };
         // The summary keeps the failure's message; the task keeps the error itself.
-        let error = result.as_ref().err().map(|e| format!("{e:#}"));
+        let error = result.as_ref().err().map(|e| e.to_string());
         if let Ok(mut c) = self.collected.lock() {
             c.loads.insert(
                 outcome.target.clone(),
@@ -189,11 +190,13 @@ impl ProjectRunner {
         result
     }
 
-    async fn run_model(&self, id: &str) -> anyhow::Result<TaskReport> {
-        let model = self
-            .models
-            .get(id)
-            .ok_or_else(|| anyhow!("model {id} is not in the project"))?;
+    async fn run_model(&self, id: &str) -> Result<TaskReport, TaskError> {
+        let model = self.models.get(id).ok_or_else(|| {
+            TaskError::new(
+                ErrorClass::Internal,
+                format!("internal error: model {id} is not in the project"),
+            )
+        })?;
         let mut opts = RunOptions::new(self.ctx.run_id.clone());
         if std::env::var_os("TRIBUTARY_MEMORY_LIMIT_MB").is_none() {
             opts.memory_limit_bytes =
@@ -267,11 +270,14 @@ impl ProjectRunner {
                     | TransformError::MissingUpstream { .. }
                     | TransformError::Test { .. } => ErrorClass::Config,
                     TransformError::ExpectationsFailed { .. } => ErrorClass::Data,
-                    other => classify(&anyhow!("{other}")),
+                    other => classify(other),
                 };
-                Err(TaskError::new(class, anyhow::Error::new(e)).into())
+                Err(TaskError::new(class, e))
             }
-            (Ok(_), None) => Err(anyhow!("internal error: a model result went missing")),
+            (Ok(_), None) => Err(TaskError::new(
+                ErrorClass::Internal,
+                "internal error: a model result went missing",
+            )),
         }
     }
 }
@@ -282,7 +288,7 @@ impl ProjectRunner {
         &self,
         cfg: &TaskConfig,
         cancel: CancellationToken,
-    ) -> anyhow::Result<TaskReport> {
+    ) -> Result<TaskReport, TaskError> {
         use crate::tasks::{command, http};
         match cfg.kind {
             TaskType::Http => {
@@ -321,7 +327,7 @@ impl ProjectRunner {
                     let (layer, name) = target.split_once('.').ok_or_else(|| {
                         TaskError::new(
                             ErrorClass::Config,
-                            anyhow!("task {}: target `{target}` is not <layer>.<name>", cfg.name),
+                            format!("task {}: target `{target}` is not <layer>.<name>", cfg.name),
                         )
                     })?;
                     let source = tributary_connectors::command::CommandSource::new(
@@ -330,9 +336,10 @@ impl ProjectRunner {
                         &self.ctx.run_id,
                         &[],
                     )
-                    .map_err(|e| TaskError::new(ErrorClass::Config, anyhow::Error::new(e)))?;
+                    .map_err(|e| TaskError::new(ErrorClass::Config, e))?;
                     let table: tributary_core::config::TableConfig =
-                        serde_json::from_value(serde_json::json!({ "name": cfg.name }))?;
+                        serde_json::from_value(serde_json::json!({ "name": cfg.name }))
+                            .map_err(|e| TaskError::new(ErrorClass::Internal, e))?;
                     let spec = LoadSpec {
                         connection: cfg.name.clone(),
                         table,
@@ -369,7 +376,7 @@ impl TaskRunner for ProjectRunner {
         task: &TaskNode,
         _attempt: u32,
         cancel: CancellationToken,
-    ) -> anyhow::Result<TaskReport> {
+    ) -> Result<TaskReport, TaskError> {
         if let Some(table) = &task.writes {
             tokio::select! {
                 r = self.lease(table) => r?,
@@ -382,9 +389,9 @@ impl TaskRunner for ProjectRunner {
                     r = self.run_load(spec) => r,
                     _ = cancel.cancelled() => Err(cancelled()),
                 },
-                None => Err(anyhow!(
-                    "internal error: no load configuration for {}",
-                    task.id
+                None => Err(TaskError::new(
+                    ErrorClass::Internal,
+                    format!("internal error: no load configuration for {}", task.id),
                 )),
             },
             TaskKind::Model => tokio::select! {
@@ -393,9 +400,9 @@ impl TaskRunner for ProjectRunner {
             },
             TaskKind::Command | TaskKind::Http => match self.pipeline.get(&task.id) {
                 Some(cfg) => self.run_pipeline_task(cfg, cancel).await,
-                None => Err(anyhow!(
-                    "internal error: no configuration for task {}",
-                    task.id
+                None => Err(TaskError::new(
+                    ErrorClass::Internal,
+                    format!("internal error: no configuration for task {}", task.id),
                 )),
             },
         };
@@ -411,6 +418,6 @@ impl TaskRunner for ProjectRunner {
     }
 }
 
-fn cancelled() -> anyhow::Error {
-    TaskError::new(ErrorClass::Cancelled, anyhow!("cancelled")).into()
+fn cancelled() -> TaskError {
+    TaskError::new(ErrorClass::Cancelled, "cancelled")
 }

@@ -15,7 +15,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tributary_connectors::command::{CommandSpec, describe_exit};
@@ -51,8 +50,8 @@ pub struct CommandOutcome {
     pub stderr_lines: u64,
 }
 
-fn fail(class: ErrorClass, message: String) -> anyhow::Error {
-    anyhow::Error::new(TaskError::new(class, anyhow!(message)))
+fn fail(class: ErrorClass, message: String) -> TaskError {
+    TaskError::new(class, message)
 }
 
 /// Run the `command` of `task` (see the [module documentation](self)).
@@ -60,7 +59,7 @@ pub async fn run_command(
     task: &TaskConfig,
     ctx: &CommandContext,
     cancel: CancellationToken,
-) -> anyhow::Result<CommandOutcome> {
+) -> Result<CommandOutcome, TaskError> {
     let started = Instant::now();
     let spec = CommandSpec::from_task(task, &ctx.project_root, &ctx.run_id, &ctx.extra_env)
         .map_err(|e| fail(ErrorClass::Config, e.to_string()))?;

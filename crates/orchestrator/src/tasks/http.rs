@@ -29,7 +29,6 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -43,6 +42,8 @@ use tributary_core::redact::scrub;
 use url::Url;
 
 use crate::error::{ErrorClass, TaskError, classify_http_status};
+
+type Result<T, E = TaskError> = std::result::Result<T, E>;
 
 /// Timeout of each request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -90,22 +91,20 @@ impl Failure {
         }
     }
 
-    fn into_error(self) -> anyhow::Error {
-        anyhow::Error::new(
-            TaskError::new(self.class, anyhow!(self.message)).with_retry_after(self.retry_after),
-        )
+    fn into_error(self) -> TaskError {
+        TaskError::new(self.class, self.message).with_retry_after(self.retry_after)
     }
 }
 
-fn config(message: String) -> anyhow::Error {
+fn config(message: String) -> TaskError {
     Failure::new(ErrorClass::Config, message).into_error()
 }
 
 /// Replace `{{ name }}` placeholders for which `resolve` gives a value; others stay as written.
 fn fill(
     text: &str,
-    resolve: &mut dyn FnMut(&str) -> Result<Option<String>, anyhow::Error>,
-) -> anyhow::Result<String> {
+    resolve: &mut dyn FnMut(&str) -> Result<Option<String>, TaskError>,
+) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
@@ -124,26 +123,26 @@ fn fill(
     Ok(out)
 }
 
-fn fill_run_id(text: &str, run_id: &str) -> anyhow::Result<String> {
+fn fill_run_id(text: &str, run_id: &str) -> Result<String> {
     fill(text, &mut |name| {
         Ok((name == "run_id").then(|| run_id.to_string()))
     })
 }
 
 /// `{{run_id}}` in every string of a JSON value.
-fn fill_json(value: &Value, run_id: &str) -> anyhow::Result<Value> {
+fn fill_json(value: &Value, run_id: &str) -> Result<Value> {
     Ok(match value {
         Value::String(s) => Value::String(fill_run_id(s, run_id)?),
         Value::Array(items) => Value::Array(
             items
                 .iter()
                 .map(|v| fill_json(v, run_id))
-                .collect::<anyhow::Result<_>>()?,
+                .collect::<Result<_>>()?,
         ),
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| Ok((k.clone(), fill_json(v, run_id)?)))
-                .collect::<anyhow::Result<_>>()?,
+                .collect::<Result<_>>()?,
         ),
         other => other.clone(),
     })
@@ -182,7 +181,7 @@ impl Session<'_> {
         scrub(text, &self.secret_list())
     }
 
-    fn cancelled(&self, call: &Call) -> anyhow::Error {
+    fn cancelled(&self, call: &Call) -> TaskError {
         Failure::new(
             ErrorClass::Cancelled,
             format!("{} {} was cancelled", call.method, shown(&call.url)),
@@ -282,12 +281,12 @@ impl Session<'_> {
     }
 }
 
-fn parse_method(m: Option<&str>, key: &str) -> anyhow::Result<Method> {
+fn parse_method(m: Option<&str>, key: &str) -> Result<Method> {
     let m = m.unwrap_or("GET").to_ascii_uppercase();
     Method::from_str(&m).map_err(|_| config(format!("`{key}`: unknown HTTP method `{m}`")))
 }
 
-fn parse_url(text: &str, key: &str) -> anyhow::Result<Url> {
+fn parse_url(text: &str, key: &str) -> Result<Url> {
     // The URL parser's errors do not repeat the URL, which may hold a secret.
     Url::parse(text).map_err(|e| config(format!("`{key}` is not a valid URL: {e}")))
 }
@@ -297,7 +296,7 @@ pub async fn run_http(
     task: &TaskConfig,
     ctx: &HttpContext,
     cancel: CancellationToken,
-) -> anyhow::Result<HttpOutcome> {
+) -> Result<HttpOutcome> {
     let started = Instant::now();
     let run_id = ctx.run_id.as_str();
     let Some(url) = &task.url else {
@@ -443,7 +442,7 @@ struct PollPlan {
 }
 
 impl PollPlan {
-    fn new(p: &tributary_core::pipeline::PollConfig) -> anyhow::Result<PollPlan> {
+    fn new(p: &tributary_core::pipeline::PollConfig) -> Result<PollPlan> {
         let micros = parse_duration_micros(&p.interval)
             .map_err(|e| config(format!("`poll.interval`: {e}")))?;
         Ok(PollPlan {
@@ -459,7 +458,7 @@ impl PollPlan {
 impl Session<'_> {
     /// Request the status URL until `done_when` or `failed_when` matches: the number of
     /// requests and the final state.
-    async fn poll(&self, call: &Call, plan: &PollPlan) -> anyhow::Result<(u32, String)> {
+    async fn poll(&self, call: &Call, plan: &PollPlan) -> Result<(u32, String)> {
         let mut polls = 0u32;
         let mut failures_in_a_row = 0u32;
         let mut wait = plan.interval;

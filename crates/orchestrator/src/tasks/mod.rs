@@ -3,7 +3,7 @@
 //! `tributary_connectors::command::CommandSource` instead), [`http`] calls an endpoint and
 //! optionally polls a status URL until the work it started is done.
 //!
-//! Both return `anyhow::Error`s wrapping a [`crate::TaskError`] whose class tells the executor
+//! Both return a [`crate::TaskError`] whose class tells the executor
 //! whether a retry may help, and both stop cleanly when their future is dropped (a timeout) or
 //! their `CancellationToken` is cancelled.
 

@@ -14,9 +14,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tributary_core::pipeline::TaskConfig;
-use tributary_orchestrator::error::retry_after;
 use tributary_orchestrator::tasks::{CommandContext, HttpContext, run_command, run_http};
-use tributary_orchestrator::{ErrorClass, classify};
+use tributary_orchestrator::{ErrorClass, TaskError};
 
 fn task(v: serde_json::Value) -> TaskConfig {
     serde_json::from_value(v).unwrap()
@@ -30,8 +29,8 @@ fn ctx(root: &Path) -> CommandContext {
     }
 }
 
-fn message(e: &anyhow::Error) -> String {
-    format!("{e:#}")
+fn message(e: &TaskError) -> String {
+    e.to_string()
 }
 
 /// Run a command task that must fail: the class and message of its error.
@@ -39,7 +38,7 @@ async fn command_error(t: &TaskConfig, root: &Path) -> (ErrorClass, String) {
     let err = run_command(t, &ctx(root), CancellationToken::new())
         .await
         .unwrap_err();
-    (classify(&err), message(&err))
+    (err.class, message(&err))
 }
 
 /// Run an HTTP task that must fail: the class, message and `Retry-After` of its error.
@@ -47,7 +46,7 @@ async fn http_error(t: &TaskConfig) -> (ErrorClass, String, Option<Duration>) {
     let err = run_http(t, &http_ctx(), CancellationToken::new())
         .await
         .unwrap_err();
-    (classify(&err), message(&err), retry_after(&err))
+    (err.class, message(&err), err.retry_after)
 }
 
 /// Logs written while `f` runs on this thread (the test runtime is single-threaded).
@@ -253,7 +252,7 @@ async fn cancel_sends_sigterm_then_sigkill() {
     let pid: i32 = file_appears(&dir.path().join("pid")).await.parse().unwrap();
     cancel.cancel();
     let err = run.await.unwrap().unwrap_err();
-    assert_eq!(classify(&err), ErrorClass::Cancelled);
+    assert_eq!(err.class, ErrorClass::Cancelled);
     let m = message(&err);
     assert!(m.contains("SIGKILL"), "{m}");
     assert!(tributary_testkit::process_gone(pid));
@@ -273,7 +272,7 @@ async fn cancel_sends_sigterm_then_sigkill() {
     file_appears(&dir.path().join("pid2")).await;
     cancel.cancel();
     let err = run.await.unwrap().unwrap_err();
-    assert_eq!(classify(&err), ErrorClass::Cancelled);
+    assert_eq!(err.class, ErrorClass::Cancelled);
     assert!(message(&err).contains("SIGTERM"), "{}", message(&err));
 }
 
@@ -596,5 +595,5 @@ async fn http_cancel_stops_polling() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     cancel.cancel();
     let err = run.await.unwrap().unwrap_err();
-    assert_eq!(classify(&err), ErrorClass::Cancelled);
+    assert_eq!(err.class, ErrorClass::Cancelled);
 }

@@ -39,7 +39,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub launcher: Arc<RecordingLauncher>,
     pub shutdown: CancellationToken,
-    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub handle: tokio::task::JoinHandle<Result<(), tributary_server::ServerError>>,
 }
 
 impl TestServer {
