@@ -681,14 +681,14 @@ impl Source for CommandSource {
             job.run(&handle, std::fs::File::from(stdout), schema_tx, tx)
         });
         match schema_rx.await {
-            Ok(Ok(schema)) => Ok(SourceStream {
+            Ok(Ok(schema)) => Ok(SourceStream::rows_only(
                 schema,
-                batches: GuardedStream {
+                GuardedStream {
                     inner: batches,
                     _guard: guard,
                 }
                 .boxed(),
-            }),
+            )),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SourceError::Internal(
                 "the command reader thread ended before announcing the schema".into(),

@@ -19,8 +19,8 @@ pub mod yamlpos;
 pub use config::{ConfigError, ConfigProblem, Project};
 pub use cursor::{Backfill, CursorValue};
 pub use source::{
-    BatchStream, FileStamp, QuarantinedRecord, ReadRequest, Source, SourceBatch, SourceError,
-    SourceStream,
+    Acknowledge, BatchStream, EventStream, FileStamp, Position, QuarantinedRecord, ReadEvent,
+    ReadRequest, ReadSummary, Source, SourceBatch, SourceError, SourceStream,
 };
 
 /// Arrow, re-exported from delta-rs so every crate uses the exact version the lake writes with.

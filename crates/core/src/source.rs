@@ -1,7 +1,7 @@
 //! The contract between connectors and the lake: a source turns a configured table into a stream
 //! of Arrow record batches with a schema known before the first row.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,13 +26,145 @@ pub struct SourceBatch {
 /// more than a bounded number of batches.
 pub type BatchStream = BoxStream<'static, Result<SourceBatch, SourceError>>;
 
+/// One item of a read, in order.
+#[derive(Debug)]
+pub enum ReadEvent {
+    /// Rows, in the schema announced by [`SourceStream::schema`].
+    Batch(SourceBatch),
+    /// `new_files` reads: a file whose rows follow, with the size and modification time the
+    /// loader stores in its rows' `_tributary_file_*` columns. Comes before the file's batches.
+    File(FileStamp),
+    /// A source transaction ends here: the rows before it are complete up to this position,
+    /// so a loader may commit them with it. Batch sources never emit one: their whole read is
+    /// one unit, ended by [`ReadEvent::End`]. Change capture emits one per source transaction.
+    Boundary(Position),
+    /// The read is complete; always the last event. A stream that ends without it was cut
+    /// short and its rows must not be committed.
+    End(ReadSummary),
+}
+
+/// How far a source has read, in the source's own terms: a Delta table's version, a
+/// replication slot's LSN. Committed with the rows (as the table's watermark) and given back as
+/// [`ReadRequest::since`] on the next read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Position {
+    /// What the value is (`_delta_version`, …), stored with the watermark.
+    pub name: String,
+    /// The value.
+    pub value: CursorValue,
+}
+
+/// What a read did, delivered with the stream as its last event.
+#[derive(Debug, Default)]
+pub struct ReadSummary {
+    /// Rows in the read's batches.
+    pub rows: u64,
+    /// Malformed records skipped (`on_error: skip`).
+    pub skipped: u64,
+    /// Malformed records kept for the quarantine table (`on_error: quarantine`).
+    pub quarantined: Vec<QuarantinedRecord>,
+    /// For sources that track how far they read themselves (a Delta table's version): the
+    /// position the read ends at. An incremental load commits it with the rows.
+    pub position: Option<Position>,
+}
+
+/// The stream of a read's events.
+pub type EventStream = BoxStream<'static, Result<ReadEvent, SourceError>>;
+
+/// Told that the rows up to a position are durable in the lake (their Delta commit succeeded),
+/// so the source may let go of them: a replication slot confirms its LSN only then.
+#[async_trait]
+pub trait Acknowledge: Send + Sync {
+    /// The rows up to `position` are committed.
+    async fn acknowledge(&self, position: &Position) -> Result<(), SourceError>;
+}
+
 /// What [`Source::read`] returns: the schema (known before the first row, so an empty read
-/// still creates a typed table) and the batches.
+/// still creates a typed table), the events, and, for sources that must be told, how to
+/// acknowledge a committed position.
 pub struct SourceStream {
-    /// Arrow schema of every batch in `batches`.
+    /// Arrow schema of every batch.
     pub schema: SchemaRef,
-    /// The batches, in source order.
-    pub batches: BatchStream,
+    /// Batches, file announcements and position boundaries, ending with [`ReadEvent::End`].
+    pub events: EventStream,
+    /// Called by the loader once a position's Delta commit is durable; `None` when the source
+    /// needs no acknowledgement (every batch source).
+    pub ack: Option<Arc<dyn Acknowledge>>,
+}
+
+impl SourceStream {
+    /// The stream of a batch source: `batches`, then [`ReadEvent::End`] with the summary
+    /// `finish` gives (called with the number of rows once the batches ran out). After an
+    /// error no `End` follows.
+    pub fn of_batches<F>(schema: SchemaRef, batches: BatchStream, finish: F) -> SourceStream
+    where
+        F: FnOnce(u64) -> ReadSummary + Send + 'static,
+    {
+        use futures::StreamExt;
+        struct State<F> {
+            batches: BatchStream,
+            rows: u64,
+            finish: Option<F>,
+        }
+        let state = State {
+            batches,
+            rows: 0,
+            finish: Some(finish),
+        };
+        let events = futures::stream::unfold(state, |mut st| async move {
+            let finish = st.finish.take()?;
+            match st.batches.next().await {
+                Some(Ok(b)) => {
+                    st.rows += b.batch.num_rows() as u64;
+                    st.finish = Some(finish);
+                    Some((Ok(ReadEvent::Batch(b)), st))
+                }
+                // The error is the last item: `finish` stays taken.
+                Some(Err(e)) => Some((Err(e), st)),
+                None => {
+                    let summary = finish(st.rows);
+                    Some((Ok(ReadEvent::End(summary)), st))
+                }
+            }
+        })
+        .boxed();
+        SourceStream {
+            schema,
+            events,
+            ack: None,
+        }
+    }
+
+    /// A batch source's stream whose summary is only its row count.
+    pub fn rows_only(schema: SchemaRef, batches: BatchStream) -> SourceStream {
+        SourceStream::of_batches(schema, batches, |rows| ReadSummary {
+            rows,
+            ..ReadSummary::default()
+        })
+    }
+
+    /// Announce `files` (as [`ReadEvent::File`]) before every other event.
+    pub fn with_files(mut self, files: Vec<FileStamp>) -> SourceStream {
+        use futures::StreamExt;
+        let first = futures::stream::iter(files.into_iter().map(|f| Ok(ReadEvent::File(f))));
+        self.events = first.chain(self.events).boxed();
+        self
+    }
+
+    /// Only the batches (for readers that need nothing else, such as tests and previews); an
+    /// error ends the stream after it is yielded.
+    pub fn into_batches(self) -> BatchStream {
+        use futures::StreamExt;
+        self.events
+            .filter_map(|e| async move {
+                match e {
+                    Ok(ReadEvent::Batch(b)) => Some(Ok(b)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
+            .boxed()
+    }
 }
 
 /// What to read.
@@ -54,8 +186,8 @@ pub struct ReadRequest {
     /// optional field never appears does not look like a removed column. Others ignore it.
     pub table_schema: Option<SchemaRef>,
     /// Files sources, `mode: new_files`: the files already loaded ([`FileStamp::key`]); only
-    /// the others are read, and the stamps of those read are reported by
-    /// [`Source::file_stamps`]. `None`: read every file.
+    /// the others are read, each announced by a [`ReadEvent::File`] with its stamp. `None`:
+    /// read every file.
     pub loaded_files: Option<Arc<HashSet<String>>>,
 }
 
@@ -98,7 +230,7 @@ impl ReadRequest {
     }
 }
 
-/// A connector.
+/// A connector: `check` that it can be reached, and `read` a table as a stream of events.
 #[async_trait]
 pub trait Source: Send + Sync {
     /// Connectivity and permissions, for `validate --connections`.
@@ -110,30 +242,13 @@ pub trait Source: Send + Sync {
     }
     /// Start reading a table. Errors about the table itself (missing, unsupported column type)
     /// come back here, before any row; errors about a value come back in the stream.
+    ///
+    /// The stream yields the batches (and, for `new_files` reads, each file's stamp before its
+    /// rows; for change capture, a [`ReadEvent::Boundary`] after each source transaction) and
+    /// ends with [`ReadEvent::End`] carrying the [`ReadSummary`]: everything the loader needs
+    /// comes with the stream, nothing through calls afterwards. Dropping the stream midway
+    /// cancels the read and releases its connection or file.
     async fn read(&self, request: ReadRequest) -> Result<SourceStream, SourceError>;
-    /// With [`ReadRequest::loaded_files`]: the files the last read is reading, by origin,
-    /// known as soon as `read` returns (empty for other sources).
-    fn file_stamps(&self) -> HashMap<String, FileStamp> {
-        HashMap::new()
-    }
-    /// The malformed records kept by reads so far (`on_error: quarantine`), handed over once:
-    /// the loader takes them after the stream ends.
-    fn take_quarantined(&self) -> Vec<QuarantinedRecord> {
-        Vec::new()
-    }
-    /// Malformed records skipped so far by reads of this source (`on_error: skip`); 0 for
-    /// sources that never skip.
-    fn skipped_records(&self) -> u64 {
-        0
-    }
-    /// Sources that track how far they have read themselves instead of through a cursor column
-    /// (a Delta table: its version): the `(name, value)` the last [`Source::read`] reads up to,
-    /// known as soon as `read` returns. An incremental load commits it as the table's watermark
-    /// together with the rows, and passes it back as [`ReadRequest::since`] on the next run.
-    /// `None` for other sources.
-    fn read_position(&self) -> Option<(String, CursorValue)> {
-        None
-    }
 }
 
 /// Errors from sources. Every variant names where the problem is.

@@ -10,7 +10,9 @@ use futures::StreamExt;
 use tracing::{info, warn};
 use tributary_core::config::{LoadMode, LoadSpec};
 use tributary_core::cursor::Lookback;
-use tributary_core::{CursorValue, ReadRequest, Source};
+use tributary_core::{
+    CursorValue, FileStamp, Position, ReadEvent, ReadRequest, ReadSummary, Source, SourceStream,
+};
 use tributary_lake::{TableWriter, Watermark, WriteMode};
 
 use crate::columns::{MetadataColumns, with_metadata_columns, write_quarantine};
@@ -203,9 +205,11 @@ pub(crate) async fn load(
         source_label: spec.source_label(),
         source: Box::new(source),
     };
-    let stream = source.read(request).await.map_err(read_error)?;
-    let source_schema = stream.schema.clone();
-    let stamps = source.file_stamps();
+    let SourceStream {
+        schema: source_schema,
+        events,
+        ack,
+    } = source.read(request).await.map_err(read_error)?;
     if new_files && source_schema.fields().is_empty() {
         let version = existing.as_ref().and_then(|t| t.version()).unwrap_or(0);
         info!(table = %target, "No new files; nothing committed.");
@@ -214,9 +218,6 @@ pub(crate) async fn load(
             version,
             skipped: 0,
         });
-    }
-    if new_files {
-        info!(table = %target, files = stamps.len(), "Loading new files.");
     }
     check_columns(spec, &source_schema).map_err(config)?;
     let cursor_index = match &cursor_col {
@@ -278,10 +279,29 @@ pub(crate) async fn load(
 
     let mut max_cursor: Option<CursorValue> = previous.as_ref().map(|w| w.value.clone());
     let mut rows = 0u64;
-    let mut batches = stream.batches;
+    let mut events = events;
     let mut metadata = MetadataColumns::new(ctx.loaded_at_micros, &ctx.run_id);
-    while let Some(item) = batches.next().await {
-        let item = item.map_err(read_error)?;
+    // `new_files`: each file's stamp, announced before its rows.
+    let mut stamps: HashMap<String, FileStamp> = HashMap::new();
+    // The last source transaction the rows reach (change capture), and the read's summary.
+    let mut boundary: Option<Position> = None;
+    let mut summary: Option<ReadSummary> = None;
+    while let Some(event) = events.next().await {
+        let item = match event.map_err(read_error)? {
+            ReadEvent::Batch(item) => item,
+            ReadEvent::File(stamp) => {
+                stamps.insert(stamp.origin.clone(), stamp);
+                continue;
+            }
+            ReadEvent::Boundary(position) => {
+                boundary = Some(position);
+                continue;
+            }
+            ReadEvent::End(s) => {
+                summary = Some(s);
+                break;
+            }
+        };
         let mut batch = item.batch;
         if let (Some((_, lower)), Some(i)) = (&since, cursor_index) {
             batch = filtered(filter_since(&batch, i, lower))?;
@@ -324,11 +344,26 @@ pub(crate) async fn load(
         rows += n as u64;
         progress.rows(n as u64);
     }
+    // A read that ended without its summary was cut short: its rows must not be committed.
+    let summary = summary.ok_or_else(|| IngestError::Internal {
+        table: target.clone(),
+        message: format!(
+            "the read of {} ended without its summary",
+            spec.source_label()
+        ),
+    })?;
+    if new_files {
+        info!(table = %target, files = stamps.len(), rows, "Read new files.");
+    }
+    let position = summary.position.clone().or(boundary);
     let watermark = match (&cursor_col, max_cursor, spec.table.mode) {
         _ if backfill.is_some() => None,
-        _ if version_cursor.is_some() && spec.table.mode == LoadMode::Incremental => source
-            .read_position()
-            .map(|(column, value)| Watermark { column, value }),
+        _ if version_cursor.is_some() && spec.table.mode == LoadMode::Incremental => {
+            position.clone().map(|p| Watermark {
+                column: p.name,
+                value: p.value,
+            })
+        }
         (Some(c), Some(v), LoadMode::Incremental) => Some(Watermark {
             column: c.clone(),
             value: v,
@@ -349,7 +384,7 @@ pub(crate) async fn load(
         };
         meta.insert("tributary.readFrom".to_string(), serde_json::json!(from));
     }
-    let skipped = source.skipped_records();
+    let skipped = summary.skipped;
     if skipped > 0 {
         warn!(table = %target, skipped, on_error = ?spec.table.on_error, "Skipped malformed records.");
         meta.insert(
@@ -359,17 +394,23 @@ pub(crate) async fn load(
     }
     // Quarantined records are committed first: a stop between the two commits can only leave
     // them twice (under two run ids), never lose them.
-    let quarantined = source.take_quarantined();
+    let quarantined = summary.quarantined;
     if !quarantined.is_empty() {
         write_quarantine(ctx, spec, &quarantined).await?;
     }
-    let summary = writer.commit(watermark, meta).await?;
-    if !summary.committed {
+    let committed = writer.commit(watermark, meta).await?;
+    if !committed.committed {
         info!(table = %target, "No new rows; nothing committed.");
+    }
+    // Only now, with the commit durable, may the source let go of what it read.
+    if let (Some(ack), Some(position)) = (&ack, &position)
+        && let Err(e) = ack.acknowledge(position).await
+    {
+        warn!(table = %target, error = %e, "The source was not told that the rows are committed; it may send them again.");
     }
     Ok(Loaded {
         rows,
-        version: summary.version,
+        version: committed.version,
         skipped,
     })
 }

@@ -11,7 +11,7 @@
 //!
 //! # Incremental reads
 //!
-//! `mode: incremental` reads by table version. [`Source::read_position`] reports the version a
+//! `mode: incremental` reads by table version. The read's summary (`ReadSummary::position`) carries the version a
 //! read reads up to; the loader commits it as the bronze table's watermark
 //! (`_delta_version`) with the rows and passes it back as `since` on the next run, which reads
 //! only the commits after it:
@@ -48,7 +48,9 @@ use futures::StreamExt;
 use tracing::info;
 use tributary_core::config::{LoadMode, TableConfig};
 use tributary_core::redact::redact_url;
-use tributary_core::{CursorValue, ReadRequest, Source, SourceBatch, SourceError, SourceStream};
+use tributary_core::{
+    CursorValue, Position, ReadRequest, ReadSummary, Source, SourceBatch, SourceError, SourceStream,
+};
 use tributary_lake::changes::{commit_timestamp_ms, data_added_between};
 use tributary_lake::{LakeError, TableVersion, open_table_at};
 use url::Url;
@@ -77,8 +79,6 @@ pub struct DeltaSource {
     /// Root URL, ending in `/`.
     root: Url,
     options: HashMap<String, String>,
-    /// The version the last read reads up to.
-    position: Mutex<Option<u64>>,
 }
 
 /// What [`DeltaSource::check_table`] found.
@@ -133,7 +133,6 @@ impl DeltaSource {
             name: name.to_string(),
             root,
             options: storage_options.into_iter().collect(),
-            position: Mutex::new(None),
         })
     }
 
@@ -549,17 +548,17 @@ impl Source for DeltaSource {
                 }
             }
         });
-        if let Ok(mut p) = self.position.lock() {
-            *p = Some(version);
-        }
-        Ok(SourceStream { schema, batches })
-    }
-
-    fn read_position(&self) -> Option<(String, CursorValue)> {
-        let version = (*self.position.lock().ok()?)?;
-        Some((
-            VERSION_WATERMARK.to_string(),
-            CursorValue::Int(i64::try_from(version).ok()?),
-        ))
+        // The version this read ends at: an incremental load commits it as its watermark.
+        let position = i64::try_from(version).ok().map(|v| Position {
+            name: VERSION_WATERMARK.to_string(),
+            value: CursorValue::Int(v),
+        });
+        Ok(SourceStream::of_batches(schema, batches, move |rows| {
+            ReadSummary {
+                rows,
+                position,
+                ..ReadSummary::default()
+            }
+        }))
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! With [`ReadRequest::loaded_files`] (`mode: new_files`), files whose stamp (origin, size,
 //! modification time: ETag-independent `last_modified` for object stores, mtime locally) is in
-//! the set are skipped, the stamps of the others are reported by [`Source::file_stamps`], and
+//! the set are skipped, the stamps of the others open the stream (`ReadEvent::File`), and
 //! when no file is new the stream has an empty schema and no batches.
 //! Each batch's origin is `<connection>:<path relative to the URL>`.
 //!
@@ -94,7 +94,8 @@ use tracing::{debug, warn};
 use tributary_core::config::{FileFormat, OnError, TableConfig};
 use tributary_core::redact::redact_url;
 use tributary_core::{
-    FileStamp, QuarantinedRecord, ReadRequest, Source, SourceBatch, SourceError, SourceStream,
+    FileStamp, QuarantinedRecord, ReadRequest, ReadSummary, Source, SourceBatch, SourceError,
+    SourceStream,
 };
 
 use crate::util::{DEFAULT_FILE_BATCH_SIZE, SkipCounter, batch_channel};
@@ -108,8 +109,6 @@ pub struct FilesSource {
     name: String,
     location: Location,
     skipped: SkipCounter,
-    /// The files of the last `new_files` read, by origin.
-    stamps: Arc<std::sync::Mutex<HashMap<String, FileStamp>>>,
     /// Malformed records kept for the quarantine table (`on_error: quarantine`).
     quarantined: Quarantine,
 }
@@ -201,7 +200,6 @@ impl FilesSource {
             name: name.to_string(),
             location,
             skipped: SkipCounter::default(),
-            stamps: Arc::default(),
             quarantined: Arc::default(),
         })
     }
@@ -370,19 +368,9 @@ impl Source for FilesSource {
         }
     }
 
-    fn take_quarantined(&self) -> Vec<QuarantinedRecord> {
-        self.quarantined
-            .lock()
-            .map(|mut q| std::mem::take(&mut *q))
-            .unwrap_or_default()
-    }
-
-    fn file_stamps(&self) -> HashMap<String, FileStamp> {
-        self.stamps.lock().map(|m| m.clone()).unwrap_or_default()
-    }
-
     async fn read(&self, request: ReadRequest) -> Result<SourceStream, SourceError> {
         let mut entries = self.matching(&request.table).await?;
+        let mut stamps = Vec::new();
         if let Some(loaded) = &request.loaded_files {
             // `new_files`: only the files not loaded yet (by path, size and modification time).
             let stamp = |e: &Entry| FileStamp {
@@ -391,19 +379,13 @@ impl Source for FilesSource {
                 modified_micros: e.modified_micros,
             };
             entries.retain(|e| !loaded.contains(&stamp(e).key()));
-            let stamps: HashMap<String, FileStamp> = entries
-                .iter()
-                .map(|e| (stamp(e).origin.clone(), stamp(e)))
-                .collect();
-            if let Ok(mut m) = self.stamps.lock() {
-                *m = stamps;
-            }
+            stamps = entries.iter().map(stamp).collect();
             if entries.is_empty() {
                 // Nothing new: no schema to announce, no rows.
-                return Ok(SourceStream {
-                    schema: Arc::new(deltalake::arrow::datatypes::Schema::empty()),
-                    batches: futures::stream::empty().boxed(),
-                });
+                return Ok(SourceStream::rows_only(
+                    Arc::new(deltalake::arrow::datatypes::Schema::empty()),
+                    futures::stream::empty().boxed(),
+                ));
             }
         }
         let (schema_tx, schema_rx) = oneshot::channel();
@@ -419,7 +401,22 @@ impl Source for FilesSource {
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || job.run(&handle, schema_tx, tx));
         match schema_rx.await {
-            Ok(Ok(schema)) => Ok(SourceStream { schema, batches }),
+            Ok(Ok(schema)) => {
+                // This read's share of the skipped and quarantined records, with the stream.
+                let skipped = self.skipped.clone();
+                let skipped_before = skipped.get();
+                let quarantined = self.quarantined.clone();
+                let finish = move |rows| ReadSummary {
+                    rows,
+                    skipped: skipped.get().saturating_sub(skipped_before),
+                    quarantined: quarantined
+                        .lock()
+                        .map(|mut q| std::mem::take(&mut *q))
+                        .unwrap_or_default(),
+                    position: None,
+                };
+                Ok(SourceStream::of_batches(schema, batches, finish).with_files(stamps))
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SourceError::Internal(
                 "the file reader thread ended before announcing the schema".into(),

@@ -276,7 +276,7 @@ impl Source for MysqlSource {
         let schema = schema_rx.await.map_err(|_| {
             SourceError::Internal("the MySQL reader stopped before announcing a schema".into())
         })??;
-        Ok(SourceStream { schema, batches })
+        Ok(SourceStream::rows_only(schema, batches))
     }
 }
 

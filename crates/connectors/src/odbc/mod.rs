@@ -276,7 +276,7 @@ impl Source for OdbcSource {
             }
         });
         match schema_rx.await {
-            Ok(Ok(schema)) => Ok(SourceStream { schema, batches }),
+            Ok(Ok(schema)) => Ok(SourceStream::rows_only(schema, batches)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SourceError::Internal(
                 "the ODBC reader stopped before reporting the schema".into(),

@@ -451,7 +451,7 @@ impl Source for PostgresSource {
         let source = Arc::new(self.clone_config());
         tokio::spawn(async move { source.produce(request, schema_tx, tx).await });
         match schema_rx.await {
-            Ok(Ok(schema)) => Ok(SourceStream { schema, batches }),
+            Ok(Ok(schema)) => Ok(SourceStream::rows_only(schema, batches)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SourceError::Internal(
                 "the PostgreSQL reader stopped before reporting the schema".into(),

@@ -134,7 +134,7 @@ impl Source for SqliteSource {
         };
         tokio::task::spawn_blocking(move || job.run(schema_tx, tx));
         match schema_rx.await {
-            Ok(Ok(schema)) => Ok(SourceStream { schema, batches }),
+            Ok(Ok(schema)) => Ok(SourceStream::rows_only(schema, batches)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SourceError::Internal(
                 "the SQLite reader thread ended before announcing the schema".into(),

@@ -49,11 +49,12 @@ async fn read_all(
 ) -> Result<(Vec<RecordBatch>, Option<SourceError>), SourceError> {
     let stream = src.read(request(batch_size)).await?;
     let mut out = Vec::new();
-    let mut batches = stream.batches;
+    let stream_schema = stream.schema.clone();
+    let mut batches = stream.into_batches();
     while let Some(b) = batches.next().await {
         match b {
             Ok(b) => {
-                assert_eq!(b.batch.schema(), stream.schema);
+                assert_eq!(b.batch.schema(), stream_schema);
                 assert_eq!(&*b.origin, "command:export");
                 out.push(b.batch);
             }
@@ -193,7 +194,7 @@ with pa.ipc.new_stream(sys.stdout.buffer, pa.schema([("id", pa.int64())])):
     };
     let stream = src.read(request(100)).await.unwrap();
     assert_eq!(stream.schema.fields().len(), 1);
-    let rest: Vec<_> = stream.batches.collect().await;
+    let rest: Vec<_> = stream.into_batches().collect().await;
     assert!(rest.is_empty(), "{rest:?}");
 }
 
@@ -290,7 +291,7 @@ time.sleep(1000)
         "ndjson",
     );
     let stream = src.read(request(500)).await.unwrap();
-    let mut batches = stream.batches;
+    let mut batches = stream.into_batches();
     // All the output; the reader now waits for more, which never comes.
     for _ in 0..3 {
         let b = batches.next().await.unwrap().unwrap();

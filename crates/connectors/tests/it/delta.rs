@@ -13,6 +13,8 @@ use futures::StreamExt;
 use tributary_connectors::delta::{DeltaSource, VERSION_WATERMARK};
 use tributary_core::config::TableConfig;
 use tributary_core::{CursorValue, ReadRequest, Source, SourceError};
+
+use crate::support;
 use tributary_lake::{Lake, TableWriter, WriteMode};
 
 use crate::support::python;
@@ -39,22 +41,19 @@ fn request(v: serde_json::Value, since: Option<u64>) -> ReadRequest {
     }
 }
 
-/// Everything a read returns, as one batch, with the position it reports.
+/// Everything a read returns, as one batch, with the position its summary reports.
 async fn read(src: &DeltaSource, req: ReadRequest) -> Result<(RecordBatch, u64), SourceError> {
-    let stream = src.read(req).await?;
+    let (schema, got, _, summary) = support::read_events(src.read(req).await?).await?;
     let mut batches = Vec::new();
-    let mut s = stream.batches;
-    while let Some(b) = s.next().await {
-        let b = b?;
-        assert_eq!(b.batch.schema(), stream.schema);
+    for b in got {
         assert_eq!(b.origin.as_ref(), "ext:t");
         batches.push(b.batch);
     }
-    let all = concat_batches(&stream.schema, &batches).unwrap();
-    let (column, value) = src.read_position().unwrap();
-    assert_eq!(column, VERSION_WATERMARK);
-    let CursorValue::Int(v) = value else {
-        panic!("{value:?}")
+    let all = concat_batches(&schema, &batches).unwrap();
+    let position = summary.position.unwrap();
+    assert_eq!(position.name, VERSION_WATERMARK);
+    let CursorValue::Int(v) = position.value else {
+        panic!("{:?}", position.value)
     };
     Ok((all, v as u64))
 }

@@ -17,7 +17,7 @@ use deltalake::parquet::arrow::ArrowWriter;
 use futures::StreamExt;
 use tributary_connectors::files::FilesSource;
 use tributary_core::config::TableConfig;
-use tributary_core::{ReadRequest, Source, SourceError};
+use tributary_core::{ReadRequest, ReadSummary, Source, SourceError};
 
 fn write(root: &Path, rel: &str, content: &[u8]) {
     let p = root.join(rel);
@@ -52,15 +52,21 @@ async fn read(
     src: &FilesSource,
     req: ReadRequest,
 ) -> Result<(SchemaRef, Vec<(String, RecordBatch)>), SourceError> {
-    let stream = src.read(req).await?;
-    let mut out = Vec::new();
-    let mut s = stream.batches;
-    while let Some(b) = s.next().await {
-        let b = b?;
-        assert_eq!(b.batch.schema(), stream.schema);
-        out.push((b.origin.to_string(), b.batch));
-    }
-    Ok((stream.schema, out))
+    let (schema, batches, _, _) = crate::support::read_events(src.read(req).await?).await?;
+    let out = batches
+        .into_iter()
+        .map(|b| (b.origin.to_string(), b.batch))
+        .collect();
+    Ok((schema, out))
+}
+
+/// The read's summary (skipped and quarantined records), with its rows as one batch.
+async fn read_summary(src: &FilesSource, req: ReadRequest) -> (RecordBatch, ReadSummary) {
+    let (schema, batches, _, summary) = crate::support::read_events(src.read(req).await.unwrap())
+        .await
+        .unwrap();
+    let all: Vec<RecordBatch> = batches.into_iter().map(|b| b.batch).collect();
+    (concat_batches(&schema, &all).unwrap(), summary)
 }
 
 async fn read_one(src: &FilesSource, req: ReadRequest) -> RecordBatch {
@@ -344,12 +350,13 @@ async fn csv_malformed_record_fails_or_is_skipped_with_its_line() {
     }
 
     let before = src.skipped_records();
-    let b = read_one(
+    let (b, summary) = read_summary(
         &src,
         request(serde_json::json!({"name": "t", "glob": "x.csv", "on_error": "skip"})),
     )
     .await;
     assert_eq!(src.skipped_records() - before, 1);
+    assert_eq!(summary.skipped, 1, "the read's own count comes with its stream");
     assert_eq!(ints(b.column(0)), vec![Some(1), Some(2), Some(4)]);
     assert_eq!(
         strings(b.column(1)),
@@ -950,14 +957,13 @@ for name, rows in [("a.xlsx", [[1, 2.5], [2, "#DIV/0!"], [3, 4]]), ("b.xlsx", [[
     assert_eq!(src.skipped_records() - before, 2);
     assert_eq!(ints(b.column(0)), vec![Some(1), Some(3), Some(4), Some(6)]);
 
-    let _ = src.take_quarantined();
-    let b = read_one(
+    let (b, summary) = read_summary(
         &src,
         request(serde_json::json!({"name": "t", "glob": "*.xlsx", "on_error": "quarantine"})),
     )
     .await;
     assert_eq!(b.num_rows(), 4);
-    let q = src.take_quarantined();
+    let q = summary.quarantined;
     let got: Vec<(String, u64, String)> = q
         .iter()
         .map(|r| {

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod command;
+mod compliance;
 mod delta;
 mod files;
 mod mysql;

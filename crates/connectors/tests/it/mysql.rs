@@ -94,14 +94,15 @@ async fn read_all(
 ) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
     let stream = src.read(req).await?;
     let mut batches = Vec::new();
-    let mut s = stream.batches;
+    let stream_schema = stream.schema.clone();
+    let mut s = stream.into_batches();
     while let Some(b) = s.next().await {
         let b = b?;
         assert!(b.origin.starts_with("shop:"), "origin {}", b.origin);
-        assert_eq!(b.batch.schema(), stream.schema);
+        assert_eq!(b.batch.schema(), stream_schema);
         batches.push(b.batch);
     }
-    Ok((stream.schema, batches))
+    Ok((stream_schema, batches))
 }
 
 fn one_batch(batches: &[RecordBatch]) -> &RecordBatch {
@@ -449,7 +450,7 @@ async fn zero_date_is_a_bad_value() {
     let name = format!("{}.events", db.name);
 
     let stream = src.read(request(table(&name))).await.unwrap();
-    let results: Vec<_> = stream.batches.collect().await;
+    let results: Vec<_> = stream.into_batches().collect().await;
     let err = results
         .into_iter()
         .find_map(Result::err)
@@ -519,7 +520,7 @@ async fn batches_have_the_requested_size() {
     // A consumer that stops early: the read's sessions go away without reading the rest.
     let mut req = request(table("big"));
     req.batch_size = 1_000;
-    let mut stream = src.read(req).await.unwrap().batches;
+    let mut stream = src.read(req).await.unwrap().into_batches();
     let first = stream.next().await.unwrap().unwrap();
     assert_eq!(first.batch.num_rows(), 1_000);
     drop(stream);
@@ -817,7 +818,7 @@ async fn a_partitioned_read_sees_one_state_while_another_session_writes() {
         ))
         .await
         .unwrap();
-    let mut batches = stream.batches;
+    let mut batches = stream.into_batches();
     let first = batches.next().await.unwrap().unwrap().batch;
     db.exec("START TRANSACTION").await;
     db.exec("INSERT INTO t SELECT seq, 'after' FROM seq_100001_to_110000")

@@ -103,13 +103,14 @@ async fn read_all(
 ) -> Result<(Arc<Schema>, Vec<RecordBatch>), SourceError> {
     let stream = source.read(request).await?;
     let mut batches = Vec::new();
-    let mut s = stream.batches;
+    let stream_schema = stream.schema.clone();
+    let mut s = stream.into_batches();
     while let Some(item) = s.next().await {
         let item = item?;
-        assert_eq!(item.batch.schema(), stream.schema, "batch schema differs");
+        assert_eq!(item.batch.schema(), stream_schema, "batch schema differs");
         batches.push(item.batch);
     }
-    Ok((stream.schema, batches))
+    Ok((stream_schema, batches))
 }
 
 async fn read_one(source: &dyn Source, request: ReadRequest) -> RecordBatch {
@@ -412,7 +413,7 @@ async fn postgres_incremental_reads_bind_since_and_until() {
     let stream = source.read(req).await.unwrap();
     let mut sizes = Vec::new();
     let mut sum = 0i64;
-    let mut batches = stream.batches;
+    let mut batches = stream.into_batches();
     while let Some(item) = batches.next().await {
         let item = item.unwrap();
         assert_eq!(&*item.origin, format!("crm:{name}"));
@@ -673,7 +674,7 @@ async fn postgres_quoted_names_missing_tables_and_dropping_the_stream_early() {
     // can be dropped (which would wait while a snapshot held the table).
     req.since = None;
     let stream = source.read(req).await.unwrap();
-    let mut batches = stream.batches;
+    let mut batches = stream.into_batches();
     let first = batches.next().await.unwrap().unwrap();
     assert_eq!(first.batch.num_rows(), 10);
     drop(batches);

@@ -86,17 +86,18 @@ async fn read_all(
 ) -> Result<(Arc<Schema>, Vec<RecordBatch>), SourceError> {
     let stream = source.read(request).await?;
     let mut batches = Vec::new();
-    let mut s = stream.batches;
+    let stream_schema = stream.schema.clone();
+    let mut s = stream.into_batches();
     while let Some(item) = s.next().await {
         let item = item?;
         assert_eq!(
             item.batch.schema(),
-            stream.schema,
+            stream_schema,
             "batch schema differs from the announced one"
         );
         batches.push(item.batch);
     }
-    Ok((stream.schema, batches))
+    Ok((stream_schema, batches))
 }
 
 /// Read a table into one batch.
@@ -451,7 +452,7 @@ async fn batches_follow_batch_size_and_carry_the_origin() {
         .unwrap();
     let mut sizes = Vec::new();
     let mut sum = 0i64;
-    let mut batches = stream.batches;
+    let mut batches = stream.into_batches();
     while let Some(item) = batches.next().await {
         let item = item.unwrap();
         assert_eq!(&*item.origin, format!("erp:{name}"));
@@ -837,7 +838,7 @@ async fn quoted_names_and_dropping_the_stream_early() {
     // which would block if the reader still held its snapshot open on the table).
     req.since = None;
     let stream = source.read(req).await.unwrap();
-    let mut batches = stream.batches;
+    let mut batches = stream.into_batches();
     let first = batches.next().await.unwrap().unwrap();
     assert_eq!(first.batch.num_rows(), 10);
     drop(batches);
@@ -974,7 +975,7 @@ async fn a_partitioned_read_sees_one_snapshot_while_another_session_writes() {
         ))
         .await
         .unwrap();
-    let mut batches = stream.batches;
+    let mut batches = stream.into_batches();
     let first = batches.next().await.unwrap().unwrap().batch;
     // While the readers are mid-table: new rows in every range, changed and deleted rows.
     db.exec(

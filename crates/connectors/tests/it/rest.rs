@@ -38,14 +38,15 @@ async fn read(
 ) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
     let stream = source.read(req).await?;
     let mut out = Vec::new();
-    let mut s = stream.batches;
+    let stream_schema = stream.schema.clone();
+    let mut s = stream.into_batches();
     while let Some(b) = s.next().await {
         let b = b?;
-        assert_eq!(b.batch.schema(), stream.schema);
+        assert_eq!(b.batch.schema(), stream_schema);
         assert_eq!(&*b.origin, "api:/items");
         out.push(b.batch);
     }
-    Ok((stream.schema, out))
+    Ok((stream_schema, out))
 }
 
 /// Rows as JSON objects (null fields left out).

@@ -45,10 +45,11 @@ async fn read(
     let stream = src.read(req).await?;
     let mut batches = Vec::new();
     let mut origins = Vec::new();
-    let mut s = stream.batches;
+    let stream_schema = stream.schema.clone();
+    let mut s = stream.into_batches();
     while let Some(b) = s.next().await {
         let b = b?;
-        assert_eq!(b.batch.schema(), stream.schema);
+        assert_eq!(b.batch.schema(), stream_schema);
         origins.push(b.origin.to_string());
         batches.push(b.batch);
     }
@@ -59,7 +60,7 @@ async fn read_one(src: &SqliteSource, req: ReadRequest) -> RecordBatch {
     let stream = src.read(req).await.unwrap();
     let schema = stream.schema.clone();
     let mut all = Vec::new();
-    let mut s = stream.batches;
+    let mut s = stream.into_batches();
     while let Some(b) = s.next().await {
         all.push(b.unwrap().batch);
     }

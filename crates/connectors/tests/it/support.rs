@@ -79,3 +79,40 @@ pub fn assert_one_snapshot(batches: &[RecordBatch]) {
         }
     }
 }
+
+use tributary_core::{ReadEvent, ReadSummary, SourceBatch, SourceError, SourceStream};
+
+/// Every event of a read: the announced schema, the batches (each checked to carry that
+/// schema), the announced file stamps, and the summary that must end the stream.
+pub async fn read_events(
+    stream: SourceStream,
+) -> Result<
+    (
+        SchemaRef,
+        Vec<SourceBatch>,
+        Vec<tributary_core::FileStamp>,
+        ReadSummary,
+    ),
+    SourceError,
+> {
+    use futures::StreamExt;
+    let schema = stream.schema.clone();
+    let mut events = stream.events;
+    let (mut batches, mut files, mut summary) = (Vec::new(), Vec::new(), None);
+    while let Some(e) = events.next().await {
+        assert!(summary.is_none(), "an event after the summary");
+        match e? {
+            ReadEvent::Batch(b) => {
+                assert_eq!(b.batch.schema(), schema, "a batch in another schema");
+                batches.push(b);
+            }
+            ReadEvent::File(f) => files.push(f),
+            ReadEvent::Boundary(p) => panic!("a batch source emitted a boundary: {p:?}"),
+            ReadEvent::End(s) => summary = Some(s),
+        }
+    }
+    let summary = summary.expect("the stream ended without its summary");
+    let rows: u64 = batches.iter().map(|b| b.batch.num_rows() as u64).sum();
+    assert_eq!(summary.rows, rows, "the summary's rows");
+    Ok((schema, batches, files, summary))
+}
