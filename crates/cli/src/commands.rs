@@ -366,6 +366,7 @@ pub async fn run(
     let env = RunEnv {
         progress: bars.clone(),
         after_run,
+        notice: Some(Arc::new(|line: &str| eprintln!("{line}"))),
     };
     let run = match plan.prepare(req, env).await? {
         Prepared::Run(run) => run,

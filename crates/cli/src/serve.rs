@@ -87,6 +87,7 @@ impl Launcher for ServeLauncher {
                 .map_err(|f| f.message())?;
         let env = RunEnv {
             after_run,
+            notice: Some(Arc::new(|line: &str| eprintln!("{line}"))),
             ..RunEnv::default()
         };
         let run = match plan

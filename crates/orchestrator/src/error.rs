@@ -378,32 +378,32 @@ mod tests {
 
     #[test]
     fn source_errors_keep_their_meaning() {
-        let bad = (SourceError::BadValue {
+        let bad = SourceError::BadValue {
             table: "t".into(),
             column: "c".into(),
             source_type: "numeric".into(),
             value: "NaN".into(),
             reason: "not finite".into(),
-        });
+        };
         assert_eq!(classify(&bad), ErrorClass::Data);
         assert!(!classify(&bad).is_retryable());
-        let conn = (SourceError::Connect {
+        let conn = SourceError::Connect {
             connection: "erp".into(),
             target: "127.0.0.1:1/db".into(),
             reason: "error connecting to server: Connection refused (os error 111)".into(),
-        });
+        };
         assert_eq!(classify(&conn), ErrorClass::Connection);
-        let ser = (SourceError::Query {
+        let ser = SourceError::Query {
             connection: "erp".into(),
             table: "t".into(),
             reason: "ERROR: could not serialize access due to concurrent update".into(),
-        });
+        };
         assert_eq!(classify(&ser), ErrorClass::Serialization);
-        let cfg = (SourceError::Query {
+        let cfg = SourceError::Query {
             connection: "erp".into(),
             table: "t".into(),
             reason: "relation \"nope\" does not exist".into(),
-        });
+        };
         assert_eq!(classify(&cfg), ErrorClass::Task);
     }
 

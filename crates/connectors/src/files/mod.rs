@@ -78,7 +78,7 @@ mod excel;
 pub(crate) mod ndjson;
 mod parquetfile;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

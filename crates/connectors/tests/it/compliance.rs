@@ -43,8 +43,14 @@ async fn common_cases(src: &dyn Source, empty: &str, nulls: Option<&str>, many: 
         support::read_events(src.read(request(empty, 100)).await.unwrap())
             .await
             .unwrap();
-    assert!(!schema.fields().is_empty(), "an empty source still announces its columns");
-    assert!(batches.iter().all(|b| b.batch.num_rows() == 0), "rows from an empty source");
+    assert!(
+        !schema.fields().is_empty(),
+        "an empty source still announces its columns"
+    );
+    assert!(
+        batches.iter().all(|b| b.batch.num_rows() == 0),
+        "rows from an empty source"
+    );
     assert_eq!(summary.rows, 0);
 
     if let Some(nulls) = nulls {
@@ -55,27 +61,41 @@ async fn common_cases(src: &dyn Source, empty: &str, nulls: Option<&str>, many: 
         assert_eq!(summary.rows, 1);
         let b = batches.iter().find(|b| b.batch.num_rows() == 1).unwrap();
         for (i, f) in schema.fields().iter().enumerate() {
-            assert!(b.batch.column(i).is_null(0), "column {} is not NULL", f.name());
+            assert!(
+                b.batch.column(i).is_null(0),
+                "column {} is not NULL",
+                f.name()
+            );
         }
     }
 
-    let (_, batches, _, summary) =
-        support::read_events(src.read(request(many, 7)).await.unwrap())
-            .await
-            .unwrap();
+    let (_, batches, _, summary) = support::read_events(src.read(request(many, 7)).await.unwrap())
+        .await
+        .unwrap();
     assert_eq!(summary.rows, rows);
     assert!(batches.len() > 1, "expected several batches");
 }
 
 /// Read one batch of `table`, drop the stream, and wait until `open_handles` says the
 /// connector let go of its connection or file.
-async fn cancel_releases(src: &dyn Source, table: &str, open_handles: impl Fn() -> usize, what: &str) {
+async fn cancel_releases(
+    src: &dyn Source,
+    table: &str,
+    open_handles: impl Fn() -> usize,
+    what: &str,
+) {
     let before = open_handles();
     let stream = src.read(request(table, 100)).await.unwrap();
     let mut events = stream.events;
     let first = events.next().await.unwrap().unwrap();
-    assert!(matches!(first, tributary_core::ReadEvent::Batch(_)), "{first:?}");
-    assert!(open_handles() > before, "the read holds no {what} while it runs");
+    assert!(
+        matches!(first, tributary_core::ReadEvent::Batch(_)),
+        "{first:?}"
+    );
+    assert!(
+        open_handles() > before,
+        "the read holds no {what} while it runs"
+    );
     drop(events);
     let start = Instant::now();
     while open_handles() > before {
@@ -142,8 +162,7 @@ async fn files_comply() {
     );
     let req = |glob: &str, batch_size: usize| {
         let mut r = request("t", batch_size);
-        r.table =
-            serde_json::from_value(serde_json::json!({ "name": "t", "glob": glob })).unwrap();
+        r.table = serde_json::from_value(serde_json::json!({ "name": "t", "glob": glob })).unwrap();
         r
     };
     let (schema, batches, _, summary) =
@@ -167,7 +186,10 @@ async fn files_comply() {
     drop(events);
     let start = Instant::now();
     while fds_on(&path) > before {
-        assert!(start.elapsed() < Duration::from_secs(20), "the dropped read still holds its file");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the dropped read still holds its file"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -177,7 +199,10 @@ async fn postgres_complies() {
     let (client, connection) =
         match tokio_postgres::connect(&support::pg_url(), tokio_postgres::NoTls).await {
             Ok(pair) => pair,
-            Err(e) => return support::unavailable("PostgreSQL", e),
+            Err(e) => {
+                support::unavailable::<()>("PostgreSQL", e);
+                return;
+            }
         };
     tokio::spawn(connection);
     let schema = support::unique_name("compliance");
@@ -192,7 +217,11 @@ async fn postgres_complies() {
         .await
         .unwrap();
     let app = support::unique_name("cmp");
-    let sep = if support::pg_url().contains('?') { '&' } else { '?' };
+    let sep = if support::pg_url().contains('?') {
+        '&'
+    } else {
+        '?'
+    };
     let src = open(
         ConnectionConfig::Postgres {
             url: format!("{}{sep}application_name={app}", support::pg_url()),
@@ -217,7 +246,9 @@ async fn postgres_complies() {
                 .build()
                 .unwrap()
                 .block_on(async move {
-                    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+                    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
                     tokio::spawn(conn);
                     let n: i64 = c.query_one(&count, &[]).await.unwrap().get(0);
                     n as usize
@@ -239,7 +270,10 @@ async fn mysql_complies() {
     let pool = mysql_async::Pool::new(support::mysql_url().as_str());
     let mut conn = match pool.get_conn().await {
         Ok(c) => c,
-        Err(e) => return support::unavailable("MariaDB", e),
+        Err(e) => {
+            support::unavailable::<()>("MariaDB", e);
+            return;
+        }
     };
     let db = support::unique_name("compliance");
     let user = support::unique_name("cmp");
@@ -262,7 +296,8 @@ async fn mysql_complies() {
         Path::new("."),
     );
     common_cases(src.as_ref(), "empty", Some("nulls"), "many", 50_000).await;
-    let count = format!("SELECT count(*) FROM information_schema.processlist WHERE user = '{user}'");
+    let count =
+        format!("SELECT count(*) FROM information_schema.processlist WHERE user = '{user}'");
     let sessions = || {
         let url = support::mysql_url();
         let count = count.clone();

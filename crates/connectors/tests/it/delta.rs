@@ -9,7 +9,6 @@ use std::sync::Arc;
 use deltalake::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use deltalake::arrow::compute::concat_batches;
 use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use futures::StreamExt;
 use tributary_connectors::delta::{DeltaSource, VERSION_WATERMARK};
 use tributary_core::config::TableConfig;
 use tributary_core::{CursorValue, ReadRequest, Source, SourceError};

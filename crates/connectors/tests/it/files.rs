@@ -14,7 +14,6 @@ use deltalake::arrow::array::{
 use deltalake::arrow::compute::concat_batches;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::parquet::arrow::ArrowWriter;
-use futures::StreamExt;
 use tributary_connectors::files::FilesSource;
 use tributary_core::config::TableConfig;
 use tributary_core::{ReadRequest, ReadSummary, Source, SourceError};
@@ -356,7 +355,10 @@ async fn csv_malformed_record_fails_or_is_skipped_with_its_line() {
     )
     .await;
     assert_eq!(src.skipped_records() - before, 1);
-    assert_eq!(summary.skipped, 1, "the read's own count comes with its stream");
+    assert_eq!(
+        summary.skipped, 1,
+        "the read's own count comes with its stream"
+    );
     assert_eq!(ints(b.column(0)), vec![Some(1), Some(2), Some(4)]);
     assert_eq!(
         strings(b.column(1)),

@@ -75,12 +75,18 @@ pub trait RunHook: Send + Sync {
     async fn after_run(&self, run_id: &str);
 }
 
+/// A line for the person running Tributary (a table waits for another run's lease), besides
+/// the log.
+pub type Notice = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// What the caller brings to a run besides the request.
 pub struct RunEnv {
     /// Shown the progress of loads (the terminal's progress bars).
     pub progress: Arc<dyn LoadProgress>,
     /// Called after the run ends.
     pub after_run: Option<Arc<dyn RunHook>>,
+    /// Told what the run waits for; `None`: the log only.
+    pub notice: Option<Notice>,
 }
 
 impl Default for RunEnv {
@@ -88,6 +94,7 @@ impl Default for RunEnv {
         RunEnv {
             progress: Arc::new(NoProgress),
             after_run: None,
+            notice: None,
         }
     }
 }
@@ -234,6 +241,7 @@ impl RunPlan {
             pipeline,
             state: state.clone(),
             collected: Mutex::new(Collected::default()),
+            notice: env.notice,
             http: reqwest::Client::builder()
                 .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
                 .build()

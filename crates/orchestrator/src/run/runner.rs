@@ -62,6 +62,8 @@ pub(crate) struct ProjectRunner {
     pub(crate) pipeline: HashMap<String, TaskConfig>,
     pub(crate) state: StateStore,
     pub(crate) collected: Mutex<Collected>,
+    /// Told what the run waits for.
+    pub(crate) notice: Option<super::Notice>,
     /// The client of `http` tasks (one connection pool for the run).
     pub(crate) http: reqwest::Client,
 }
@@ -128,7 +130,9 @@ impl ProjectRunner {
                     }
                     if !announced {
                         warn!(table = %table, holder = %other.run_id, "Waiting for another run that writes this table.");
-                        eprintln!("{table}: waiting for {who}");
+                        if let Some(notice) = &self.notice {
+                            notice(&format!("{table}: waiting for {who}"));
+                        }
                         announced = true;
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
