@@ -388,6 +388,8 @@ impl Source for FilesSource {
                 ));
             }
         }
+        // This read's share of the skipped records: counted from before its reader starts.
+        let skipped_before = self.skipped.get();
         let (schema_tx, schema_rx) = oneshot::channel();
         let (tx, batches) = batch_channel();
         let job = ReadJob {
@@ -404,7 +406,6 @@ impl Source for FilesSource {
             Ok(Ok(schema)) => {
                 // This read's share of the skipped and quarantined records, with the stream.
                 let skipped = self.skipped.clone();
-                let skipped_before = skipped.get();
                 let quarantined = self.quarantined.clone();
                 let finish = move |rows| ReadSummary {
                     rows,

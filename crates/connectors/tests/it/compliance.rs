@@ -76,6 +76,16 @@ async fn common_cases(src: &dyn Source, empty: &str, nulls: Option<&str>, many: 
     assert!(batches.len() > 1, "expected several batches");
 }
 
+/// Wait until `open_handles` says 0 (earlier reads close their connections in the
+/// background), or fail after 20 s naming `why`.
+async fn until_released(open_handles: &impl Fn() -> usize, why: &str) {
+    let start = Instant::now();
+    while open_handles() > 0 {
+        assert!(start.elapsed() < Duration::from_secs(20), "{why}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Read one batch of `table`, drop the stream, and wait until `open_handles` says the
 /// connector let go of its connection or file.
 async fn cancel_releases(
@@ -84,7 +94,7 @@ async fn cancel_releases(
     open_handles: impl Fn() -> usize,
     what: &str,
 ) {
-    let before = open_handles();
+    until_released(&open_handles, &format!("earlier reads still hold a {what}")).await;
     let stream = src.read(request(table, 100)).await.unwrap();
     let mut events = stream.events;
     let first = events.next().await.unwrap().unwrap();
@@ -92,19 +102,13 @@ async fn cancel_releases(
         matches!(first, tributary_core::ReadEvent::Batch(_)),
         "{first:?}"
     );
-    assert!(
-        open_handles() > before,
-        "the read holds no {what} while it runs"
-    );
+    assert!(open_handles() > 0, "the read holds no {what} while it runs");
     drop(events);
-    let start = Instant::now();
-    while open_handles() > before {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the dropped read still holds its {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_released(
+        &open_handles,
+        &format!("the dropped read still holds its {what}"),
+    )
+    .await;
 }
 
 /// File descriptors of this process open on `path`.
@@ -180,18 +184,13 @@ async fn files_comply() {
     assert!(batches.len() > 1);
 
     let path = dir.path().join("many.csv").canonicalize().unwrap();
-    let before = fds_on(&path);
+    let open_handles = || fds_on(&path);
+    until_released(&open_handles, "earlier reads still hold the file").await;
     let mut events = src.read(req("many.csv", 100)).await.unwrap().events;
     let _ = events.next().await.unwrap().unwrap();
+    assert!(open_handles() > 0, "the read holds no file while it runs");
     drop(events);
-    let start = Instant::now();
-    while fds_on(&path) > before {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the dropped read still holds its file"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_released(&open_handles, "the dropped read still holds its file").await;
 }
 
 #[tokio::test]
@@ -296,8 +295,7 @@ async fn mysql_complies() {
         Path::new("."),
     );
     common_cases(src.as_ref(), "empty", Some("nulls"), "many", 50_000).await;
-    let count =
-        format!("SELECT count(*) FROM information_schema.processlist WHERE user = '{user}'");
+    let count = format!("SELECT count(*) FROM information_schema.processlist WHERE db = '{db}'");
     let sessions = || {
         let url = support::mysql_url();
         let count = count.clone();
