@@ -111,6 +111,22 @@ async fn cancel_releases(
     .await;
 }
 
+/// Run `fut` to its end on a runtime of its own, on another thread: the open-handle counters
+/// are plain closures called from inside the test's runtime.
+fn on_own_runtime<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(fut)
+    })
+    .join()
+    .unwrap()
+}
+
 /// File descriptors of this process open on `path`.
 fn fds_on(path: &Path) -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -237,24 +253,15 @@ async fn postgres_complies() {
     .await;
     let count = format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'");
     let backends = || {
-        let url = support::pg_url();
-        let count = count.clone();
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                        .await
-                        .unwrap();
-                    tokio::spawn(conn);
-                    let n: i64 = c.query_one(&count, &[]).await.unwrap().get(0);
-                    n as usize
-                })
+        let (url, count) = (support::pg_url(), count.clone());
+        on_own_runtime(async move {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let n: i64 = c.query_one(&count, &[]).await.unwrap().get(0);
+            n as usize
         })
-        .join()
-        .unwrap()
     };
     cancel_releases(src.as_ref(), &format!("{schema}.many"), backends, "backend").await;
     client
@@ -297,24 +304,15 @@ async fn mysql_complies() {
     common_cases(src.as_ref(), "empty", Some("nulls"), "many", 50_000).await;
     let count = format!("SELECT count(*) FROM information_schema.processlist WHERE db = '{db}'");
     let sessions = || {
-        let url = support::mysql_url();
-        let count = count.clone();
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    let pool = mysql_async::Pool::new(url.as_str());
-                    let mut c = pool.get_conn().await.unwrap();
-                    let n: Option<u64> = c.query_first(count).await.unwrap();
-                    drop(c);
-                    let _ = pool.disconnect().await;
-                    n.unwrap_or(0) as usize
-                })
+        let (url, count) = (support::mysql_url(), count.clone());
+        on_own_runtime(async move {
+            let pool = mysql_async::Pool::new(url.as_str());
+            let mut c = pool.get_conn().await.unwrap();
+            let n: Option<u64> = c.query_first(count).await.unwrap();
+            drop(c);
+            let _ = pool.disconnect().await;
+            n.unwrap_or(0) as usize
         })
-        .join()
-        .unwrap()
     };
     cancel_releases(src.as_ref(), "many", sessions, "session").await;
     conn.query_drop(format!("DROP DATABASE {db}; DROP USER '{user}'@'%';"))
