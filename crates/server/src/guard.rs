@@ -188,7 +188,7 @@ fn unauthorized(headers: &HeaderMap) -> Response {
     let mut response = if wants_html(headers) {
         (
             StatusCode::UNAUTHORIZED,
-            axum::response::Html(crate::dashboard::html::sign_in_page()),
+            axum::response::Html(crate::dashboard::templates::SIGN_IN),
         )
             .into_response()
     } else {

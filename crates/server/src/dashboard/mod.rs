@@ -1,16 +1,18 @@
 //! The dashboard: what it shows (run history, the DAG, the lake's tables, data quality, trends),
 //! gathered once per request by [`data`] and shown twice, as JSON ([`json`]) and as HTML pages
-//! ([`pages`]) with inline SVG charts ([`svg`]).
+//! ([`pages`], rendered through the auto-escaping [`templates`]) with inline SVG charts
+//! ([`svg`]).
 //!
 //! Everything shown passes through [`Dashboard::scrub`] on the way out: errors, descriptions,
 //! table values; secrets of the project (passwords in connection URLs, tokens, header values) are
 //! never part of the data in the first place, and this removes any a driver echoed.
 
 pub(crate) mod data;
-pub(crate) mod html;
+pub(crate) mod format;
 pub(crate) mod json;
 pub(crate) mod pages;
 pub(crate) mod svg;
+pub(crate) mod templates;
 
 use std::sync::Arc;
 

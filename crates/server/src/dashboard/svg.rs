@@ -1,14 +1,47 @@
 //! Inline SVG drawings: the run timeline (Gantt), line charts of a task across runs, the
 //! lineage graph, and the grid of expectation results. Colours are presentation attributes (no
 //! inline styles, which the Content-Security-Policy forbids); tooltips are `<title>` elements.
+//!
+//! These are the only markup the pages take as it is (the templates mark it safe), so every
+//! value from data that a drawing embeds (names, ids, errors, links) goes through [`esc`]
+//! (text and attribute values alike: `&`, `<`, `>`, `"` and `'` are replaced): no data can
+//! open a tag or leave an attribute.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use chrono::{DateTime, Utc};
 
 use super::data::{DagView, ExpectationSeries, run_link};
-use super::html::{count, duration, esc};
+use super::format::{count, duration};
+
+/// Text escaped for XML (content and quoted attributes).
+struct Esc<'a>(&'a str);
+
+impl fmt::Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut last = 0;
+        for (i, c) in self.0.char_indices() {
+            let rep = match c {
+                '&' => "&amp;",
+                '<' => "&lt;",
+                '>' => "&gt;",
+                '"' => "&quot;",
+                '\'' => "&#39;",
+                _ => continue,
+            };
+            f.write_str(&self.0[last..i])?;
+            f.write_str(rep)?;
+            last = i + c.len_utf8();
+        }
+        f.write_str(&self.0[last..])
+    }
+}
+
+/// Shorthand: `esc(s)` displays `s` escaped.
+fn esc(s: &str) -> Esc<'_> {
+    Esc(s)
+}
 
 /// Fill colour of a status.
 pub(crate) fn color(status: &str) -> &'static str {
@@ -392,6 +425,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn escaping() {
+        assert_eq!(
+            esc("<script>alert('x') & \"y\"</script>").to_string(),
+            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
+        );
+        assert_eq!(esc("plain é").to_string(), "plain é");
+    }
+
+    #[test]
     fn charts_escape_their_text() {
         let points = vec![
             Point {
@@ -414,6 +456,72 @@ mod tests {
         assert_eq!(svg.matches("<circle").count(), 1);
         let empty = line_chart("x", &[], &|v| format!("{v}"));
         assert!(empty.contains("no data yet"));
+    }
+
+    #[test]
+    fn drawings_escape_their_text() {
+        use crate::dashboard::data::lake::ExpectationPoint;
+        use crate::dashboard::data::{DagNode, Edge, SourceNode};
+        const EVIL: &str = "<script>\"x\" & 'y'</script>";
+        const ESCAPED: &str = "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;";
+        let t0 = DateTime::<Utc>::UNIX_EPOCH;
+        let gantt = gantt(
+            &[GanttRow {
+                label: EVIL.into(),
+                link: format!("/tasks/{EVIL}"),
+                bars: vec![Bar {
+                    start: t0,
+                    end: t0 + chrono::Duration::seconds(2),
+                    status: EVIL.into(),
+                    title: EVIL.into(),
+                }],
+            }],
+            t0,
+            t0 + chrono::Duration::seconds(4),
+        );
+        let view = DagView {
+            sources: vec![SourceNode {
+                id: format!("source:{EVIL}"),
+                connection: EVIL.into(),
+            }],
+            nodes: vec![DagNode {
+                id: EVIL.into(),
+                kind: "command",
+                layer: None,
+                writes: None,
+                connection: Some(EVIL.into()),
+                deps: vec![],
+                description: Some(EVIL.into()),
+                depth: 1,
+                last: None,
+                link: format!("/tasks/{EVIL}"),
+            }],
+            edges: vec![Edge {
+                from: format!("source:{EVIL}"),
+                to: EVIL.into(),
+            }],
+            error: None,
+        };
+        let grid = expectation_grid(&[ExpectationSeries {
+            expectation: EVIL.into(),
+            rule: EVIL.into(),
+            on_fail: "warn".into(),
+            checks: 1,
+            failures: 1,
+            failed_rows: 1,
+            results: vec![ExpectationPoint {
+                run_id: EVIL.into(),
+                recorded_at: t0,
+                passed: false,
+                checked_rows: 2,
+                failed_rows: 1,
+            }],
+        }]);
+        for svg in [gantt, lineage(&view), grid] {
+            assert!(svg.contains(ESCAPED), "{svg}");
+            assert!(!svg.contains("<script"), "{svg}");
+            assert!(!svg.contains("'y'"), "{svg}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod dashboard;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
