@@ -90,26 +90,21 @@ fn charts(trend: &TaskTrend) -> Charts {
             .map(|t| t.format("%m-%d %H:%M").to_string())
             .unwrap_or_default()
     };
-    let durations: Vec<svg::Point> = trend
-        .points
-        .iter()
-        .map(|p| svg::Point {
-            run_id: p.run_id.clone(),
-            when: when(p),
-            value: p.duration_secs,
-            status: p.status.as_str().to_string(),
-        })
-        .collect();
-    let rows: Vec<svg::Point> = trend
-        .points
-        .iter()
-        .map(|p| svg::Point {
-            run_id: p.run_id.clone(),
-            when: when(p),
-            value: p.rows.map(|r| r as f64),
-            status: p.status.as_str().to_string(),
-        })
-        .collect();
+    // One chart point per record, `value` of it charted.
+    let points = |value: fn(&data::TrendPoint) -> Option<f64>| -> Vec<svg::Point> {
+        trend
+            .points
+            .iter()
+            .map(|p| svg::Point {
+                run_id: p.run_id.clone(),
+                when: when(p),
+                value: value(p),
+                status: p.status.as_str().to_string(),
+            })
+            .collect()
+    };
+    let durations = points(|p| p.duration_secs);
+    let rows = points(|p| p.rows.map(|r| r as f64));
     Charts {
         duration: markup(svg::line_chart("Duration", &durations, &duration)),
         rows: markup(svg::line_chart("Rows written", &rows, &|v| {
