@@ -162,7 +162,7 @@ async fn values_from_the_data_are_shown_escaped() {
     // The JSON API sends the values as they are.
     let json: serde_json::Value =
         serde_json::from_str(&get("/api/runs/run-1".into()).await).unwrap();
-    assert_eq!(json["run"]["error"], format!("run: {EVIL}"));
+    assert_eq!(json["run"]["run"]["error"], format!("run: {EVIL}"));
 
     shutdown.cancel();
     handle.await.unwrap().unwrap();
