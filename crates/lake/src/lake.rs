@@ -156,6 +156,17 @@ impl Lake {
         open_table_at(&table_name, url, &self.options, None).await
     }
 
+    /// A handle on `<layer>.<name>` without reading its log: what a write that creates the
+    /// table starts from when [`Lake::open`] found none.
+    pub fn prepare(&self, layer: &str, name: &str) -> Result<DeltaTable, LakeError> {
+        let table_name = format!("{layer}.{name}");
+        DeltaTableBuilder::from_url(self.table_url(layer, name)?)
+            .map_err(|e| LakeError::delta(&table_name, "prepare table", e))?
+            .with_storage_options(self.options.clone())
+            .build()
+            .map_err(|e| LakeError::delta(&table_name, "prepare table", e))
+    }
+
     /// Bytes of the data files that commit `version` of `layer.name` added (what a task wrote).
     /// Reads only that commit's log entry; 0 when it does not exist.
     pub async fn bytes_added(

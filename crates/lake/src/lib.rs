@@ -5,6 +5,8 @@
 //! - [`TableWriter`] streams record batches into Parquet files and commits them in **one** Delta
 //!   commit, together with the load's [`Watermark`] (a table property), so data and watermark
 //!   advance together or not at all.
+//! - [`ModelCommit`] writes a query's result into a table (overwrite, append or MERGE) in one
+//!   commit that also records the run's metadata and the app transactions it is given.
 //! - [`changes`] reads what the commits after a version added to any Delta table (for
 //!   incremental reads of Delta sources without a change data feed).
 //! - [`schema`] compares a table's schema with an incoming one and applies the
@@ -16,6 +18,7 @@ mod error;
 mod inspect;
 mod lake;
 mod maintain;
+mod model_commit;
 pub mod pause;
 pub mod schema;
 mod writer;
@@ -27,6 +30,7 @@ pub use lake::{
     Lake, TableInfo, TableVersion, WriteOptions, open_table_at, table_info, watermark_of,
 };
 pub use maintain::{MaintainOptions, MaintainReport, SAFE_RETENTION_HOURS, maintain_table};
+pub use model_commit::{MergeClause, MergeCounts, MergeInto, ModelCommit};
 pub use writer::{CommitSummary, TableWriter, TableWriterBuilder, WriteMode, table_schema};
 
 use serde::{Deserialize, Serialize};
