@@ -4,20 +4,26 @@
 //! `env_var()`, `is_incremental()`, macros), that becomes the Delta table `<layer>.<name>`:
 //! - [`project`]: discovery, dependency graph from the refs, and every configuration problem;
 //! - [`runner`]: the materializations (`table`, `incremental` merge, `scd2`), each one atomic
-//!   Delta commit, with expectations checked before anything is written;
+//!   Delta commit made through the lake ([`tributary_lake::ModelCommit`]), with expectations
+//!   checked before anything is written;
 //! - [`dedupe`]: the latest row per `unique_key` without sorting (aggregate, hash join, one row
 //!   per key);
 //! - [`unittest`]: `tributary test`, model SQL on inline or CSV fixtures, in memory.
 #![warn(missing_docs)]
 
+mod backfill;
+mod checks;
 pub mod dedupe;
 pub mod expect;
+mod materialize;
 pub mod model;
 pub mod project;
 pub mod runner;
+mod session;
 pub mod sql;
 pub mod template;
 pub mod unittest;
+mod upstream;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! Small SQL text helpers: quoting, literals, and mapping engine errors back to model files.
 
+use deltalake::arrow::datatypes::DataType;
 use serde_json::Value as Json;
 
 /// A double-quoted SQL identifier (case kept, quotes doubled).
@@ -23,6 +24,20 @@ pub fn sql_literal(v: &Json) -> String {
         Json::Number(n) => n.to_string(),
         Json::String(s) => format!("'{}'", s.replace('\'', "''")),
         other => format!("'{}'", other.to_string().replace('\'', "''")),
+    }
+}
+
+/// The SQL type a `CAST` to an Arrow type is written with (text for types without one here).
+pub(crate) fn sql_type(t: &DataType) -> String {
+    match t {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 => "INT".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float32 | DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({p},{s})"),
+        DataType::Date32 => "DATE".into(),
+        DataType::Timestamp(_, _) => "TIMESTAMP".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        _ => "VARCHAR".into(),
     }
 }
 

@@ -23,7 +23,7 @@ use tributary_core::yamlpos::Positions;
 use crate::TransformError;
 use crate::dedupe::dedupe;
 use crate::project::Models;
-use crate::runner::{new_session, register};
+use crate::session::{new_session, register};
 use crate::sql::{quote_ident, sql_literal};
 use crate::template::{render, resolve_ref};
 
