@@ -84,7 +84,10 @@ impl ModelCommit {
         self
     }
 
-    fn error(&self, default: &'static str) -> impl Fn(deltalake::DeltaTableError) -> LakeError {
+    fn error(
+        &self,
+        default: &'static str,
+    ) -> impl Fn(deltalake::DeltaTableError) -> LakeError + use<> {
         let table = self.table_name.clone();
         let operation = self.operation.unwrap_or(default);
         move |e| LakeError::delta(&table, operation, e)

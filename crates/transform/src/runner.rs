@@ -217,7 +217,7 @@ impl<'a> ModelRunner<'a> {
         if let Some(t) = &existing
             && !self.opts.full_refresh
         {
-            let current = as_stored(&strip(&table_schema(&id, t)?, model));
+            let current = as_stored(&strip(table_schema(&id, t)?.as_ref(), model));
             let diff = diff_schemas(&current, &as_stored(&result_schema));
             let policy = model.config.on_schema_change;
             diff.check(&id, policy, &model.config_file.display().to_string())?;
