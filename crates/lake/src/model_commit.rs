@@ -22,7 +22,9 @@ use crate::LakeError;
 /// [`append`](Self::append), [`merge`](Self::merge), [`add_columns`](Self::add_columns)).
 ///
 /// The plans are run in the caller's session (`ctx`), so its planner and registered tables
-/// apply. Nothing is visible to readers until the operation's single commit succeeds.
+/// apply; its planner must plan delta-rs's own plan nodes (delta-rs's `DeltaPlanner`, or one
+/// that includes its extension planner). Nothing is visible to readers until the operation's
+/// single commit succeeds.
 #[derive(Debug, Clone)]
 pub struct ModelCommit {
     table_name: String,
@@ -345,7 +347,7 @@ mod tests {
     async fn commits_record_metadata_app_transactions_and_merge_counts() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::new(dir.path().to_str().unwrap(), dir.path(), &BTreeMap::new()).unwrap();
-        let ctx = SessionContext::new();
+        let ctx = deltalake::delta_datafusion::DeltaSessionContext::new().into_inner();
         let rows = ctx
             .sql("SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS v(id, name)")
             .await
