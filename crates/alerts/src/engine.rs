@@ -11,12 +11,12 @@ use tributary_core::alerts::{AlertsConfig, ChannelConfig, RuleConfig, RuleKind, 
 use tributary_lake::Lake;
 use tributary_orchestrator::state::{AlertStateRecord, StateStore};
 
+use crate::AlertsError;
 use crate::alert::{Alert, Event};
 use crate::channels::Outbox;
 use crate::delivery::{DeliveryPolicy, deliver};
 use crate::rules::{Finding, RuleInputs};
 use crate::secrets::Secrets;
-use crate::{AlertsError, duration_of};
 
 /// What an engine is built from.
 pub struct EngineSetup<'a> {
@@ -104,8 +104,8 @@ impl AlertEngine {
         let secrets = Secrets::of(channels.values());
         let policy = DeliveryPolicy {
             attempts: cfg.delivery.attempts.max(1),
-            retry_delay: duration_of("delivery.retry_delay", &cfg.delivery.retry_delay)?,
-            timeout: duration_of("delivery.timeout", &cfg.delivery.timeout)?,
+            retry_delay: cfg.delivery.retry_delay.std(),
+            timeout: cfg.delivery.timeout.std(),
         };
         let http = reqwest::Client::builder()
             .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
@@ -129,7 +129,7 @@ impl AlertEngine {
             lake: setup.lake,
             link_base: setup.link_base.trim_end_matches('/').to_string(),
             policy,
-            check_interval: duration_of("check_interval", &cfg.check_interval)?,
+            check_interval: cfg.check_interval.std(),
             http,
             secrets,
             lock: tokio::sync::Mutex::new(()),

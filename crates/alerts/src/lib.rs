@@ -26,10 +26,6 @@ mod rules;
 mod secrets;
 pub mod smtp;
 
-use std::time::Duration;
-
-use tributary_core::config::parse_duration_micros;
-
 pub use alert::{Alert, Event};
 pub use delivery::DeliveryPolicy;
 pub use engine::{AlertEngine, EngineSetup, Outcome};
@@ -56,14 +52,4 @@ pub enum AlertsError {
         /// The defined ones.
         known: String,
     },
-}
-
-/// A duration setting (`30s`, `2h`) under `alerts.{key}`.
-pub(crate) fn duration_of(key: &str, v: &str) -> Result<Duration, AlertsError> {
-    parse_duration_micros(v)
-        .map(|us| Duration::from_micros(us.max(0) as u64))
-        .map_err(|message| AlertsError::Setting {
-            key: key.to_string(),
-            message,
-        })
 }

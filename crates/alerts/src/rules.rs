@@ -9,8 +9,6 @@ use tributary_core::alerts::{RuleConfig, RuleKind};
 use tributary_lake::Lake;
 use tributary_orchestrator::state::{RunDetail, RunFilter, RunStatus, StateStore, TaskStatus};
 
-use crate::duration_of;
-
 /// A finding of one rule: fire, or the condition is fine (resolve if firing).
 #[derive(Clone)]
 pub(crate) struct Finding {
@@ -225,13 +223,8 @@ impl RuleInputs<'_> {
                 }
             }
             RuleKind::TaskDuration => {
-                let max = rule
-                    .max
-                    .as_deref()
-                    .map(|m| duration_of("max", m))
-                    .transpose()
-                    .map_err(|e| e.to_string())?
-                    .unwrap_or(Duration::MAX);
+                let max = rule.max.map(|m| m.std()).unwrap_or(Duration::MAX);
+                let max_text = rule.max.map(|m| m.to_string()).unwrap_or_default();
                 for t in d
                     .tasks
                     .iter()
@@ -250,7 +243,7 @@ impl RuleInputs<'_> {
                         &t.task_id,
                         took,
                         max,
-                        rule.max.as_deref().unwrap_or(""),
+                        &max_text,
                         false,
                     ));
                 }
@@ -271,7 +264,7 @@ impl RuleInputs<'_> {
         else {
             return Ok(Vec::new());
         };
-        let max = duration_of("max_age", max_age).map_err(|e| e.to_string())?;
+        let max = max_age.std();
         let Some((layer, tname)) = table.split_once('.') else {
             return Ok(Vec::new());
         };
@@ -311,7 +304,7 @@ impl RuleInputs<'_> {
                     "Age".into(),
                     age.map(human).unwrap_or_else(|| "never loaded".into()),
                 ),
-                ("Max age".into(), max_age.clone()),
+                ("Max age".into(), max_age.to_string()),
             ],
             breach,
         }])
@@ -325,10 +318,11 @@ impl RuleInputs<'_> {
         rule: &RuleConfig,
         now: DateTime<Utc>,
     ) -> Result<Vec<Finding>, String> {
-        let Some(max_text) = &rule.max else {
+        let Some(max_setting) = rule.max else {
             return Ok(Vec::new());
         };
-        let max = duration_of("max", max_text).map_err(|e| e.to_string())?;
+        let max = max_setting.std();
+        let max_text = max_setting.to_string();
         let running = self
             .store
             .list_runs(&RunFilter {
@@ -371,7 +365,7 @@ impl RuleInputs<'_> {
                         &t.task_id,
                         took,
                         max,
-                        max_text,
+                        &max_text,
                         true,
                     ));
                 }

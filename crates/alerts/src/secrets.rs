@@ -21,7 +21,7 @@ impl Secrets {
             } = c
             {
                 // What the Authorization header carries, should a server echo it.
-                secrets.push(STANDARD.encode(format!("{email}:{api_token}")));
+                secrets.push(STANDARD.encode(format!("{email}:{}", api_token.expose())));
             }
         }
         // Longest first, so a URL is replaced whole before its parts.

@@ -317,7 +317,7 @@ pub async fn send(smtp: &SmtpConfig, mail: &Mail<'_>, timeout: Duration) -> Resu
             .map_err(step("EHLO"))??;
     }
     if let Some(user) = &smtp.username {
-        let password = smtp.password.as_deref().unwrap_or("");
+        let password = smtp.password.as_ref().map_or("", |p| p.expose());
         let auth = ext
             .iter()
             .find(|e| e.starts_with("AUTH"))

@@ -35,7 +35,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::config::{expand_env, is_identifier, parse_duration_micros};
+use crate::config::{expand_env, is_identifier};
+use crate::values::{Duration, Secret};
 
 /// `alerts:` in `tributary.yaml`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -52,11 +53,11 @@ pub struct AlertsConfig {
     pub delivery: DeliveryConfig,
     /// How often `tributary serve` checks the freshness and long-running-task rules. Default `1m`.
     #[serde(default = "default_check_interval")]
-    pub check_interval: String,
+    pub check_interval: Duration,
 }
 
-fn default_check_interval() -> String {
-    "1m".into()
+fn default_check_interval() -> Duration {
+    Duration::from_secs(60)
 }
 
 impl Default for AlertsConfig {
@@ -81,20 +82,20 @@ pub struct DeliveryConfig {
     /// Wait before the second attempt; each next wait doubles (HTTP `Retry-After` is honoured up
     /// to 1 minute). Default `2s`.
     #[serde(default = "default_retry_delay")]
-    pub retry_delay: String,
+    pub retry_delay: Duration,
     /// Time limit of one attempt. Default `10s`.
     #[serde(default = "default_timeout")]
-    pub timeout: String,
+    pub timeout: Duration,
 }
 
 fn default_attempts() -> u32 {
     3
 }
-fn default_retry_delay() -> String {
-    "2s".into()
+fn default_retry_delay() -> Duration {
+    Duration::from_secs(2)
 }
-fn default_timeout() -> String {
-    "10s".into()
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl Default for DeliveryConfig {
@@ -143,7 +144,7 @@ pub enum ChannelConfig {
         /// The account the API token belongs to.
         email: String,
         /// The API token: `${env:JIRA_TOKEN}`.
-        api_token: String,
+        api_token: Secret,
         /// The service desk's id.
         #[serde(deserialize_with = "string_or_number")]
         service_desk_id: String,
@@ -200,7 +201,7 @@ pub struct SmtpConfig {
     pub username: Option<String>,
     /// Password: `${env:SMTP_PASSWORD}`.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// The sender address.
     pub from: String,
 }
@@ -367,8 +368,8 @@ impl ChannelConfig {
                         .transpose()?,
                     password: smtp
                         .password
-                        .as_deref()
-                        .map(|p| sub("smtp.password", p))
+                        .as_ref()
+                        .map(|p| sub("smtp.password", p.expose()).map(Secret::new))
                         .transpose()?,
                     from: sub("smtp.from", &smtp.from)?,
                 },
@@ -388,7 +389,7 @@ impl ChannelConfig {
             } => ChannelConfig::Jira {
                 base_url: sub("base_url", base_url)?,
                 email: sub("email", email)?,
-                api_token: sub("api_token", api_token)?,
+                api_token: Secret::new(sub("api_token", api_token.expose())?),
                 service_desk_id: sub("service_desk_id", service_desk_id)?,
                 request_type_id: sub("request_type_id", request_type_id)?,
                 resolve: resolve.clone(),
@@ -428,8 +429,10 @@ impl ChannelConfig {
                 out.extend(headers.values().cloned());
             }
             ChannelConfig::Slack { url } | ChannelConfig::Teams { url } => url_parts(url),
-            ChannelConfig::Email { smtp, .. } => out.extend(smtp.password.clone()),
-            ChannelConfig::Jira { api_token, .. } => out.push(api_token.clone()),
+            ChannelConfig::Email { smtp, .. } => {
+                out.extend(smtp.password.as_ref().map(|p| p.expose().to_string()))
+            }
+            ChannelConfig::Jira { api_token, .. } => out.push(api_token.expose().to_string()),
         }
         out.retain(|s| s.len() >= 4);
         out
@@ -529,7 +532,7 @@ pub struct RuleConfig {
     pub table: Option<String>,
     /// `freshness`: the oldest the table's last commit may be (`2h`, `30m`, `1d`).
     #[serde(default)]
-    pub max_age: Option<String>,
+    pub max_age: Option<Duration>,
     /// `expectation_failed`: only this model (default: every model).
     #[serde(default)]
     pub model: Option<String>,
@@ -550,7 +553,7 @@ pub struct RuleConfig {
     pub task: Option<String>,
     /// `task_duration`: the longest a task may run (`30m`).
     #[serde(default)]
-    pub max: Option<String>,
+    pub max: Option<Duration>,
 }
 
 impl RuleConfig {
@@ -612,16 +615,11 @@ fn check_address(key: &str, addr: &str, out: &mut Vec<(String, String)>) {
 pub fn check_alerts(a: &AlertsConfig) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (key, value) in [
-        ("delivery.retry_delay", &a.delivery.retry_delay),
         ("delivery.timeout", &a.delivery.timeout),
         ("check_interval", &a.check_interval),
     ] {
-        match parse_duration_micros(value) {
-            Err(e) => out.push((key.into(), e)),
-            Ok(us) if us <= 0 && key != "delivery.retry_delay" => {
-                out.push((key.into(), "must be longer than 0".into()))
-            }
-            Ok(_) => {}
+        if value.micros() <= 0 {
+            out.push((key.into(), "must be longer than 0".into()))
         }
     }
     if a.delivery.attempts == 0 {
@@ -781,7 +779,7 @@ pub fn check_alerts(a: &AlertsConfig) -> Vec<(String, String)> {
                 format!("`{m}` must be `<layer>.<name>` (e.g. silver.orders)"),
             ));
         }
-        let mut duration = |field: &str, v: &Option<String>, required: bool| match v {
+        let mut duration = |field: &str, v: &Option<Duration>, required: bool| match v {
             None if required => out.push((
                 k(field),
                 format!(
@@ -790,11 +788,8 @@ pub fn check_alerts(a: &AlertsConfig) -> Vec<(String, String)> {
                 ),
             )),
             None => {}
-            Some(v) => match parse_duration_micros(v) {
-                Err(e) => out.push((k(field), e)),
-                Ok(us) if us <= 0 => out.push((k(field), "must be longer than 0".into())),
-                Ok(_) => {}
-            },
+            Some(v) if v.micros() <= 0 => out.push((k(field), "must be longer than 0".into())),
+            Some(_) => {}
         };
         match r.when {
             RuleKind::Freshness => {
@@ -889,13 +884,13 @@ rules:
     fn problems_are_named_by_key() {
         let a = alerts(
             r#"
-delivery: { attempts: 0, retry_delay: soon }
+delivery: { attempts: 0, timeout: 0s }
 channels:
   hook: { type: webhook, url: "ftp://x/y" }
   mail: { type: email, smtp: { host: "", from: nobody }, to: [] }
   jira: { type: jira, base_url: x, email: b@c, api_token: t, service_desk_id: "", request_type_id: 1, resolve: { comment: false } }
 rules:
-  a: { when: freshness, channels: [nope], max_age: 2 parsecs, select: [x] }
+  a: { when: freshness, channels: [nope], max_age: 0s, select: [x] }
   b: { when: task_duration, channels: [] }
   c: { when: row_count_anomaly, below_fraction: 1.5, over_runs: 0, channels: [hook] }
 "#,
@@ -904,7 +899,7 @@ rules:
         assert_eq!(
             keys,
             [
-                "delivery.retry_delay",
+                "delivery.timeout",
                 "delivery.attempts",
                 "channels.hook.url",
                 "channels.jira.base_url",
@@ -926,6 +921,11 @@ rules:
         let unknown: Result<AlertsConfig, _> =
             serde_yaml_ng::from_str("channels: { x: { type: pager, url: y } }");
         assert!(unknown.is_err());
+        // A duration that does not parse is refused when the file is read.
+        let e = serde_yaml_ng::from_str::<AlertsConfig>("delivery: { retry_delay: soon }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`soon` is not a duration"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::cursor::Lookback;
+use crate::values::{ByteSize, Duration};
 use crate::yamlpos::Positions;
 
 /// The name of the project file.
@@ -75,19 +76,17 @@ pub struct ProjectConfig {
     /// buffers before writing it. Default `4GiB` (`TRIBUTARY_MEMORY_LIMIT_MB` overrides the
     /// engine's pool).
     #[serde(default)]
-    pub memory_limit: Option<String>,
+    pub memory_limit: Option<ByteSize>,
 }
 
 /// The default of `memory_limit`.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
 
 impl ProjectConfig {
-    /// `memory_limit` in bytes (the default when unset or invalid: validation reports the
-    /// invalid case).
+    /// `memory_limit` in bytes, or the default when unset.
     pub fn memory_limit_bytes(&self) -> u64 {
         self.memory_limit
-            .as_deref()
-            .and_then(|s| parse_bytes(s).ok())
+            .map(ByteSize::bytes)
             .unwrap_or(DEFAULT_MEMORY_LIMIT)
     }
 }
@@ -103,7 +102,7 @@ pub struct WriterSettings {
     pub compression: String,
     /// Files are rolled over at about this size (`128MiB` default, at least `1MiB`).
     #[serde(default = "default_target_file_size")]
-    pub target_file_size: String,
+    pub target_file_size: ByteSize,
     /// Rows per Parquet row group, at most (default 131072). The memory budget may lower it
     /// for wide rows; see `memory_limit`.
     #[serde(default = "default_row_group_rows")]
@@ -124,8 +123,8 @@ fn default_parquet_compression() -> String {
     "snappy".into()
 }
 
-fn default_target_file_size() -> String {
-    "128MiB".into()
+fn default_target_file_size() -> ByteSize {
+    ByteSize::mib(128)
 }
 
 fn default_row_group_rows() -> usize {
@@ -176,7 +175,7 @@ impl WriterSettings {
 
     /// `target_file_size` in bytes.
     pub fn target_file_bytes(&self) -> Result<u64, String> {
-        let n = parse_bytes(&self.target_file_size)?;
+        let n = self.target_file_size.bytes();
         if n < 1024 * 1024 {
             return Err(format!(
                 "target_file_size `{}` is below the minimum of 1MiB",
@@ -187,30 +186,10 @@ impl WriterSettings {
     }
 }
 
-/// Parse a size: `512MiB`, `2GiB`, `64KiB`, `100MB` (powers of 1000), or a number of bytes.
+/// Parse a size: `512MiB`, `2GiB`, `64KiB`, `100MB` (powers of 1000), or a number of bytes
+/// (see [`ByteSize`], which configuration values are parsed into).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
-        format!("`{s}` is not a size; write e.g. `512MiB`, `2GiB` or a number of bytes")
-    })?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        _ => {
-            return Err(format!(
-                "`{s}` has an unknown unit; use KiB, MiB, GiB (or KB, MB, GB)"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large"))
+    ByteSize::parse(s).map(ByteSize::bytes)
 }
 
 /// One named environment in `targets:`: what it changes in the base configuration.
@@ -640,7 +619,7 @@ pub struct TableConfig {
     /// Stop the load after this long (e.g. `30m`); nothing is committed. Default
     /// `orchestration.timeout`.
     #[serde(default)]
-    pub timeout: Option<String>,
+    pub timeout: Option<Duration>,
     /// Delta connections, `mode: full`: read the table as of this version (time travel)
     /// instead of its latest.
     #[serde(default)]
@@ -753,14 +732,41 @@ impl TableConfig {
     }
 }
 
-/// `lookback` as written: a number or a duration string.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// `lookback` as written: a number (for numeric cursors) or a duration (for time cursors),
+/// read when the project loads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum LookbackSpec {
     /// A number, for numeric cursors.
     Units(i64),
     /// A duration like `90s`, `15m`, `1h`, `2d`.
-    Duration(String),
+    Duration(Duration),
+}
+
+impl<'de> Deserialize<'de> for LookbackSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<LookbackSpec, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = LookbackSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number (numeric cursors) or a duration such as `1h` (time cursors)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LookbackSpec, E> {
+                Ok(LookbackSpec::Units(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LookbackSpec, E> {
+                i64::try_from(v)
+                    .map(LookbackSpec::Units)
+                    .map_err(|_| E::custom(format!("lookback {v} is too large")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LookbackSpec, E> {
+                Duration::parse(v)
+                    .map(LookbackSpec::Duration)
+                    .map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl LookbackSpec {
@@ -769,34 +775,15 @@ impl LookbackSpec {
         match self {
             LookbackSpec::Units(n) if *n >= 0 => Ok(Lookback::Units(*n)),
             LookbackSpec::Units(n) => Err(format!("lookback must not be negative, got {n}")),
-            LookbackSpec::Duration(s) => parse_duration_micros(s).map(Lookback::Micros),
+            LookbackSpec::Duration(d) => Ok(Lookback::Micros(d.micros())),
         }
     }
 }
 
-/// Parse `90s`, `15m`, `1h`, `2d`, `500ms` into microseconds.
+/// Parse `90s`, `15m`, `1h`, `2d`, `500ms` into microseconds (see [`Duration`], which
+/// configuration values are parsed into).
 pub fn parse_duration_micros(s: &str) -> Result<i64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration; write e.g. `30s`, `15m`, `1h` or `2d`"))?;
-    let mult: i64 = match unit.trim() {
-        "us" => 1,
-        "ms" => 1_000,
-        "s" => 1_000_000,
-        "m" => 60_000_000,
-        "h" => 3_600_000_000,
-        "d" => 86_400_000_000,
-        _ => {
-            return Err(format!(
-                "`{s}` has an unknown unit; use us, ms, s, m, h or d (e.g. `15m`)"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too long a duration"))
+    Duration::parse(s).map(Duration::micros)
 }
 
 /// One problem found in the configuration.
@@ -1113,11 +1100,6 @@ impl Project {
                 }
                 if t.batch_size == Some(0) {
                     problem(k("batch_size"), "batch_size must be at least 1".into());
-                }
-                if let Some(timeout) = &t.timeout
-                    && let Err(e) = parse_duration_micros(timeout)
-                {
-                    problem(k("timeout"), e);
                 }
                 if is_files {
                     if t.query.is_some() {
@@ -1520,17 +1502,13 @@ fn check_project_values(config: &ProjectConfig, report: &mut dyn FnMut(&str, Str
             ),
         );
     }
-    if let Some(m) = &config.memory_limit {
-        match parse_bytes(m) {
-            Ok(n) if n < 64 * 1024 * 1024 => {
-                report(
-                    "memory_limit",
-                    format!("`{m}` is below the minimum of 64MiB"),
-                );
-            }
-            Ok(_) => {}
-            Err(e) => report("memory_limit", e),
-        }
+    if let Some(m) = &config.memory_limit
+        && m.bytes() < 64 * 1024 * 1024
+    {
+        report(
+            "memory_limit",
+            format!("`{m}` is below the minimum of 64MiB"),
+        );
     }
     check_values(
         "",
@@ -2107,6 +2085,61 @@ mod tests {
             p[0].message.contains("unknown field `mdoe`"),
             "{}",
             p[0].message
+        );
+    }
+
+    #[test]
+    fn durations_and_sizes_are_read_at_load_with_file_line_and_key() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            PROJECT_FILE,
+            &format!("{PROJECT}memory_limit: lots\n"),
+        );
+        write(
+            d.path(),
+            "ingest/erp.yaml",
+            "connection: erp\ntables:\n  - name: orders\n    timeout: 5 parsecs\n",
+        );
+        let ConfigError::Problems(p) = Project::load(d.path()).unwrap_err() else {
+            panic!("expected problems")
+        };
+        let found = |file: &str, key: &str, words: &str| {
+            p.iter().any(|q| {
+                q.file.as_path() == Path::new(file)
+                    && q.key == key
+                    && q.line.is_some()
+                    && q.message.contains(words)
+            })
+        };
+        assert!(
+            found(PROJECT_FILE, "memory_limit", "is not a size"),
+            "{p:?}"
+        );
+        assert!(
+            found("ingest/erp.yaml", "tables[0].timeout", "unknown unit"),
+            "{p:?}"
+        );
+
+        // Good values arrive typed: no re-parsing where they are used.
+        write(
+            d.path(),
+            PROJECT_FILE,
+            &format!("{PROJECT}memory_limit: 1GiB\n"),
+        );
+        write(
+            d.path(),
+            "ingest/erp.yaml",
+            "connection: erp\ntables:\n  - name: orders\n    timeout: 90m\n    mode: incremental\n    cursor: id\n    lookback: 2h\n",
+        );
+        let project = Project::load(d.path()).unwrap();
+        assert_eq!(project.config.memory_limit_bytes(), 1 << 30);
+        let t = &project.ingest[0].config.tables[0];
+        assert_eq!(t.timeout.map(|d| d.std().as_secs()), Some(5400));
+        assert_eq!(t.timeout.map(|d| d.to_string()).as_deref(), Some("90m"));
+        assert_eq!(
+            t.lookback.as_ref().map(|l| l.parse()),
+            Some(Ok(Lookback::Micros(7_200_000_000)))
         );
     }
 

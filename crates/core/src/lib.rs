@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod alerts;
+pub mod class;
 pub mod config;
 pub mod cursor;
 pub mod jsonpath;
@@ -14,14 +15,17 @@ pub mod pipeline;
 pub mod redact;
 pub mod rest;
 pub mod source;
+pub mod values;
 pub mod yamlpos;
 
+pub use class::ErrorClass;
 pub use config::{ConfigError, ConfigProblem, Project};
 pub use cursor::{Backfill, CursorValue};
 pub use source::{
     Acknowledge, BatchStream, EventStream, FileStamp, Position, QuarantinedRecord, ReadEvent,
     ReadRequest, ReadSummary, Source, SourceBatch, SourceError, SourceStream,
 };
+pub use values::{ByteSize, Duration, Secret};
 
 /// Arrow, re-exported from delta-rs so every crate uses the exact version the lake writes with.
 pub use deltalake::arrow;

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::parse_duration_micros;
+use crate::values::Duration;
 
 /// `orchestration:` in `tributary.yaml`: how the DAG runs.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -51,24 +51,24 @@ pub struct OrchestrationConfig {
     /// First retry delay; each next one doubles, with jitter, up to `retry_max_delay`.
     /// Default `5s`.
     #[serde(default = "default_retry_delay")]
-    pub retry_delay: String,
+    pub retry_delay: Duration,
     /// Longest wait between two attempts. Default `5m`.
     #[serde(default = "default_retry_max_delay")]
-    pub retry_max_delay: String,
+    pub retry_max_delay: Duration,
     /// Default timeout of every task (e.g. `2h`); none by default.
     #[serde(default)]
-    pub timeout: Option<String>,
+    pub timeout: Option<Duration>,
     /// When another run holds the lease on a table this run writes: `wait` for it (up to
     /// `lease_wait`) or `fail` at once, naming the holder. Default `wait`.
     #[serde(default)]
     pub on_lease_conflict: LeaseConflict,
     /// How long to wait for a table lease held by another run. Default `30m`.
     #[serde(default = "default_lease_wait")]
-    pub lease_wait: String,
+    pub lease_wait: Duration,
     /// How long to wait for running tasks to stop after Ctrl-C or SIGTERM before abandoning
     /// them. Default `30s`.
     #[serde(default = "default_shutdown_grace")]
-    pub shutdown_grace: String,
+    pub shutdown_grace: Duration,
 }
 
 impl Default for OrchestrationConfig {
@@ -94,17 +94,17 @@ fn default_max_parallel() -> usize {
 fn default_per_connection() -> usize {
     2
 }
-fn default_retry_delay() -> String {
-    "5s".into()
+fn default_retry_delay() -> Duration {
+    Duration::from_secs(5)
 }
-fn default_retry_max_delay() -> String {
-    "5m".into()
+fn default_retry_max_delay() -> Duration {
+    Duration::from_secs(5 * 60)
 }
-fn default_lease_wait() -> String {
-    "30m".into()
+fn default_lease_wait() -> Duration {
+    Duration::from_secs(30 * 60)
 }
-fn default_shutdown_grace() -> String {
-    "30s".into()
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// What a run does when a table it writes is leased by another run.
@@ -158,7 +158,7 @@ pub struct TaskConfig {
     pub retries: Option<u32>,
     /// Stop the task after this long (e.g. `15m`).
     #[serde(default)]
-    pub timeout: Option<String>,
+    pub timeout: Option<Duration>,
 
     // --- command ---
     /// The program: a list (`[python3, export.py, --full]`, run directly) or a string (run by
@@ -253,7 +253,7 @@ pub struct PollConfig {
     pub method: Option<String>,
     /// Time between two status requests. Default `10s`.
     #[serde(default = "default_poll_interval")]
-    pub interval: String,
+    pub interval: Duration,
     /// Done when the value at `path` in the status response is one of `in`.
     pub done_when: Condition,
     /// Failed when the value at `path` is one of `in` (checked first).
@@ -261,8 +261,8 @@ pub struct PollConfig {
     pub failed_when: Option<Condition>,
 }
 
-fn default_poll_interval() -> String {
-    "10s".into()
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// A test on a JSON response: the value at a dotted path (`state.result_state`, `items.0.id`)
@@ -299,11 +299,6 @@ pub fn check_task(task: &TaskConfig) -> Vec<(String, String)> {
                 task.name
             ),
         ));
-    }
-    if let Some(t) = &task.timeout
-        && let Err(e) = parse_duration_micros(t)
-    {
-        out.push(("timeout".into(), e));
     }
     let command_fields = [
         ("command", task.command.is_some()),
@@ -402,9 +397,6 @@ pub fn check_task(task: &TaskConfig) -> Vec<(String, String)> {
                 }
             }
             if let Some(p) = &task.poll {
-                if let Err(e) = parse_duration_micros(&p.interval) {
-                    out.push(("poll.interval".into(), e));
-                }
                 if !p.url.starts_with("http://") && !p.url.starts_with("https://") {
                     out.push((
                         "poll.url".into(),
@@ -438,19 +430,6 @@ pub fn check_orchestration(o: &OrchestrationConfig) -> Vec<(String, String)> {
                 format!("connection_limits.{k}"),
                 "must be at least 1".into(),
             ));
-        }
-    }
-    for (key, value) in [
-        ("retry_delay", Some(&o.retry_delay)),
-        ("retry_max_delay", Some(&o.retry_max_delay)),
-        ("timeout", o.timeout.as_ref()),
-        ("lease_wait", Some(&o.lease_wait)),
-        ("shutdown_grace", Some(&o.shutdown_grace)),
-    ] {
-        if let Some(v) = value
-            && let Err(e) = parse_duration_micros(v)
-        {
-            out.push((key.into(), e));
         }
     }
     out
@@ -724,10 +703,16 @@ mod tests {
             "name: export\ntype: command\ncommand: [python3, x.py]\ntarget: bronze.legacy\nmode: append\n",
         );
         assert!(check_task(&ok).is_empty(), "{:?}", check_task(&ok));
-        let bad =
-            task("name: Export\ntype: command\nurl: http://x\nformat: arrow\ntimeout: 5 parsecs\n");
+        let bad = task("name: Export\ntype: command\nurl: http://x\nformat: arrow\n");
         let keys: Vec<String> = check_task(&bad).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["name", "timeout", "url", "command", "format"]);
+        assert_eq!(keys, ["name", "url", "command", "format"]);
+        // A duration is read when the file loads: a bad one is an error there, not a default.
+        let e = serde_yaml_ng::from_str::<TaskConfig>(
+            "name: export\ntype: command\ncommand: [x]\ntimeout: 5 parsecs\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown unit"), "{e}");
     }
 
     #[test]

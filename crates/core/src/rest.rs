@@ -12,6 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::jsonpath::JsonPath;
+use crate::values::{Duration, Secret};
 
 /// A `type: rest` connection.
 #[derive(Clone, Deserialize, Serialize)]
@@ -33,7 +34,7 @@ pub struct RestConnection {
     pub rate_limit: Option<f64>,
     /// Timeout of each request (`30s`, `2m`). Default `30s`.
     #[serde(default)]
-    pub timeout: Option<String>,
+    pub timeout: Option<Duration>,
     /// Retries of a request that failed with 429, 408, 5xx or a connection error or timeout,
     /// after waiting `Retry-After` (when the response has one) or an exponential backoff
     /// (0.5 s, 1 s, 2 s, … up to 30 s). Default 3.
@@ -60,7 +61,7 @@ impl fmt::Debug for RestConnection {
 }
 
 /// Default request timeout.
-pub const DEFAULT_TIMEOUT: &str = "30s";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default retries per request.
 pub const DEFAULT_RETRIES: u32 = 3;
 
@@ -71,21 +72,21 @@ pub enum RestAuth {
     /// `Authorization: Bearer <token>`.
     Bearer {
         /// The token; use `${env:…}`.
-        token: String,
+        token: Secret,
     },
     /// HTTP basic authentication.
     Basic {
         /// User name.
         username: String,
         /// Password; use `${env:…}`.
-        password: String,
+        password: Secret,
     },
     /// An API key in a header or a query parameter.
     ApiKey {
         /// The header or query parameter name (`X-API-Key`, `api_key`).
         name: String,
         /// The key; use `${env:…}`.
-        value: String,
+        value: Secret,
         /// `header` (default) or `query`.
         #[serde(rename = "in", default)]
         location: ApiKeyLocation,
@@ -98,7 +99,7 @@ pub enum RestAuth {
         /// Client id.
         client_id: String,
         /// Client secret; use `${env:…}`.
-        client_secret: String,
+        client_secret: Secret,
         /// Scopes requested (sent space-separated as `scope`).
         #[serde(default)]
         scopes: Vec<String>,
@@ -113,10 +114,10 @@ impl RestAuth {
     /// The configured secret values (for scrubbing messages).
     pub fn secrets(&self) -> Vec<&str> {
         match self {
-            RestAuth::Bearer { token } => vec![token],
-            RestAuth::Basic { password, .. } => vec![password],
-            RestAuth::ApiKey { value, .. } => vec![value],
-            RestAuth::Oauth2 { client_secret, .. } => vec![client_secret],
+            RestAuth::Bearer { token } => vec![token.expose()],
+            RestAuth::Basic { password, .. } => vec![password.expose()],
+            RestAuth::ApiKey { value, .. } => vec![value.expose()],
+            RestAuth::Oauth2 { client_secret, .. } => vec![client_secret.expose()],
         }
     }
 
@@ -365,12 +366,8 @@ impl RestConnection {
                 "rate_limit is requests per second and must be more than 0 (e.g. 5 or 0.5)".into(),
             ));
         }
-        if let Some(t) = &self.timeout {
-            match crate::config::parse_duration_micros(t) {
-                Ok(0) => out.push(("timeout".into(), "the timeout must be more than 0".into())),
-                Ok(_) => {}
-                Err(e) => out.push(("timeout".into(), e)),
-            }
+        if self.timeout.is_some_and(|t| t.micros() == 0) {
+            out.push(("timeout".into(), "the timeout must be more than 0".into()));
         }
         match &self.auth {
             Some(RestAuth::ApiKey { name, location, .. })

@@ -9,6 +9,7 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 use futures::stream::BoxStream;
 
+use crate::ErrorClass;
 use crate::config::{ColumnCast, TableConfig};
 use crate::cursor::CursorValue;
 
@@ -263,6 +264,8 @@ pub enum SourceError {
         target: String,
         /// What the driver said, with secrets removed.
         reason: String,
+        /// What kind of failure, read from the driver's error where it was born.
+        class: ErrorClass,
     },
     /// A query failed in the source database.
     #[error("query on {connection} for table {table} failed: {reason}")]
@@ -273,6 +276,8 @@ pub enum SourceError {
         table: String,
         /// What the database said.
         reason: String,
+        /// What kind of failure, read from the database's error code where it was born.
+        class: ErrorClass,
     },
     /// A column whose type cannot be mapped losslessly.
     #[error(
@@ -323,6 +328,8 @@ pub enum SourceError {
         location: String,
         /// What went wrong.
         reason: String,
+        /// What kind of failure, read from the I/O or object store error where it was born.
+        class: ErrorClass,
     },
     /// The table configuration does not fit this source.
     #[error("table {table}: {reason}")]
@@ -347,6 +354,9 @@ pub enum SourceError {
         status: Option<u16>,
         /// What happened, with secrets removed.
         reason: String,
+        /// What kind of failure: from the status when there is one, else from the HTTP
+        /// client's error (connection or timeout).
+        class: ErrorClass,
     },
     /// An API response that cannot be loaded: not JSON, no records at the configured place,
     /// a record that is not an object, a pagination value that is not usable.
@@ -367,15 +377,27 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// Whether retrying the same read may succeed (network trouble), as opposed to bad data or
-    /// configuration.
-    pub fn is_retryable(&self) -> bool {
+    /// What kind of failure this is: for connection, query, I/O and HTTP errors the class the
+    /// connector read from its driver where the error was born; the other variants say it by
+    /// what they are.
+    pub fn class(&self) -> ErrorClass {
         match self {
-            SourceError::Connect { .. } | SourceError::Io { .. } => true,
-            SourceError::Http { status, .. } => {
-                status.is_none_or(|s| s == 408 || s == 429 || (500..600).contains(&s))
-            }
-            _ => false,
+            SourceError::Connect { class, .. }
+            | SourceError::Query { class, .. }
+            | SourceError::Io { class, .. }
+            | SourceError::Http { class, .. } => *class,
+            SourceError::UnsupportedType { .. }
+            | SourceError::BadValue { .. }
+            | SourceError::BadRecord { .. }
+            | SourceError::BadResponse { .. } => ErrorClass::Data,
+            SourceError::Config { .. } => ErrorClass::Config,
+            SourceError::Internal(_) => ErrorClass::Internal,
         }
+    }
+
+    /// Whether retrying the same read may succeed (network trouble, a busy server), as opposed
+    /// to bad data, configuration or credentials.
+    pub fn is_retryable(&self) -> bool {
+        self.class().is_retryable()
     }
 }

@@ -332,7 +332,9 @@ fn demo_config_is_valid() {
     assert_eq!(orders.primary_key, ["id"]);
     assert_eq!(
         orders.lookback,
-        Some(tributary_core::config::LookbackSpec::Duration("1h".into()))
+        Some(tributary_core::config::LookbackSpec::Duration(
+            tributary_core::Duration::parse("1h").unwrap()
+        ))
     );
     assert_eq!(specs[5].table.csv.as_ref().unwrap().delimiter, ";");
     assert_eq!(

@@ -4,8 +4,8 @@
 
 use deltalake::arrow::error::ArrowError;
 use deltalake::datafusion::error::DataFusionError;
-use tributary_core::SourceError;
-use tributary_lake::LakeError;
+use tributary_core::{ErrorClass, SourceError};
+use tributary_lake::{LakeError, datafusion_class, delta_class};
 
 /// Errors of a bronze load.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +78,29 @@ pub enum IngestError {
 }
 
 impl IngestError {
+    /// What kind of failure this is: the connector's, the lake's or the engine's class where
+    /// the error was born; `config`, `data` and `internal` for the loader's own errors.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            IngestError::Config { .. } => ErrorClass::Config,
+            IngestError::Data { .. } | IngestError::Arrow { .. } => ErrorClass::Data,
+            IngestError::Read { source, .. } | IngestError::Open(source) => source.class(),
+            IngestError::Lake(e) => e.class(),
+            IngestError::ReadLoaded { source, .. } => {
+                if let Some(e) = source.downcast_ref::<DataFusionError>() {
+                    datafusion_class(e)
+                } else if let Some(e) = source.downcast_ref::<LakeError>() {
+                    e.class()
+                } else if let Some(e) = source.downcast_ref::<deltalake::DeltaTableError>() {
+                    delta_class(e)
+                } else {
+                    ErrorClass::Task
+                }
+            }
+            IngestError::Internal { .. } => ErrorClass::Internal,
+        }
+    }
+
     /// A [`IngestError::ReadLoaded`] from DataFusion's error.
     pub(crate) fn loaded(table: &str, what: &'static str, e: DataFusionError) -> IngestError {
         IngestError::ReadLoaded {

@@ -1,4 +1,6 @@
 use deltalake::DeltaTableError;
+use deltalake::datafusion::error::DataFusionError;
+use tributary_core::ErrorClass;
 
 /// Errors from the lake.
 #[derive(Debug, thiserror::Error)]
@@ -110,15 +112,92 @@ impl LakeError {
 
     /// Whether the operation may succeed when retried (storage trouble, commit conflicts).
     pub fn is_retryable(&self) -> bool {
-        if self.is_conflict() {
-            return true;
-        }
+        self.class().is_retryable()
+    }
+
+    /// What kind of failure this is, read from the error where it was born: a commit conflict,
+    /// the object store's variant, the I/O error's kind, delta-rs's variant; the text of
+    /// [`ErrorClass::from_library_text`] only for delta-rs's text-only variants.
+    pub fn class(&self) -> ErrorClass {
         match self {
-            LakeError::Delta { source, .. } => matches!(
-                source.as_ref(),
-                DeltaTableError::ObjectStore { .. } | DeltaTableError::Io { .. }
-            ),
-            _ => false,
+            LakeError::Location { .. } => ErrorClass::Config,
+            LakeError::Delta { source, .. } => delta_class(source),
+            LakeError::Schema { .. } | LakeError::SchemaChange { .. } => ErrorClass::Data,
+            LakeError::DataRemoved { .. } | LakeError::CommitMissing { .. } => ErrorClass::Config,
+            LakeError::Query(text) => {
+                ErrorClass::from_library_text(text).unwrap_or(ErrorClass::Task)
+            }
+            LakeError::Watermark { .. } => ErrorClass::Data,
         }
+    }
+}
+
+/// The class of a delta-rs error.
+pub fn delta_class(e: &DeltaTableError) -> ErrorClass {
+    use deltalake::kernel::transaction::TransactionError;
+    match e {
+        DeltaTableError::VersionAlreadyExists(_)
+        | DeltaTableError::Transaction {
+            source:
+                TransactionError::CommitConflict(_)
+                | TransactionError::MaxCommitAttempts(_)
+                | TransactionError::VersionAlreadyExists(_),
+        } => ErrorClass::Conflict,
+        DeltaTableError::Transaction {
+            source: TransactionError::ObjectStore { source },
+        } => ErrorClass::of_object_store(source),
+        DeltaTableError::ObjectStore { source } => ErrorClass::of_object_store(source),
+        DeltaTableError::Io { source } => ErrorClass::of_io(source).unwrap_or(ErrorClass::Task),
+        DeltaTableError::NotATable(_)
+        | DeltaTableError::InvalidTableLocation(_)
+        | DeltaTableError::MissingFeature { .. }
+        | DeltaTableError::InvalidPartitionFilter { .. }
+        | DeltaTableError::ChangeDataNotEnabled { .. }
+        | DeltaTableError::ChangeDataNotRecorded { .. }
+        | DeltaTableError::InvalidVersion(_) => ErrorClass::Config,
+        DeltaTableError::InvalidData { .. }
+        | DeltaTableError::SchemaMismatch { .. }
+        | DeltaTableError::Arrow { .. }
+        | DeltaTableError::Parquet { .. } => ErrorClass::Data,
+        // Text-only variants: the documented fallback.
+        other => ErrorClass::from_library_text(&tributary_core::error_chain(other))
+            .unwrap_or(ErrorClass::Task),
+    }
+}
+
+/// The class of a DataFusion error (a model's query, a scan of a lake table): the object
+/// store's or I/O error's class when one is inside, `config` for planning and SQL errors,
+/// `data` for Arrow and Parquet errors, the class of a Tributary or delta-rs error carried as
+/// `External`; the text of [`ErrorClass::from_library_text`] only for the text-only variants
+/// (`Execution`, an unknown `External`).
+pub fn datafusion_class(e: &DataFusionError) -> ErrorClass {
+    match e {
+        DataFusionError::ObjectStore(e) => ErrorClass::of_object_store(e),
+        DataFusionError::IoError(e) => ErrorClass::of_io(e).unwrap_or(ErrorClass::Task),
+        DataFusionError::ArrowError(..) | DataFusionError::ParquetError(_) => ErrorClass::Data,
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::Configuration(_)
+        | DataFusionError::NotImplemented(_) => ErrorClass::Config,
+        DataFusionError::Internal(_) => ErrorClass::Internal,
+        DataFusionError::Context(_, inner) => datafusion_class(inner),
+        DataFusionError::Shared(inner) => datafusion_class(inner),
+        DataFusionError::Diagnostic(_, inner) => datafusion_class(inner),
+        DataFusionError::External(inner) => {
+            if let Some(e) = inner.downcast_ref::<LakeError>() {
+                e.class()
+            } else if let Some(e) = inner.downcast_ref::<DeltaTableError>() {
+                delta_class(e)
+            } else if let Some(e) = inner.downcast_ref::<DataFusionError>() {
+                datafusion_class(e)
+            } else if let Some(e) = inner.downcast_ref::<std::io::Error>() {
+                ErrorClass::of_io(e).unwrap_or(ErrorClass::Task)
+            } else {
+                ErrorClass::from_library_text(&tributary_core::error_chain(inner.as_ref()))
+                    .unwrap_or(ErrorClass::Task)
+            }
+        }
+        other => ErrorClass::from_library_text(&other.to_string()).unwrap_or(ErrorClass::Task),
     }
 }

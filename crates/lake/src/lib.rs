@@ -24,7 +24,7 @@ pub mod schema;
 mod writer;
 
 pub use deltalake::DeltaTable;
-pub use error::LakeError;
+pub use error::{LakeError, datafusion_class, delta_class};
 pub use inspect::{ColumnInfo, CommitEntry, Sample, columns};
 pub use lake::{
     Lake, TableInfo, TableVersion, WriteOptions, open_table_at, table_info, watermark_of,

@@ -87,6 +87,7 @@ pub(crate) async fn check(
         model: model.id(),
         action: "count expectation failures".into(),
         message: "no result row".into(),
+        class: crate::ErrorClass::Internal,
     })?;
     let n = int_at(row, 0);
     let mut results = Vec::new();

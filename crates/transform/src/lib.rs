@@ -32,6 +32,7 @@ pub use expect::{Expectation, ExpectationResult, OnFail};
 pub use model::{Materialized, Model, ModelConfig};
 pub use project::Models;
 pub use runner::{Backfill, ModelOutcome, ModelRunner, RunOptions};
+pub use tributary_core::ErrorClass;
 
 /// What went wrong in a model.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +96,8 @@ pub enum TransformError {
         action: String,
         /// The engine's message.
         message: String,
+        /// What kind of failure, read from the engine's error where it was born.
+        class: ErrorClass,
     },
     /// Writing or reading a Delta table failed.
     #[error(transparent)]
@@ -141,9 +144,26 @@ pub fn render_results(results: &[ExpectationResult]) -> String {
 }
 
 impl TransformError {
-    /// Whether running again may succeed without a change (storage hiccups).
+    /// What kind of failure this is: templates, SQL, settings, missing upstreams and unit test
+    /// files are `config`; failed expectations are `data`; the engine's and the lake's errors
+    /// carry the class read where they were born.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            TransformError::Template { .. }
+            | TransformError::Sql { .. }
+            | TransformError::Settings { .. }
+            | TransformError::MissingUpstream { .. }
+            | TransformError::Test { .. } => ErrorClass::Config,
+            TransformError::ExpectationsFailed { .. } => ErrorClass::Data,
+            TransformError::Engine { class, .. } => *class,
+            TransformError::Lake(e) => e.class(),
+        }
+    }
+
+    /// Whether running again may succeed without a change (storage hiccups, a commit
+    /// conflict).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, TransformError::Lake(_))
+        self.class().is_retryable()
     }
 }
 

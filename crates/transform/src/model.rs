@@ -125,7 +125,7 @@ pub struct ModelConfig {
     /// Stop the model after this long (e.g. `30m`); nothing is committed. Default
     /// `orchestration.timeout`.
     #[serde(default)]
-    pub timeout: Option<String>,
+    pub timeout: Option<tributary_core::Duration>,
 }
 
 /// A model found in the project.
@@ -460,11 +460,6 @@ fn check_config(
             "check_columns",
             "only scd2 models use `check_columns`".into(),
         ));
-    }
-    if let Some(t) = &cfg.timeout
-        && let Err(e) = tributary_core::config::parse_duration_micros(t)
-    {
-        problems.push(at.problem("timeout", e));
     }
     if cfg.hard_deletes != HardDeletes::Ignore && cfg.materialized != Materialized::Scd2 {
         problems.push(at.problem("hard_deletes", "only scd2 models use `hard_deletes`".into()));

@@ -10,11 +10,11 @@ use deltalake::datafusion::execution::memory_pool::FairSpillPool;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::execution::session_state::SessionStateBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
-use tributary_lake::table_schema;
+use tributary_lake::{datafusion_class, table_schema};
 
-use crate::TransformError;
 use crate::dedupe::ModelPlanner;
 use crate::model::Model;
+use crate::{ErrorClass, TransformError};
 
 /// A new session with a bounded, spilling memory pool and [`ModelPlanner`] (delta-rs's planner,
 /// needed by its write and merge operations, plus the deduplication node).
@@ -26,6 +26,7 @@ pub fn new_session(memory_limit_bytes: usize) -> Result<SessionContext, Transfor
             model: String::new(),
             action: "start the query engine".into(),
             message: e.to_string(),
+            class: ErrorClass::Internal,
         })?;
     let config = SessionConfig::new()
         .with_information_schema(false)
@@ -50,6 +51,7 @@ pub fn register(
         model: String::new(),
         action: format!("register {schema}.{name}"),
         message: e.to_string(),
+        class: datafusion_class(&e),
     };
     let catalog = ctx
         .catalog("datafusion")
@@ -57,6 +59,7 @@ pub fn register(
             model: String::new(),
             action: "register tables".into(),
             message: "the default catalog is missing".into(),
+            class: ErrorClass::Internal,
         })?;
     let s = match catalog.schema(schema) {
         Some(s) => s,
@@ -86,6 +89,7 @@ pub(crate) fn engine(
         model: id.clone(),
         action: action.clone(),
         message: e.to_string(),
+        class: datafusion_class(&e),
     }
 }
 
@@ -101,6 +105,7 @@ pub(crate) async fn provider(
             model: String::new(),
             action: format!("open {id} for reading"),
             message: e.to_string(),
+            class: datafusion_class(&e),
         })?;
     Ok(p)
 }
@@ -115,6 +120,7 @@ pub(crate) fn empty_like(
         model: String::new(),
         action: format!("read {id}"),
         message: e.to_string(),
+        class: ErrorClass::Internal,
     })?;
     Ok(Arc::new(mem))
 }

@@ -186,6 +186,7 @@ async fn new_files_provider(
             model: String::new(),
             action: format!("read new files of {id}"),
             message: e.to_string(),
+            class: tributary_lake::datafusion_class(&e),
         })?;
     Ok(Arc::new(scan))
 }

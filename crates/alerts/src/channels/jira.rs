@@ -31,7 +31,7 @@ pub(super) async fn send(
         return Ok(Sent::Nothing);
     };
     let base = base_url.trim_end_matches('/');
-    let auth = Some((email.as_str(), api_token.as_str()));
+    let auth = Some((email.as_str(), api_token.expose()));
     let none = BTreeMap::new();
     let store_err = |e: tributary_orchestrator::state::StateError| SendError {
         message: format!("the incident record: {e}"),

@@ -111,7 +111,7 @@ fn channel_variables_are_needed_only_by_commands_that_send_alerts() {
 #[test]
 fn rules_naming_unknown_tasks_or_channels_are_configuration_errors() {
     let p = TestProject::new(
-        "name: acme\nlake: ./lake\nalerts:\n  channels:\n    hook: { type: webhook, url: \"http://127.0.0.1:9/x\" }\n  rules:\n    failures: { when: task_failed, select: [nothing_here], channels: [hook] }\n    slow: { when: task_duration, max: 5 minutes, channels: [pager] }\n",
+        "name: acme\nlake: ./lake\nalerts:\n  channels:\n    hook: { type: webhook, url: \"http://127.0.0.1:9/x\" }\n  rules:\n    failures: { when: task_failed, select: [nothing_here], channels: [hook] }\n    slow: { when: task_duration, max: 0s, channels: [pager] }\n",
     );
     p.write(
         "pipelines/jobs.yaml",

@@ -14,9 +14,9 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
-use tributary_core::SourceError;
 use tributary_core::pipeline::{CommandLine, TaskConfig};
 use tributary_core::redact::scrub;
+use tributary_core::{ErrorClass, SourceError};
 
 /// Lines of standard error kept for the error message of a failed command.
 pub const STDERR_TAIL_LINES: usize = 20;
@@ -233,6 +233,7 @@ impl CommandSpec {
             _ => SourceError::Io {
                 location: format!("command `{}` (task {})", self.display(), self.task),
                 reason: self.scrub(&e.to_string()),
+                class: ErrorClass::of_file_io(&e),
             },
         })?;
         let pid = child

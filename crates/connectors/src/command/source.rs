@@ -17,7 +17,9 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 use tributary_core::pipeline::{OutputFormat, TaskConfig};
-use tributary_core::{BatchStream, ReadRequest, Source, SourceBatch, SourceError, SourceStream};
+use tributary_core::{
+    BatchStream, ErrorClass, ReadRequest, Source, SourceBatch, SourceError, SourceStream,
+};
 
 use crate::files::ndjson::{INFER_RECORDS, Line, Lines, NdjsonPlan, RecordSink};
 use crate::util::normalize_schema_for_delta;
@@ -75,6 +77,7 @@ impl Source for CommandSource {
             .into_owned_fd()
             .map_err(|e| SourceError::Io {
                 location: format!("standard output of task `{}`", self.spec.task),
+                class: ErrorClass::of_file_io(&e),
                 reason: e.to_string(),
             })?;
         let (schema_tx, schema_rx) = oneshot::channel();
@@ -245,12 +248,15 @@ impl OutputJob {
         SourceError::Io {
             location: format!("task `{}`", self.running.spec().task()),
             reason: self.running.failure_message(status),
+            // A command that failed: as for a command task, its own retries decide.
+            class: ErrorClass::Task,
         }
     }
 
-    fn io_error(&self, e: impl std::fmt::Display) -> SourceError {
+    fn io_error(&self, e: std::io::Error) -> SourceError {
         SourceError::Io {
             location: self.display.clone(),
+            class: ErrorClass::of_file_io(&e),
             reason: e.to_string(),
         }
     }
@@ -343,6 +349,7 @@ impl OutputJob {
                 .next_line()
                 .map_err(|e| SourceError::Io {
                     location: display.clone(),
+                    class: ErrorClass::of_file_io(&e),
                     reason: e.to_string(),
                 })
                 .transpose()

@@ -49,10 +49,11 @@ use tracing::info;
 use tributary_core::config::{LoadMode, TableConfig};
 use tributary_core::redact::redact_url;
 use tributary_core::{
-    CursorValue, Position, ReadRequest, ReadSummary, Source, SourceBatch, SourceError, SourceStream,
+    CursorValue, ErrorClass, Position, ReadRequest, ReadSummary, Source, SourceBatch, SourceError,
+    SourceStream,
 };
 use tributary_lake::changes::{commit_timestamp_ms, data_added_between};
-use tributary_lake::{LakeError, TableVersion, open_table_at};
+use tributary_lake::{LakeError, TableVersion, datafusion_class, delta_class, open_table_at};
 use url::Url;
 
 use crate::util::batch_channel;
@@ -113,6 +114,7 @@ impl DeltaSource {
             connection: name.to_string(),
             target: redact_url(url),
             reason,
+            class: ErrorClass::Config,
         };
         let mut root = if url.contains("://") {
             Url::parse(url).map_err(|e| connect_error(format!("invalid URL: {e}")))?
@@ -164,25 +166,20 @@ impl DeltaSource {
 
     /// A lake error about `table`, as a source error.
     fn lake_error(&self, table: &str, e: LakeError) -> SourceError {
-        if e.is_retryable() {
-            SourceError::Io {
-                location: self.label(table),
-                reason: e.to_string(),
-            }
-        } else {
-            SourceError::Query {
-                connection: self.name.clone(),
-                table: table.to_string(),
-                reason: e.to_string(),
-            }
+        SourceError::Query {
+            connection: self.name.clone(),
+            table: table.to_string(),
+            reason: e.to_string(),
+            class: e.class(),
         }
     }
 
-    fn df_error(&self, table: &str, doing: &str, e: impl std::fmt::Display) -> SourceError {
+    fn df_error(&self, table: &str, doing: &str, e: DataFusionError) -> SourceError {
         SourceError::Query {
             connection: self.name.clone(),
             table: table.to_string(),
             reason: format!("{doing}: {e}"),
+            class: datafusion_class(&e),
         }
     }
 
@@ -277,8 +274,12 @@ impl DeltaSource {
             .scan_cdf()
             .with_starting_version(after + 1)
             .with_ending_version(upto);
-        let provider = DeltaCdfTableProvider::try_new(builder)
-            .map_err(|e| self.df_error(table, "reading the change data feed", e))?;
+        let provider = DeltaCdfTableProvider::try_new(builder).map_err(|e| SourceError::Query {
+            connection: self.name.clone(),
+            table: table.to_string(),
+            reason: format!("reading the change data feed: {e}"),
+            class: delta_class(&e),
+        })?;
         let shaper = Shaper::new(table, &provider.schema(), true, true)?;
         info!(connection = %self.name, table = %table, from_version = after + 1, to_version = upto, "Reading the change data feed.");
         Ok((
@@ -431,28 +432,30 @@ impl Part {
 #[async_trait]
 impl Source for DeltaSource {
     async fn check(&self) -> Result<(), SourceError> {
-        let err = |reason: String| SourceError::Connect {
+        let err = |reason: String, class: ErrorClass| SourceError::Connect {
             connection: self.name.clone(),
             target: self.display_root(),
             reason,
+            class,
         };
         if self.root.scheme() == "file" {
             let path = self
                 .root
                 .to_file_path()
-                .map_err(|_| err("not a local path".into()))?;
+                .map_err(|_| err("not a local path".into(), ErrorClass::Config))?;
             if !path.is_dir() {
                 return Err(err(
                     "no such folder (relative paths resolve against the project folder)".into(),
+                    ErrorClass::Config,
                 ));
             }
         }
         let store = deltalake::logstore::store_for(&self.root, self.options.iter())
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.to_string(), delta_class(&e)))?;
         store
             .list_with_delimiter(None)
             .await
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.to_string(), ErrorClass::of_object_store(&e)))?;
         Ok(())
     }
 
@@ -515,24 +518,25 @@ impl Source for DeltaSource {
         let connection = self.name.clone();
         let (tx, batches) = batch_channel();
         tokio::spawn(async move {
-            let failed = |reason: String| SourceError::Query {
+            let failed = |reason: String, e: &DataFusionError| SourceError::Query {
                 connection: connection.clone(),
                 table: table.clone(),
                 reason,
+                class: datafusion_class(e),
             };
             for part in parts {
                 let mut stream = match part.execute(&ctx).await {
                     Ok(s) => s,
                     Err(e) => {
                         let _ = tx
-                            .send(Err(failed(format!("starting the scan: {e}"))))
+                            .send(Err(failed(format!("starting the scan: {e}"), &e)))
                             .await;
                         return;
                     }
                 };
                 while let Some(item) = stream.next().await {
                     let item = item
-                        .map_err(|e| failed(format!("reading: {e}")))
+                        .map_err(|e| failed(format!("reading: {e}"), &e))
                         .and_then(|b| shaper.shape(&b, part.stamp.as_ref()));
                     let stop = item.is_err();
                     let item = item.map(|batch| SourceBatch {

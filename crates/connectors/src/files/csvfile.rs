@@ -275,10 +275,9 @@ impl CsvPlan {
             .read_byte_record(&mut rec)
             .map_err(|e| input.read_error(e))?
         {
-            return Err(SourceError::Io {
-                location: input.display.clone(),
-                reason: "the first file is empty, so the table's columns cannot be known".into(),
-            });
+            return Err(
+                input.no_columns("the first file is empty, so the table's columns cannot be known")
+            );
         }
         if plan.header {
             plan.names = Self::header_names(input, &rec)?;

@@ -402,10 +402,9 @@ impl ExcelPlan {
         let mut rows = sheet.rows();
         let header_row = if opts.header { rows.next() } else { None };
         if width == 0 || (opts.header && header_row.is_none()) {
-            return Err(SourceError::Io {
-                location: input.display.clone(),
-                reason: "the sheet is empty, so the table's columns cannot be known".into(),
-            });
+            return Err(
+                input.no_columns("the sheet is empty, so the table's columns cannot be known")
+            );
         }
         let names = header_names(input, header_row, width, opts.header)?;
         let mut seen = vec![Seen::default(); width];

@@ -94,8 +94,8 @@ use tracing::{debug, warn};
 use tributary_core::config::{FileFormat, OnError, TableConfig};
 use tributary_core::redact::redact_url;
 use tributary_core::{
-    FileStamp, QuarantinedRecord, ReadRequest, ReadSummary, Source, SourceBatch, SourceError,
-    SourceStream,
+    ErrorClass, FileStamp, QuarantinedRecord, ReadRequest, ReadSummary, Source, SourceBatch,
+    SourceError, SourceStream,
 };
 
 use crate::util::{DEFAULT_FILE_BATCH_SIZE, SkipCounter, batch_channel};
@@ -172,17 +172,18 @@ impl FilesSource {
         storage_options: BTreeMap<String, String>,
         project_root: &Path,
     ) -> Result<Self, SourceError> {
-        let connect_error = |reason: String| SourceError::Connect {
+        let connect_error = |reason: String, class: ErrorClass| SourceError::Connect {
             connection: name.to_string(),
             target: redact_url(url),
             reason,
+            class,
         };
         let location = if url.contains("://") {
-            let parsed =
-                url::Url::parse(url).map_err(|e| connect_error(format!("invalid URL: {e}")))?;
+            let parsed = url::Url::parse(url)
+                .map_err(|e| connect_error(format!("invalid URL: {e}"), ErrorClass::Config))?;
             // `file://` URLs go through object_store too (LocalFileSystem), like remote ones.
             let (store, prefix) = parse_url_opts(&parsed, storage_options)
-                .map_err(|e| connect_error(e.to_string()))?;
+                .map_err(|e| connect_error(e.to_string(), ErrorClass::of_object_store(&e)))?;
             Location::Remote {
                 store: Arc::from(store),
                 prefix,
@@ -211,10 +212,11 @@ impl FilesSource {
         self.skipped.get()
     }
 
-    fn io_error(&self, location: String, reason: impl std::fmt::Display) -> SourceError {
+    fn store_error(&self, location: String, e: &deltalake::ObjectStoreError) -> SourceError {
         SourceError::Io {
             location,
-            reason: reason.to_string(),
+            reason: e.to_string(),
+            class: ErrorClass::of_object_store(e),
         }
     }
 
@@ -231,12 +233,14 @@ impl FilesSource {
                             reason:
                                 "no such folder (relative paths resolve against the project folder)"
                                     .into(),
+                            class: ErrorClass::Config,
                         });
                     }
                     let mut out = Vec::new();
                     walk(&root, "", &mut out).map_err(|e| SourceError::Io {
                         location: shown,
                         reason: e.to_string(),
+                        class: ErrorClass::of_file_io(&e),
                     })?;
                     Ok(out)
                 })
@@ -248,7 +252,7 @@ impl FilesSource {
                 let mut listing = store.list(Some(prefix));
                 let mut out = Vec::new();
                 while let Some(meta) = listing.next().await {
-                    let meta = meta.map_err(|e| self.io_error(url.clone(), e))?;
+                    let meta = meta.map_err(|e| self.store_error(url.clone(), &e))?;
                     let full = meta.location.as_ref();
                     let rel = if base.is_empty() {
                         full
@@ -299,6 +303,7 @@ impl FilesSource {
                     "no file matches glob {glob} under URL {}; the table's schema cannot be known without one",
                     self.location.display()
                 ),
+                class: ErrorClass::Config,
             });
         }
         Ok(entries)
@@ -351,6 +356,7 @@ impl Source for FilesSource {
                         reason:
                             "no such folder (relative paths resolve against the project folder)"
                                 .into(),
+                        class: ErrorClass::Config,
                     })
                 }
             }
@@ -362,6 +368,7 @@ impl Source for FilesSource {
                         connection: self.name.clone(),
                         target: url.clone(),
                         reason: e.to_string(),
+                        class: ErrorClass::of_object_store(&e),
                     }),
                 }
             }
@@ -447,10 +454,7 @@ pub(crate) struct FileInput {
 impl FileInput {
     /// The decompressed content, buffered, with a UTF-8 byte-order mark removed.
     pub fn open_text(&self) -> Result<Box<dyn BufRead + Send>, SourceError> {
-        let file = std::fs::File::open(&self.path).map_err(|e| SourceError::Io {
-            location: self.display.clone(),
-            reason: e.to_string(),
-        })?;
+        let file = std::fs::File::open(&self.path).map_err(|e| self.read_error(e))?;
         let inner: Box<dyn Read + Send> = if self.gzip {
             Box::new(flate2::read::MultiGzDecoder::new(file))
         } else {
@@ -467,11 +471,40 @@ impl FileInput {
         Ok(Box::new(reader))
     }
 
-    /// An I/O error while reading this file.
-    pub fn read_error(&self, e: impl std::fmt::Display) -> SourceError {
+    /// An error while reading this file: an I/O error anywhere in its chain is classed by its
+    /// kind; anything else (a decoder's complaint about the content) is `data`.
+    pub fn read_error(&self, e: impl std::error::Error + 'static) -> SourceError {
+        let mut class = ErrorClass::Data;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                class = ErrorClass::of_file_io(io);
+                break;
+            }
+            cause = c.source();
+        }
         SourceError::Io {
             location: self.display.clone(),
+            class,
             reason: e.to_string(),
+        }
+    }
+
+    /// Content this file's format cannot be read from (a syntax error that stops the read).
+    pub fn bad_content(&self, reason: impl std::fmt::Display) -> SourceError {
+        SourceError::Io {
+            location: self.display.clone(),
+            reason: reason.to_string(),
+            class: ErrorClass::Data,
+        }
+    }
+
+    /// A file whose content cannot give the table its columns (empty, no record).
+    pub fn no_columns(&self, reason: &str) -> SourceError {
+        SourceError::Io {
+            location: self.display.clone(),
+            reason: reason.to_string(),
+            class: ErrorClass::Data,
         }
     }
 }
@@ -639,22 +672,33 @@ impl ReadJob {
             table: table.name.clone(),
             reason: format!("{display}: {reason}"),
         })?;
-        let io = |e: &dyn std::fmt::Display| SourceError::Io {
+        let io = |e: std::io::Error| SourceError::Io {
             location: display.clone(),
+            class: ErrorClass::of_file_io(&e),
+            reason: e.to_string(),
+        };
+        let store = |e: deltalake::ObjectStoreError| SourceError::Io {
+            location: display.clone(),
+            class: ErrorClass::of_object_store(&e),
             reason: e.to_string(),
         };
         let (path, mut temp) = match (&entry.key, &self.location) {
             (EntryKey::Local(p), _) => (p.clone(), None),
-            (EntryKey::Object(obj), Location::Remote { store, .. }) => {
-                let mut tmp = tempfile::NamedTempFile::new().map_err(|e| io(&e))?;
+            (
+                EntryKey::Object(obj),
+                Location::Remote {
+                    store: store_of, ..
+                },
+            ) => {
+                let mut tmp = tempfile::NamedTempFile::new().map_err(io)?;
                 handle.block_on(async {
-                    let got = store.get(obj).await.map_err(|e| io(&e))?;
+                    let got = store_of.get(obj).await.map_err(store)?;
                     let mut stream = got.into_stream();
                     while let Some(chunk) = stream.next().await {
-                        let chunk = chunk.map_err(|e| io(&e))?;
-                        tmp.write_all(&chunk).map_err(|e| io(&e))?;
+                        let chunk = chunk.map_err(store)?;
+                        tmp.write_all(&chunk).map_err(io)?;
                     }
-                    tmp.flush().map_err(|e| io(&e))
+                    tmp.flush().map_err(io)
                 })?;
                 (tmp.path().to_path_buf(), Some(tmp))
             }
@@ -668,10 +712,9 @@ impl ReadJob {
         let mut path = path;
         if matches!(format, FileFormat::Parquet | FileFormat::Xlsx) && gzip {
             // Parquet and spreadsheets need random access: decompress to a temporary file.
-            let mut out = tempfile::NamedTempFile::new().map_err(|e| io(&e))?;
-            let file = std::fs::File::open(&path).map_err(|e| io(&e))?;
-            std::io::copy(&mut flate2::read::MultiGzDecoder::new(file), &mut out)
-                .map_err(|e| io(&e))?;
+            let mut out = tempfile::NamedTempFile::new().map_err(io)?;
+            let file = std::fs::File::open(&path).map_err(io)?;
+            std::io::copy(&mut flate2::read::MultiGzDecoder::new(file), &mut out).map_err(io)?;
             path = out.path().to_path_buf();
             temp = Some(out);
             gzip = false;

@@ -149,7 +149,7 @@ fn file_lines(
     };
     if is_array {
         return Ok(Box::new(
-            array_records(reader).map(move |r| r.map_err(|e| input.read_error(e))),
+            array_records(reader).map(move |r| r.map_err(|e| input.bad_content(e))),
         ));
     }
     let mut lines = Lines::new(reader);
@@ -215,11 +215,9 @@ impl NdjsonPlan {
     /// Infer the schema from the first records of the first file.
     pub(crate) fn infer(table: &TableConfig, input: &FileInput) -> Result<NdjsonPlan, SourceError> {
         Self::infer_from(table, &mut file_lines(input)?, &input.display)?.ok_or_else(|| {
-            SourceError::Io {
-                location: input.display.clone(),
-                reason: "the first file has no JSON record, so the table's columns cannot be known"
-                    .into(),
-            }
+            input.no_columns(
+                "the first file has no JSON record, so the table's columns cannot be known",
+            )
         })
     }
 

@@ -63,7 +63,7 @@ use tributary_core::arrow::datatypes::{Field, Schema, SchemaRef};
 use tributary_core::arrow::record_batch::RecordBatch;
 use tributary_core::config::ColumnCast;
 use tributary_core::redact::{redact_url, scrub};
-use tributary_core::{ReadRequest, Source, SourceBatch, SourceError, SourceStream};
+use tributary_core::{ErrorClass, ReadRequest, Source, SourceBatch, SourceError, SourceStream};
 
 use crate::util::{DEFAULT_BATCH_SIZE, batch_channel};
 use types::{ColumnBuilder, ColumnPlan, Kind};
@@ -206,19 +206,37 @@ fn describe(e: &mysql_async::Error, secrets: &[String]) -> String {
     scrub(&text, &secret_refs(secrets))
 }
 
+/// The class of a driver error, where it is born: the server's error number when it sent one,
+/// else the I/O error under it, else a connection problem (the driver's own errors are about a
+/// broken or refused connection), or configuration for a bad URL.
+fn error_class(e: &mysql_async::Error) -> ErrorClass {
+    match e {
+        mysql_async::Error::Server(s) => ErrorClass::of_mysql_code(s.code),
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => {
+            ErrorClass::of_io(io).unwrap_or(ErrorClass::Connection)
+        }
+        mysql_async::Error::Url(_) => ErrorClass::Config,
+        _ => ErrorClass::Connection,
+    }
+}
+
 impl Inner {
-    async fn connect(&self) -> Result<Conn, SourceError> {
-        let connect_error = |reason: String| SourceError::Connect {
+    fn connect_error(&self, reason: String, class: ErrorClass) -> SourceError {
+        SourceError::Connect {
             connection: self.name.clone(),
             target: self.target.clone(),
             reason,
-        };
+            class,
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, SourceError> {
         match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(self.opts.clone())).await {
-            Err(_) => Err(connect_error(format!(
-                "no answer within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            ))),
-            Ok(Err(e)) => Err(connect_error(describe(&e, &self.secrets))),
+            Err(_) => Err(self.connect_error(
+                format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                ErrorClass::Timeout,
+            )),
+            Ok(Err(e)) => Err(self.connect_error(describe(&e, &self.secrets), error_class(&e))),
             Ok(Ok(conn)) => Ok(conn),
         }
     }
@@ -234,6 +252,7 @@ impl Inner {
             connection: self.name.clone(),
             table: table.to_string(),
             reason,
+            class: error_class(e),
         }
     }
 }
@@ -246,16 +265,13 @@ impl Source for MysqlSource {
         let _ = conn.disconnect().await;
         match result {
             Ok(Some(1)) => Ok(()),
-            Ok(other) => Err(SourceError::Connect {
-                connection: self.inner.name.clone(),
-                target: self.inner.target.clone(),
-                reason: format!("SELECT 1 returned {other:?}"),
-            }),
-            Err(e) => Err(SourceError::Connect {
-                connection: self.inner.name.clone(),
-                target: self.inner.target.clone(),
-                reason: describe(&e, &self.inner.secrets),
-            }),
+            Ok(other) => Err(self.inner.connect_error(
+                format!("SELECT 1 returned {other:?}"),
+                ErrorClass::ServerError,
+            )),
+            Err(e) => Err(self
+                .inner
+                .connect_error(describe(&e, &self.inner.secrets), error_class(&e))),
         }
     }
 
@@ -519,6 +535,7 @@ async fn stream_rows(
             connection: inner.name.clone(),
             table: label.to_string(),
             reason: "the statement returned no result set; a custom query must be a SELECT".into(),
+            class: ErrorClass::Config,
         });
     }
     let plans = columns

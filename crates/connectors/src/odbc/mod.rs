@@ -66,7 +66,7 @@ use tributary_core::arrow::record_batch::RecordBatch;
 use tributary_core::config::ColumnCast;
 use tributary_core::cursor::{CursorValue, format_decimal};
 use tributary_core::redact::{odbc_secret_values, redact_odbc, scrub};
-use tributary_core::{ReadRequest, Source, SourceBatch, SourceError, SourceStream};
+use tributary_core::{ErrorClass, ReadRequest, Source, SourceBatch, SourceError, SourceStream};
 
 use self::plan::{ColumnPlan, Dialect, SourceColumn};
 use crate::postgres::sql::{split_table_name, trim_query};
@@ -159,29 +159,34 @@ impl Inner {
         self.scrub(&text)
     }
 
-    fn connect_error(&self, reason: String) -> SourceError {
+    fn connect_error(&self, reason: String, class: ErrorClass) -> SourceError {
         SourceError::Connect {
             connection: self.name.clone(),
             target: self.target.clone(),
             reason: self.scrub(&reason),
+            class,
         }
     }
 
-    fn query_error(&self, table: &str, reason: String) -> SourceError {
+    fn query_error(&self, table: &str, reason: String, class: ErrorClass) -> SourceError {
         SourceError::Query {
             connection: self.name.clone(),
             table: table.to_string(),
             reason: self.scrub(&reason),
+            class,
         }
     }
 
     /// Connect and log in.
     fn connect(&self) -> Result<Connection<'static>, SourceError> {
         let env = odbc_api::environment().map_err(|e| {
-            self.connect_error(format!(
-                "cannot set up the ODBC driver manager (is unixODBC installed?): {}",
-                self.describe(&e)
-            ))
+            self.connect_error(
+                format!(
+                    "cannot set up the ODBC driver manager (is unixODBC installed?): {}",
+                    self.describe(&e)
+                ),
+                ErrorClass::Config,
+            )
         })?;
         let options = ConnectionOptions {
             login_timeout_sec: Some(LOGIN_TIMEOUT_SECS),
@@ -190,6 +195,7 @@ impl Inner {
         env.connect_with_connection_string(&self.connection_string, options)
             .map_err(|e| {
                 let mut reason = self.describe(&e);
+                let mut class = error_class(&e);
                 if let odbc_api::Error::Diagnostics { record, .. } = &e
                     && matches!(record.state.as_str(), "IM002" | "IM003" | "01000")
                 {
@@ -197,8 +203,9 @@ impl Inner {
                         "; `odbcinst -q -d` lists the installed drivers and `odbcinst -q -s` \
                          the data sources",
                     );
+                    class = ErrorClass::Config;
                 }
-                self.connect_error(reason)
+                self.connect_error(reason, class)
             })
     }
 
@@ -207,7 +214,7 @@ impl Inner {
         let conn = self.connect()?;
         let dbms = conn
             .database_management_system_name()
-            .map_err(|e| self.connect_error(self.describe(&e)))?;
+            .map_err(|e| self.connect_error(self.describe(&e), error_class(&e)))?;
         let version = Dialect::of(&dbms)
             .version_query()
             .and_then(|q| query_text(&conn, q).ok().flatten());
@@ -348,7 +355,8 @@ fn read_rows(
 ) -> Result<bool, SourceError> {
     let table = &request.table;
     let label = table.name.as_str();
-    let query_err = |e: odbc_api::Error| inner.query_error(label, inner.describe(&e));
+    let query_err =
+        |e: odbc_api::Error| inner.query_error(label, inner.describe(&e), error_class(&e));
 
     let dbms = conn.database_management_system_name().map_err(query_err)?;
     let dialect = Dialect::of(&dbms);
@@ -400,9 +408,10 @@ fn read_rows(
                      with \"…\"): {reason}",
                     inner.name
                 ),
+                ErrorClass::Config,
             )
         } else {
-            inner.query_error(label, reason)
+            inner.query_error(label, reason, error_class(&e))
         }
     })?;
     let mut columns = columns;
@@ -413,6 +422,7 @@ fn read_rows(
         return Err(inner.query_error(
             label,
             "the statement returns no result set; a custom query must be a SELECT".into(),
+            ErrorClass::Config,
         ));
     }
     let casts: BTreeSet<&str> = table
@@ -497,6 +507,7 @@ fn read_rows(
             inner.query_error(
                 label,
                 "the statement returns no result set; a custom query must be a SELECT".into(),
+                ErrorClass::Config,
             )
         })?;
 
@@ -532,6 +543,7 @@ fn read_rows(
                     "{e} (the connection's `max_batch_bytes` is {}, `max_value_bytes` {})",
                     inner.max_batch_bytes, inner.max_value_bytes
                 ),
+                ErrorClass::Config,
             )
         })?;
     if let Some(stx) = out.schema_tx.take()
@@ -601,11 +613,24 @@ fn fetch_error(inner: &Inner, label: &str, plans: &[ColumnPlan], e: ArrowError) 
                      `MaxLongVarcharSize`)",
                     inner.max_value_bytes
                 ),
+                ErrorClass::Data,
             );
         }
-        return inner.query_error(label, inner.describe(odbc));
+        return inner.query_error(label, inner.describe(odbc), error_class(odbc));
     }
-    inner.query_error(label, e.to_string())
+    inner.query_error(label, e.to_string(), ErrorClass::Data)
+}
+
+/// The class of a driver error, where it is born: the diagnostic record's SQLSTATE (ODBC
+/// drivers report the standard's codes: 08xxx connection, 28000 credentials, 42S02 a missing
+/// table, HYT00 a timeout), else a connection problem.
+fn error_class(e: &odbc_api::Error) -> ErrorClass {
+    match e {
+        odbc_api::Error::Diagnostics { record, .. } => {
+            ErrorClass::of_sqlstate(record.state.as_str())
+        }
+        _ => ErrorClass::Connection,
+    }
 }
 
 /// Describe the result of `sql` (prepared, not executed).
@@ -757,7 +782,7 @@ mod tests {
         assert!(s.inner.target.contains("ODBC Driver 18 for SQL Server"));
         let e = s
             .inner
-            .connect_error("login failed for PWD=s3cr".into())
+            .connect_error("login failed for PWD=s3cr".into(), ErrorClass::Auth)
             .to_string();
         assert!(!e.contains("s3cr"), "{e}");
         assert!(format!("{s:?}").contains("PWD=***"));

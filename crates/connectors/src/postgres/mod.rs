@@ -63,7 +63,7 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 use tracing::debug;
 use tributary_core::config::{AUTO_PARALLEL_MIN_ROWS, ColumnCast, auto_parallel_partitions};
 use tributary_core::redact::{redact_url, scrub};
-use tributary_core::{ReadRequest, Source, SourceBatch, SourceError, SourceStream};
+use tributary_core::{ErrorClass, ReadRequest, Source, SourceBatch, SourceError, SourceStream};
 
 use self::copy::{CopyError, CopyParser};
 use self::decode::{Column, Kind, UNCONSTRAINED_NUMERIC};
@@ -153,12 +153,18 @@ impl PostgresSource {
         }
     }
 
-    fn connect_error(&self, reason: String) -> SourceError {
+    fn connect_error(&self, reason: String, class: ErrorClass) -> SourceError {
         SourceError::Connect {
             connection: self.name.clone(),
             target: self.target.clone(),
             reason: self.scrub(&reason),
+            class,
         }
+    }
+
+    /// A failed log-in or connection-level statement, classed by the driver's error.
+    fn driver_connect_error(&self, e: &tokio_postgres::Error) -> SourceError {
+        self.connect_error(error_reason(e), error_class(e))
     }
 
     /// A failed statement: database errors are about the query; anything else (a dropped
@@ -169,9 +175,10 @@ impl PostgresSource {
                 connection: self.name.clone(),
                 table: table.to_string(),
                 reason: self.scrub(&error_reason(e)),
+                class: error_class(e),
             }
         } else {
-            self.connect_error(error_reason(e))
+            self.driver_connect_error(e)
         }
     }
 
@@ -180,12 +187,12 @@ impl PostgresSource {
         let attempt = tokio::time::timeout(LOGIN_TIMEOUT, self.config.connect(NoTls)).await;
         let (client, connection) = match attempt {
             Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(self.connect_error(error_reason(&e))),
+            Ok(Err(e)) => return Err(self.driver_connect_error(&e)),
             Err(_) => {
-                return Err(self.connect_error(format!(
-                    "no answer within {} seconds",
-                    LOGIN_TIMEOUT.as_secs()
-                )));
+                return Err(self.connect_error(
+                    format!("no answer within {} seconds", LOGIN_TIMEOUT.as_secs()),
+                    ErrorClass::Timeout,
+                ));
             }
         };
         let name = self.name.clone();
@@ -331,6 +338,7 @@ impl PostgresSource {
                          see it (names are case-sensitive; write schema.table as in the catalog)",
                         self.name, self.target
                     ),
+                    class: ErrorClass::Config,
                 }
             } else {
                 self.statement_error(table, &e)
@@ -441,7 +449,7 @@ impl Source for PostgresSource {
         client
             .query_one("SELECT 1", &[])
             .await
-            .map_err(|e| self.connect_error(error_reason(&e)))?;
+            .map_err(|e| self.driver_connect_error(&e))?;
         Ok(())
     }
 
@@ -716,6 +724,7 @@ impl PostgresSource {
                 connection: self.name.clone(),
                 table: prepared.table.clone(),
                 reason: format!("{reason}; please report this"),
+                class: ErrorClass::Internal,
             },
             CopyError::Value { column, error } => {
                 let (name, ty) = prepared
@@ -972,6 +981,25 @@ fn target_of(config: &Config) -> String {
 
 /// What the server or the network said: the server's message (with detail and hint) for
 /// database errors, the whole error chain otherwise.
+/// The class of a driver error, where it is born: the server's SQLSTATE when it sent one,
+/// else the I/O error under it (refused, reset, timed out), else a connection problem (the
+/// connection closed, a TLS or protocol failure).
+fn error_class(e: &tokio_postgres::Error) -> ErrorClass {
+    if let Some(code) = e.code() {
+        return ErrorClass::of_sqlstate(code.code());
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && let Some(class) = ErrorClass::of_io(io)
+        {
+            return class;
+        }
+        cause = c.source();
+    }
+    ErrorClass::Connection
+}
+
 fn error_reason(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         let mut s = db.message().to_string();

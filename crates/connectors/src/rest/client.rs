@@ -17,12 +17,11 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use tokio::time::Instant;
 use tracing::{info, warn};
-use tributary_core::SourceError;
-use tributary_core::config::parse_duration_micros;
 use tributary_core::redact::scrub;
 use tributary_core::rest::{
     ApiKeyLocation, ClientAuth, DEFAULT_RETRIES, DEFAULT_TIMEOUT, RestAuth, RestConnection,
 };
+use tributary_core::{ErrorClass, SourceError};
 use url::Url;
 
 use crate::http::{error_text, quoted_body, retry_after, shown};
@@ -119,7 +118,9 @@ fn shared_state(key: String, rate_limit: Option<f64>) -> Arc<Shared> {
 struct Attempt {
     status: Option<StatusCode>,
     text: String,
-    retryable: bool,
+    /// What kind of failure, decided here from the status or the HTTP client's error; a retry
+    /// is tried when the class is retryable.
+    class: ErrorClass,
     wait: Option<Duration>,
 }
 
@@ -131,16 +132,18 @@ impl Client {
             connection: connection.to_string(),
             target: tributary_core::redact::display_url(&config.base_url),
             reason,
+            class: ErrorClass::Config,
         };
         let base_url = Url::parse(&config.base_url).map_err(|e| {
             config_error(format!(
                 "base_url is not a valid URL ({e}); write e.g. `https://api.example.com/v1`"
             ))
         })?;
-        let timeout = config.timeout.as_deref().unwrap_or(DEFAULT_TIMEOUT);
-        let timeout =
-            parse_duration_micros(timeout).map_err(|e| config_error(format!("timeout: {e}")))?;
-        let timeout = Duration::from_micros(u64::try_from(timeout).unwrap_or(0).max(1));
+        let timeout = config
+            .timeout
+            .unwrap_or(DEFAULT_TIMEOUT)
+            .std()
+            .max(Duration::from_micros(1));
         let mut headers = crate::http::sensitive_headers(&config.headers)
             .map_err(|e| config_error(format!("headers: {e}")))?;
         if let Some(RestAuth::ApiKey {
@@ -152,7 +155,7 @@ impl Client {
             let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
                 config_error(format!("auth.name: `{name}` is not a valid header name"))
             })?;
-            let mut value = HeaderValue::from_str(value).map_err(|_| {
+            let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
                 config_error("auth.value is not a valid header value (visible ASCII only)".into())
             })?;
             value.set_sensitive(true);
@@ -178,7 +181,7 @@ impl Client {
             secrets.extend(auth.secrets().into_iter().map(str::to_string));
             if let RestAuth::Basic { username, password } = auth {
                 // What goes over the wire.
-                secrets.push(base64(&format!("{username}:{password}")));
+                secrets.push(base64(&format!("{username}:{}", password.expose())));
             }
         }
         secrets.retain(|s| !s.is_empty());
@@ -261,7 +264,7 @@ impl Client {
             location: ApiKeyLocation::Query,
         }) = &self.auth
         {
-            set_query(&mut url, name, value);
+            set_query(&mut url, name, value.expose());
         }
         let request = format!("GET {}", shown(&url));
         let mut attempt = 0u32;
@@ -280,9 +283,9 @@ impl Client {
                 .request(Method::GET, url.clone())
                 .headers(self.headers.clone());
             match &self.auth {
-                Some(RestAuth::Bearer { token }) => builder = builder.bearer_auth(token),
+                Some(RestAuth::Bearer { token }) => builder = builder.bearer_auth(token.expose()),
                 Some(RestAuth::Basic { username, password }) => {
-                    builder = builder.basic_auth(username, Some(password))
+                    builder = builder.basic_auth(username, Some(password.expose()))
                 }
                 _ => {}
             }
@@ -303,7 +306,7 @@ impl Client {
                 info!(connection = %self.connection, request = %request, "The API answered 401; requesting a new OAuth2 token.");
                 continue;
             }
-            if !failed.retryable || attempt >= self.retries {
+            if !failed.class.is_retryable() || attempt >= self.retries {
                 return Err(self.failure(during, &request, failed, attempt));
             }
             let wait = failed
@@ -325,7 +328,7 @@ impl Client {
         let secrets = self.secret_list(token);
         let response = builder.send().await.map_err(|e| Attempt {
             status: None,
-            retryable: !e.is_builder(),
+            class: send_error_class(&e),
             text: error_text(e, &secrets),
             wait: None,
         })?;
@@ -340,7 +343,7 @@ impl Client {
             }
             return Err(Attempt {
                 status: Some(status),
-                retryable: is_retryable_status(status),
+                class: ErrorClass::of_http_status(status.as_u16()),
                 text,
                 wait,
             });
@@ -386,6 +389,7 @@ impl Client {
             request: request.to_string(),
             status: f.status.map(|s| s.as_u16()),
             reason,
+            class: f.class,
         }
     }
 
@@ -431,6 +435,7 @@ impl Client {
             connection: self.connection.clone(),
             target: tributary_core::redact::display_url(token_url),
             reason: format!("auth.token_url is not a valid URL ({e})"),
+            class: ErrorClass::Config,
         })?;
         let request = format!("POST {}", shown(&url));
         let token_during = format!("OAuth2 token request, for {during}");
@@ -441,14 +446,14 @@ impl Client {
         }
         if *client_auth == ClientAuth::Body {
             form.push(("client_id", client_id));
-            form.push(("client_secret", client_secret));
+            form.push(("client_secret", client_secret.expose()));
         }
         let mut attempt = 0u32;
         loop {
             let started = Instant::now();
             let mut builder = self.http.post(url.clone()).form(&form);
             if *client_auth == ClientAuth::Basic {
-                builder = builder.basic_auth(client_id, Some(client_secret));
+                builder = builder.basic_auth(client_id, Some(client_secret.expose()));
             }
             let failed = match self.attempt(builder, None).await {
                 Ok(fetched) => {
@@ -456,14 +461,18 @@ impl Client {
                 }
                 Err(f) => f,
             };
-            if !failed.retryable || attempt >= self.retries {
+            if !failed.class.is_retryable() || attempt >= self.retries {
                 let mut e = self.failure(&token_during, &request, failed, attempt);
                 if let SourceError::Http {
                     status: Some(400 | 401 | 403),
                     reason,
+                    class,
                     ..
                 } = &mut e
                 {
+                    // RFC 6749 answers a bad client or grant with 400 (`invalid_client`,
+                    // `invalid_grant`): for a token request that is a credential problem.
+                    *class = ErrorClass::Auth;
                     reason.push_str(
                         "; check auth.client_id, auth.client_secret, auth.scopes and auth.client_auth",
                     );
@@ -532,7 +541,7 @@ async fn read_body(mut response: reqwest::Response, secrets: &[&str]) -> Result<
                 if body.len() > MAX_BODY_BYTES {
                     return Err(Attempt {
                         status: None,
-                        retryable: false,
+                        class: ErrorClass::Config,
                         text: format!(
                             "the response is larger than {} MiB; request smaller pages (pagination)",
                             MAX_BODY_BYTES / 1024 / 1024
@@ -546,7 +555,7 @@ async fn read_body(mut response: reqwest::Response, secrets: &[&str]) -> Result<
             Err(e) => {
                 return Err(Attempt {
                     status: None,
-                    retryable: true,
+                    class: ErrorClass::Connection,
                     text: format!("reading the response failed: {}", error_text(e, secrets)),
                     wait: None,
                 });
@@ -555,11 +564,16 @@ async fn read_body(mut response: reqwest::Response, secrets: &[&str]) -> Result<
     }
 }
 
-/// 408, 429 and 5xx may pass on a retry.
-fn is_retryable_status(status: StatusCode) -> bool {
-    status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
+/// The class of a request that got no response: a timeout, a request that could not be built
+/// (configuration), else a connection problem.
+fn send_error_class(e: &reqwest::Error) -> ErrorClass {
+    if e.is_timeout() {
+        ErrorClass::Timeout
+    } else if e.is_builder() {
+        ErrorClass::Config
+    } else {
+        ErrorClass::Connection
+    }
 }
 
 /// The wait before retry `attempt + 1` when the server did not say.

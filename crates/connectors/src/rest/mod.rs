@@ -34,7 +34,7 @@ use tracing::{debug, info};
 use tributary_core::config::{LoadMode, TableConfig};
 use tributary_core::jsonpath::JsonPath;
 use tributary_core::rest::{NestedMode, Pagination, RestConnection};
-use tributary_core::{ReadRequest, Source, SourceError, SourceStream};
+use tributary_core::{ErrorClass, ReadRequest, Source, SourceError, SourceStream};
 
 use crate::command::{BatchSender, ChannelSink};
 use crate::files::ndjson::{Line, Lines, NdjsonPlan};
@@ -169,6 +169,7 @@ impl Source for RestSource {
                 request,
                 status: Some(status),
                 mut reason,
+                class,
             }) if self.check_path.is_none() && (status == 404 || status == 405) => {
                 reason.push_str(
                     "; set `check_path` on the connection to an endpoint that answers GET with 2xx (e.g. `/health` or a small resource)",
@@ -179,6 +180,7 @@ impl Source for RestSource {
                     request,
                     status: Some(status),
                     reason,
+                    class,
                 })
             }
             Err(e) => Err(e),
@@ -189,6 +191,7 @@ impl Source for RestSource {
         let table = request.table.clone();
         let io = |e: std::io::Error| SourceError::Io {
             location: "a temporary file for the API's records".into(),
+            class: ErrorClass::of_file_io(&e),
             reason: format!(
                 "{e} (it is in {}; set TMPDIR to a folder with more space)",
                 std::env::temp_dir().display()
@@ -272,6 +275,7 @@ impl DecodeJob {
                 .next_line()
                 .map_err(|e| SourceError::Io {
                     location: format!("the records of {display}, in a temporary file"),
+                    class: ErrorClass::of_file_io(&e),
                     reason: e.to_string(),
                 })
                 .transpose()
@@ -281,6 +285,7 @@ impl DecodeJob {
     fn io(&self, e: std::io::Error) -> SourceError {
         SourceError::Io {
             location: format!("the records of {}, in a temporary file", self.display),
+            class: ErrorClass::of_file_io(&e),
             reason: e.to_string(),
         }
     }

@@ -58,7 +58,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 use tributary_core::config::ColumnCast;
 use tributary_core::cursor::format_decimal;
-use tributary_core::{CursorValue, ReadRequest, Source, SourceBatch, SourceError, SourceStream};
+use tributary_core::{
+    CursorValue, ErrorClass, ReadRequest, Source, SourceBatch, SourceError, SourceStream,
+};
 
 use crate::util::{
     DEFAULT_BATCH_SIZE, ParsedTimestamp, batch_channel, parse_date, parse_decimal, parse_timestamp,
@@ -83,30 +85,36 @@ impl SqliteSource {
         }
     }
 
-    fn connect_error(&self, reason: impl Into<String>) -> SourceError {
+    fn connect_error(&self, reason: impl Into<String>, class: ErrorClass) -> SourceError {
         SourceError::Connect {
             connection: self.name.clone(),
             target: self.path.display().to_string(),
             reason: reason.into(),
+            class,
         }
+    }
+
+    fn driver_connect_error(&self, e: &rusqlite::Error) -> SourceError {
+        self.connect_error(e.to_string(), error_class(e))
     }
 
     fn open(&self) -> Result<Connection, SourceError> {
         if !self.path.is_file() {
             return Err(self.connect_error(
                 "the database file does not exist (paths are relative to the project folder)",
+                ErrorClass::Config,
             ));
         }
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| self.connect_error(e.to_string()))?;
+        .map_err(|e| self.driver_connect_error(&e))?;
         // Opening is lazy: reading the schema proves the file is a database.
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
             r.get::<_, i64>(0)
         })
-        .map_err(|e| self.connect_error(e.to_string()))?;
+        .map_err(|e| self.driver_connect_error(&e))?;
         Ok(conn)
     }
 }
@@ -118,7 +126,7 @@ impl Source for SqliteSource {
         tokio::task::spawn_blocking(move || {
             let conn = this.open()?;
             conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map_err(|e| this.connect_error(e.to_string()))?;
+                .map_err(|e| this.driver_connect_error(&e))?;
             Ok(())
         })
         .await
@@ -455,16 +463,45 @@ struct Column {
     source_type: String,
 }
 
+/// The class of a SQLite error, where it is born: its result code (busy or locked is a
+/// concurrent writer, retried; a file that is not a database, a missing table or a syntax error
+/// is configuration; a corrupt file or a value of the wrong type is data).
+fn error_class(e: &rusqlite::Error) -> ErrorClass {
+    use rusqlite::ErrorCode as C;
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            C::DatabaseBusy | C::DatabaseLocked => ErrorClass::Serialization,
+            C::PermissionDenied | C::AuthorizationForStatementDenied => ErrorClass::Auth,
+            C::CannotOpen | C::NotADatabase | C::ReadOnly | C::Unknown | C::ApiMisuse => {
+                ErrorClass::Config
+            }
+            C::DatabaseCorrupt | C::TypeMismatch | C::TooBig | C::ConstraintViolation => {
+                ErrorClass::Data
+            }
+            C::SystemIoFailure | C::DiskFull => ErrorClass::ServerError,
+            C::OutOfMemory | C::InternalMalfunction => ErrorClass::Internal,
+            _ => ErrorClass::Task,
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => ErrorClass::Data,
+        rusqlite::Error::InvalidPath(_) => ErrorClass::Config,
+        _ => ErrorClass::Task,
+    }
+}
+
 impl ReadJob {
     fn table(&self) -> &str {
         &self.request.table.name
     }
 
-    fn query_error(&self, e: impl std::fmt::Display) -> SourceError {
+    fn query_error(&self, e: rusqlite::Error) -> SourceError {
         SourceError::Query {
             connection: self.source.name.clone(),
             table: self.table().to_string(),
             reason: e.to_string(),
+            class: error_class(&e),
         }
     }
 

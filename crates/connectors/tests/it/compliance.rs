@@ -8,16 +8,25 @@
 //! | the schema is the same in every batch (small batches) and the summary counts every row | yes | yes | yes | yes |
 //! | a stream dropped after its first batch releases its connection or file | yes (file handle) | yes (backend) | yes (session) | yes (file handle) |
 //!
-//! Not covered here: the ODBC, REST, Delta and command connectors (their own tests check
-//! their streams end with a summary), and `check()` error classes (classes are still given by
-//! the orchestrator; see issue 15, part c).
+//! `check()` against something wrong gives the class the connector decided where the error was
+//! born (the orchestrator retries `connection` and `timeout`, not `auth` or `config`):
+//!
+//! | `check()` against | sqlite | postgres | mysql (MariaDB) | files (local) | delta (local) |
+//! |---|---|---|---|---|---|
+//! | a host nothing listens on | — | `connection` | `connection` | — | — |
+//! | a refused credential | — | `auth` (a role without LOGIN; the test server trusts loopback, so no password is checked) | `auth` (a wrong password) | — | — |
+//! | a missing object | `config` (no such file) | `config` (no such database) | `config` (no such database) | `config` (no such folder) | `config` (no such folder) |
+//! | something that is not what it should be | `config` (a file that is not a database) | — | — | — | — |
+//!
+//! Not covered here: the ODBC, REST and command connectors (their own tests check their streams
+//! end with a summary and their errors' classes: `odbc.rs`, `rest.rs`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tributary_core::config::{ConnectionConfig, TableConfig};
-use tributary_core::{ReadRequest, Source};
+use tributary_core::{ErrorClass, ReadRequest, Source};
 
 use crate::support;
 
@@ -316,6 +325,170 @@ async fn mysql_complies() {
     };
     cancel_releases(src.as_ref(), "many", sessions, "session").await;
     conn.query_drop(format!("DROP DATABASE {db}; DROP USER '{user}'@'%';"))
+        .await
+        .unwrap();
+    drop(conn);
+    let _ = pool.disconnect().await;
+}
+
+/// `check()` fails with `class`, naming what it checked.
+async fn check_fails(config: ConnectionConfig, root: &Path, class: ErrorClass, case: &str) {
+    let src = tributary_connectors::open("c", &config, root).unwrap();
+    let err = src
+        .check()
+        .await
+        .expect_err(&format!("{case}: check() passed"));
+    assert_eq!(err.class(), class, "{case}: {err}");
+    assert_eq!(err.is_retryable(), class.is_retryable(), "{case}");
+}
+
+#[tokio::test]
+async fn check_gives_the_class_of_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    check_fails(
+        ConnectionConfig::Sqlite {
+            path: missing.join("db.sqlite").display().to_string(),
+        },
+        dir.path(),
+        ErrorClass::Config,
+        "sqlite, no such file",
+    )
+    .await;
+    let not_a_db = dir.path().join("notes.sqlite");
+    std::fs::write(
+        &not_a_db,
+        "these are not the pages of a SQLite database, just text\n".repeat(100),
+    )
+    .unwrap();
+    check_fails(
+        ConnectionConfig::Sqlite {
+            path: not_a_db.display().to_string(),
+        },
+        dir.path(),
+        ErrorClass::Config,
+        "sqlite, not a database",
+    )
+    .await;
+    check_fails(
+        ConnectionConfig::Files {
+            url: missing.display().to_string(),
+            storage_options: Default::default(),
+        },
+        dir.path(),
+        ErrorClass::Config,
+        "files, no such folder",
+    )
+    .await;
+    check_fails(
+        ConnectionConfig::Delta {
+            url: missing.display().to_string(),
+            storage_options: Default::default(),
+        },
+        dir.path(),
+        ErrorClass::Config,
+        "delta, no such folder",
+    )
+    .await;
+
+    let pg = support::pg_url();
+    let pg_base = pg.split('?').next().unwrap_or(&pg).to_string();
+    let (pg_server, _db) = pg_base.rsplit_once('/').unwrap();
+    check_fails(
+        ConnectionConfig::Postgres {
+            url: "postgres://postgres@127.0.0.1:1/test".into(),
+        },
+        dir.path(),
+        ErrorClass::Connection,
+        "postgres, nothing listening",
+    )
+    .await;
+    let (client, connection) = match tokio_postgres::connect(&pg, tokio_postgres::NoTls).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            support::unavailable::<()>("PostgreSQL", e);
+            return;
+        }
+    };
+    tokio::spawn(connection);
+    let role = support::unique_name("nologin");
+    client
+        .batch_execute(&format!("CREATE ROLE {role} NOLOGIN"))
+        .await
+        .unwrap();
+    let after_scheme = pg_server.split_once("://").map_or(pg_server, |(_, r)| r);
+    let host = after_scheme
+        .rsplit_once('@')
+        .map_or(after_scheme, |(_, h)| h);
+    check_fails(
+        ConnectionConfig::Postgres {
+            url: format!("postgres://{role}@{host}/test"),
+        },
+        dir.path(),
+        ErrorClass::Auth,
+        "postgres, a role that may not log in",
+    )
+    .await;
+    check_fails(
+        ConnectionConfig::Postgres {
+            url: format!("{pg_server}/{}", support::unique_name("nodb")),
+        },
+        dir.path(),
+        ErrorClass::Config,
+        "postgres, no such database",
+    )
+    .await;
+    client
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap();
+
+    check_fails(
+        ConnectionConfig::Mysql {
+            url: "mysql://root@127.0.0.1:1/test".into(),
+        },
+        dir.path(),
+        ErrorClass::Connection,
+        "mysql, nothing listening",
+    )
+    .await;
+    use mysql_async::prelude::Queryable;
+    let pool = mysql_async::Pool::new(support::mysql_url().as_str());
+    let mut conn = match pool.get_conn().await {
+        Ok(c) => c,
+        Err(e) => {
+            support::unavailable::<()>("MariaDB", e);
+            return;
+        }
+    };
+    let user = support::unique_name("pw");
+    conn.query_drop(format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY 'right-password'; GRANT SELECT ON test.* TO '{user}'@'%';"
+    ))
+    .await
+    .unwrap();
+    check_fails(
+        ConnectionConfig::Mysql {
+            url: format!("mysql://{user}:wrong-password@127.0.0.1:3306/test"),
+        },
+        dir.path(),
+        ErrorClass::Auth,
+        "mysql, a wrong password",
+    )
+    .await;
+    check_fails(
+        ConnectionConfig::Mysql {
+            url: format!(
+                "mysql://root@127.0.0.1:3306/{}",
+                support::unique_name("nodb")
+            ),
+        },
+        dir.path(),
+        ErrorClass::Config,
+        "mysql, no such database",
+    )
+    .await;
+    conn.query_drop(format!("DROP USER '{user}'@'%'"))
         .await
         .unwrap();
     drop(conn);

@@ -950,5 +950,7 @@ async fn validate_reports_the_dbms_and_connection_errors_name_driver_or_dsn() {
     assert!(matches!(err, SourceError::Connect { .. }), "{msg}");
     assert!(msg.contains("no_such_dsn_tributary"), "{msg}");
     assert!(!msg.contains("Sup3r") && !msg.contains("SecretPw"), "{msg}");
-    assert!(err.is_retryable());
+    // A missing driver or data source is configuration: retrying cannot help.
+    assert_eq!(err.class(), tributary_core::ErrorClass::Config, "{msg}");
+    assert!(!err.is_retryable());
 }

@@ -2,23 +2,16 @@
 //! table, model and pipeline task), its execution settings and its lake.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use deltalake::parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use tributary_core::Project;
-use tributary_core::config::{ConfigError, ConfigProblem, ParquetCodec, parse_duration_micros};
+use tributary_core::config::{ConfigError, ConfigProblem, ParquetCodec};
 use tributary_core::pipeline::TaskType;
 use tributary_lake::{Lake, LakeError, WriteOptions};
 use tributary_transform::Models;
 
 use crate::dag::{Dag, TaskKind, TaskNode};
 use crate::exec::ExecOptions;
-
-pub(crate) fn duration(s: &str) -> Option<Duration> {
-    parse_duration_micros(s)
-        .ok()
-        .map(|us| Duration::from_micros(us.max(0) as u64))
-}
 
 /// The project's models, checked: their templates, `ref()`s (to other models, bronze loads and
 /// command task targets) and settings.
@@ -77,7 +70,7 @@ pub fn open_lake(project: &Project) -> Result<Lake, LakeError> {
 /// The project's DAG: one task per ingested table, model and pipeline task.
 pub fn build_dag(project: &Project, models: &Models) -> Result<Dag, ConfigError> {
     let orch = &project.config.orchestration;
-    let default_timeout = orch.timeout.as_deref().and_then(duration);
+    let default_timeout = orch.timeout.map(|d| d.std());
     let mut nodes = Vec::new();
     // Which task writes each table, so models depend on the task (a command with a target).
     let mut writer_of: BTreeMap<String, String> = BTreeMap::new();
@@ -92,12 +85,7 @@ pub fn build_dag(project: &Project, models: &Models) -> Result<Dag, ConfigError>
             connection: Some(spec.connection.clone()),
             writes: Some(id),
             retries: spec.table.retries.unwrap_or(orch.retries),
-            timeout: spec
-                .table
-                .timeout
-                .as_deref()
-                .and_then(duration)
-                .or(default_timeout),
+            timeout: spec.table.timeout.map(|d| d.std()).or(default_timeout),
             description: None,
             origin: spec.file.display().to_string(),
         });
@@ -128,7 +116,7 @@ pub fn build_dag(project: &Project, models: &Models) -> Result<Dag, ConfigError>
                 connection: None,
                 writes: t.target.clone(),
                 retries: t.retries.unwrap_or(orch.retries),
-                timeout: t.timeout.as_deref().and_then(duration).or(default_timeout),
+                timeout: t.timeout.map(|d| d.std()).or(default_timeout),
                 description: t.description.clone(),
                 origin: file.path.display().to_string(),
             });
@@ -156,12 +144,7 @@ pub fn build_dag(project: &Project, models: &Models) -> Result<Dag, ConfigError>
             connection: None,
             writes: Some(id),
             retries: m.config.retries.unwrap_or(orch.retries),
-            timeout: m
-                .config
-                .timeout
-                .as_deref()
-                .and_then(duration)
-                .or(default_timeout),
+            timeout: m.config.timeout.map(|d| d.std()).or(default_timeout),
             description: m.config.description.clone(),
             origin: m.file.display().to_string(),
         });
@@ -190,9 +173,9 @@ pub fn exec_options(project: &Project, parallel: Option<usize>, fail_fast: bool)
         max_parallel: parallel.unwrap_or(o.max_parallel).max(1),
         per_connection: o.per_connection.max(1),
         connection_limits: o.connection_limits.clone(),
-        retry_delay: duration(&o.retry_delay).unwrap_or(Duration::from_secs(5)),
-        retry_max_delay: duration(&o.retry_max_delay).unwrap_or(Duration::from_secs(300)),
+        retry_delay: o.retry_delay.std(),
+        retry_max_delay: o.retry_max_delay.std(),
         fail_fast,
-        shutdown_grace: duration(&o.shutdown_grace).unwrap_or(Duration::from_secs(30)),
+        shutdown_grace: o.shutdown_grace.std(),
     }
 }

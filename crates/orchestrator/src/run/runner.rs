@@ -16,12 +16,11 @@ use tributary_transform::{
     ExpectationResult, ModelOutcome, ModelRunner, Models, RunOptions, TransformError,
 };
 
-use super::project::duration;
 use super::record::{LEASE_TTL, hostname, process_is_gone};
 use crate::dag::{TaskKind, TaskNode};
 use crate::exec::{TaskReport, TaskRunner};
 use crate::state::{ExpectationRecord, LeaseHolder, LeaseOutcome, StateStore};
-use crate::{ErrorClass, TaskError, classify};
+use crate::{ErrorClass, TaskError};
 
 /// What a load did, for the run summary.
 pub struct LoadRun {
@@ -78,7 +77,7 @@ impl ProjectRunner {
             pid: std::process::id(),
         };
         let resource = format!("table:{table}");
-        let wait = duration(&orch.lease_wait).unwrap_or(Duration::from_secs(1800));
+        let wait = orch.lease_wait.std();
         let deadline = tokio::time::Instant::now() + wait;
         let mut announced = false;
         loop {
@@ -177,7 +176,7 @@ impl ProjectRunner {
         };
         let mut outcome = outcome;
         let result = match outcome.error.take() {
-            Some(e) => Err(TaskError::classified(e)),
+            Some(e) => Err(TaskError::new(e.class(), e)),
             None => Ok(report),
         };
         // The summary keeps the failure's message; the task keeps the error itself.
@@ -266,18 +265,7 @@ impl ProjectRunner {
         }
         match (result, report) {
             (Ok(_), Some(r)) => Ok(r),
-            (Err(e), _) => {
-                let class = match &e {
-                    TransformError::Template { .. }
-                    | TransformError::Sql { .. }
-                    | TransformError::Settings { .. }
-                    | TransformError::MissingUpstream { .. }
-                    | TransformError::Test { .. } => ErrorClass::Config,
-                    TransformError::ExpectationsFailed { .. } => ErrorClass::Data,
-                    other => classify(other),
-                };
-                Err(TaskError::new(class, e))
-            }
+            (Err(e), _) => Err(TaskError::new(e.class(), e)),
             (Ok(_), None) => Err(TaskError::new(
                 ErrorClass::Internal,
                 "internal error: a model result went missing",

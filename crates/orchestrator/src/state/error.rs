@@ -141,12 +141,25 @@ impl StateError {
     /// Whether trying the same operation again later may succeed (the store was unreachable or
     /// the connection was lost).
     pub fn is_retryable(&self) -> bool {
+        self.class().is_retryable()
+    }
+
+    /// What kind of failure this is: an unreachable store or a lost connection is
+    /// `connection` (retried); a bad location is `config`; a stored value that cannot be read
+    /// is `data`; the rest (a migration, a store newer than this binary, a query) `task`.
+    pub fn class(&self) -> crate::ErrorClass {
+        use crate::ErrorClass;
         match self {
-            StateError::Unavailable { .. } => true,
+            StateError::Unavailable { .. } => ErrorClass::Connection,
             StateError::Query {
-                connection_lost, ..
-            } => *connection_lost,
-            _ => false,
+                connection_lost: true,
+                ..
+            } => ErrorClass::Connection,
+            StateError::InvalidLocation { .. }
+            | StateError::AmbiguousRunId { .. }
+            | StateError::UnknownRun { .. } => ErrorClass::Config,
+            StateError::Corrupt { .. } | StateError::OutOfRange { .. } => ErrorClass::Data,
+            _ => ErrorClass::Task,
         }
     }
 }

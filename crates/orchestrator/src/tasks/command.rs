@@ -74,7 +74,7 @@ pub async fn run_command(
     }
     let mut running = spec.spawn().map_err(|e| match e {
         SourceError::Config { reason, .. } => fail(ErrorClass::Config, reason),
-        other => fail(ErrorClass::Task, other.to_string()),
+        other => fail(other.class(), other.to_string()),
     })?;
     running.log_stdout();
     let waited = tokio::select! {

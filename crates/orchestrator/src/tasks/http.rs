@@ -35,7 +35,6 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use tributary_connectors::http::{error_text, quoted_body, retry_after, sensitive_headers, shown};
-use tributary_core::config::parse_duration_micros;
 use tributary_core::jsonpath::lookup;
 use tributary_core::pipeline::{Condition, TaskConfig};
 use tributary_core::redact::scrub;
@@ -443,12 +442,10 @@ struct PollPlan {
 
 impl PollPlan {
     fn new(p: &tributary_core::pipeline::PollConfig) -> Result<PollPlan> {
-        let micros = parse_duration_micros(&p.interval)
-            .map_err(|e| config(format!("`poll.interval`: {e}")))?;
         Ok(PollPlan {
             url: p.url.clone(),
             method: parse_method(p.method.as_deref(), "poll.method")?,
-            interval: Duration::from_micros(u64::try_from(micros).unwrap_or(0)),
+            interval: p.interval.std(),
             done_when: p.done_when.clone(),
             failed_when: p.failed_when.clone(),
         })

@@ -585,7 +585,7 @@ async fn http_cancel_stops_polling() {
     let (base, _) = server().await;
     let mut t = job_task(&base, "ok");
     if let Some(p) = t.poll.as_mut() {
-        p.interval = "1h".into();
+        p.interval = tributary_core::Duration::from_secs(3600);
     }
     let cancel = CancellationToken::new();
     let run = tokio::spawn({
