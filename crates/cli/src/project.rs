@@ -23,7 +23,9 @@ impl ProjectRef {
     }
 
     pub fn load(&self) -> Result<Project, Failure> {
-        Project::load_with_target(&self.dir, self.target.as_deref()).map_err(Failure::config)
+        // The shared fields, then each connector's own keys (step two).
+        tributary_connectors::load_project(&self.dir, self.target.as_deref())
+            .map_err(Failure::config)
     }
 }
 

@@ -256,6 +256,18 @@ fn secret_values(project: &Project, token: Option<&str>) -> Vec<String> {
                 ));
             }
             ConnectionConfig::Sqlite { .. } => {}
+            // A registered kind's keys: text values under secret-looking keys, and passwords
+            // in URLs.
+            ConnectionConfig::Other { options, .. } => {
+                for (k, v) in options {
+                    if let Some(text) = v.as_str() {
+                        if secret_key(k) {
+                            out.push(text.to_string());
+                        }
+                        secrets_in(text, &mut out);
+                    }
+                }
+            }
         }
     }
     for file in &project.pipelines {

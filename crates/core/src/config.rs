@@ -279,7 +279,12 @@ fn default_state() -> String {
 }
 
 /// One source connection.
+///
+/// The kinds below are built in; a connection of any other `type` is kept as
+/// [`ConnectionConfig::Other`] for the connector that registers that kind to parse (the
+/// connectors crate reports a `type` no connector registers).
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(remote = "Self")]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ConnectionConfig {
     /// A SQLite database file.
@@ -334,12 +339,72 @@ pub enum ConnectionConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_batch_bytes: Option<usize>,
     },
+    /// A connection of a kind a connector registers itself: its `type`, and its other keys as
+    /// written, which that connector parses into its own configuration.
+    #[serde(skip)]
+    Other {
+        /// The `type:` as written.
+        kind: String,
+        /// Every other key of the connection.
+        options: BTreeMap<String, serde_yaml_ng::Value>,
+    },
+}
+
+/// The `type`s of the built-in connection kinds.
+const BUILT_IN_KINDS: [&str; 7] = [
+    "sqlite", "postgres", "mysql", "files", "delta", "rest", "odbc",
+];
+
+impl<'de> Deserialize<'de> for ConnectionConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ConnectionConfig, D::Error> {
+        use serde::de::Error as _;
+        let value = serde_yaml_ng::Value::deserialize(d)?;
+        let kind = match value.get("type") {
+            Some(serde_yaml_ng::Value::String(kind)) => kind.clone(),
+            Some(_) => return Err(D::Error::custom("`type` must be text (e.g. `postgres`)")),
+            None => return Err(D::Error::missing_field("type")),
+        };
+        if BUILT_IN_KINDS.contains(&kind.as_str()) {
+            return ConnectionConfig::deserialize(value).map_err(D::Error::custom);
+        }
+        let serde_yaml_ng::Value::Mapping(map) = value else {
+            return Err(D::Error::custom("a connection is a mapping of keys"));
+        };
+        let mut options = BTreeMap::new();
+        for (k, v) in map {
+            let serde_yaml_ng::Value::String(k) = k else {
+                return Err(D::Error::custom("connection keys must be text"));
+            };
+            if k != "type" {
+                options.insert(k, v);
+            }
+        }
+        Ok(ConnectionConfig::Other { kind, options })
+    }
+}
+
+impl Serialize for ConnectionConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            ConnectionConfig::Other { kind, options } => {
+                let mut m = s.serialize_map(Some(options.len() + 1))?;
+                m.serialize_entry("type", kind)?;
+                for (k, v) in options {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+            builtin => ConnectionConfig::serialize(builtin, s),
+        }
+    }
 }
 
 impl ConnectionConfig {
     /// The connection type, as written in the configuration.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &str {
         match self {
+            ConnectionConfig::Other { kind, .. } => kind,
             ConnectionConfig::Sqlite { .. } => "sqlite",
             ConnectionConfig::Postgres { .. } => "postgres",
             ConnectionConfig::Mysql { .. } => "mysql",
@@ -438,35 +503,6 @@ impl fmt::Display for SchemaChangePolicy {
     }
 }
 
-/// File formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileFormat {
-    /// Comma- (or otherwise) separated values.
-    Csv,
-    /// Newline-delimited JSON objects.
-    Ndjson,
-    /// Apache Parquet.
-    Parquet,
-    /// Spreadsheets: Excel (`.xlsx`, `.xlsm`, `.xlsb`, `.xls`) and OpenDocument (`.ods`), one
-    /// sheet per file (see [`ExcelOptions`]).
-    #[serde(alias = "excel")]
-    Xlsx,
-}
-
-/// Compression of files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    /// gzip when the file name ends in `.gz`, else none.
-    #[default]
-    Auto,
-    /// gzip.
-    Gzip,
-    /// No compression.
-    None,
-}
-
 /// What to do with a malformed record in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -481,77 +517,13 @@ pub enum OnError {
     Quarantine,
 }
 
-/// CSV dialect.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct CsvOptions {
-    /// Field delimiter, one character. Default `,`.
-    #[serde(default = "default_delimiter")]
-    pub delimiter: String,
-    /// Quote character, one character. Default `"`.
-    #[serde(default = "default_quote")]
-    pub quote: String,
-    /// Whether the first line holds column names. Default true.
-    #[serde(default = "default_true")]
-    pub header: bool,
-    /// Infer column types from the first rows (default true); false loads every column as text.
-    #[serde(default = "default_true")]
-    pub infer_types: bool,
-}
-
-impl Default for CsvOptions {
-    fn default() -> Self {
-        CsvOptions {
-            delimiter: default_delimiter(),
-            quote: default_quote(),
-            header: true,
-            infer_types: true,
-        }
-    }
-}
-
-/// Spreadsheet options (`excel:` on a files table).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ExcelOptions {
-    /// The sheet to read, by name. Default: the first sheet of each file.
-    #[serde(default)]
-    pub sheet: Option<String>,
-    /// Whether the first row (after `skip_rows`) holds column names. Default true.
-    #[serde(default = "default_true")]
-    pub header: bool,
-    /// Rows to skip at the top of the sheet's used area before the header (titles, notes).
-    #[serde(default)]
-    pub skip_rows: usize,
-    /// Infer column types from the cells (default true); false loads every column as text.
-    #[serde(default = "default_true")]
-    pub infer_types: bool,
-}
-
-impl Default for ExcelOptions {
-    fn default() -> Self {
-        ExcelOptions {
-            sheet: None,
-            header: true,
-            skip_rows: 0,
-            infer_types: true,
-        }
-    }
-}
-
-fn default_delimiter() -> String {
-    ",".into()
-}
-fn default_quote() -> String {
-    "\"".into()
-}
-fn default_true() -> bool {
-    true
-}
-
-/// One table (database) or file set (files) to load into bronze.
+/// One table (database) or file set (files) to load into bronze: the fields every kind of
+/// connection shares, and the connector's own keys in [`TableConfig::options`].
+///
+/// Reading a table entry takes two steps: this type (the YAML value's shared fields, with
+/// file, line and key for every problem), then the connector of the table's connection parses
+/// `options` into its own type ([`TableConfig::options_as`]), again naming file, line and key.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct TableConfig {
     /// Database: the table, optionally schema-qualified (`public.orders`). Files: a name for
     /// the file set (`orders`). The default target is `bronze.<connection>_<last part of name>`.
@@ -584,22 +556,7 @@ pub struct TableConfig {
     /// Rows per batch (default 10000 for databases, 8192 for files).
     #[serde(default)]
     pub batch_size: Option<usize>,
-    /// Files only: glob relative to the connection's URL (`orders/*.csv`, `**/*.parquet`).
-    #[serde(default)]
-    pub glob: Option<String>,
-    /// Files only: `csv`, `ndjson`, `parquet` or `xlsx` (`excel`); default from the file extension.
-    #[serde(default)]
-    pub format: Option<FileFormat>,
-    /// Files only: `auto` (default: gzip if the name ends in `.gz`), `gzip` or `none`.
-    #[serde(default)]
-    pub compression: Compression,
-    /// Files only: CSV dialect.
-    #[serde(default)]
-    pub csv: Option<CsvOptions>,
-    /// Files only: spreadsheet options (sheet, header, rows to skip).
-    #[serde(default)]
-    pub excel: Option<ExcelOptions>,
-    /// Files only: `fail` (default) or `skip` malformed records.
+    /// A malformed record (files): `fail` (default), `skip` it, or `quarantine` it.
     #[serde(default)]
     pub on_error: OnError,
     /// What to do when the source's schema differs from the table's: `evolve` (default: add
@@ -620,95 +577,41 @@ pub struct TableConfig {
     /// `orchestration.timeout`.
     #[serde(default)]
     pub timeout: Option<Duration>,
-    /// Delta connections, `mode: full`: read the table as of this version (time travel)
-    /// instead of its latest.
-    #[serde(default)]
-    pub version: Option<u64>,
-    /// Delta connections, `mode: full`: read the table as of this instant (RFC 3339, e.g.
-    /// `2024-05-01T00:00:00Z`): the last version committed at or before it.
-    #[serde(default)]
-    pub timestamp: Option<String>,
-    /// REST only: the resource's path, relative to the connection's `base_url` (`/invoices`,
-    /// `v2/customers`).
-    #[serde(default)]
-    pub path: Option<String>,
-    /// REST only: query parameters sent with the first request (and kept on the next pages
-    /// of offset, page and cursor pagination).
-    #[serde(default, deserialize_with = "crate::rest::scalar_map")]
-    pub params: BTreeMap<String, String>,
-    /// REST only: where the records array is in each response: `$` (default: the response
-    /// is the array), `$.data.items`, `data.items`.
-    #[serde(default)]
-    pub records: Option<String>,
-    /// REST only: how pages are requested: `{type: offset | page | cursor | next_url |
-    /// link_header | none}` with its options. Default `none` (one request).
-    #[serde(default)]
-    pub pagination: Option<crate::rest::Pagination>,
-    /// REST incremental only: the query parameter that receives the watermark (minus
-    /// `lookback`) so the API returns only records at or after it, e.g. `updated_since` or
-    /// json-server's `updated_at_gte`. Without it every record is requested and the older ones
-    /// are dropped after reading.
-    #[serde(default)]
-    pub cursor_param: Option<String>,
-    /// REST only: `structs` (default: objects become struct columns, arrays list columns) or
-    /// `json` (top-level objects and arrays become text columns holding their JSON).
-    #[serde(default)]
-    pub nested: Option<crate::rest::NestedMode>,
-    /// PostgreSQL and MySQL/MariaDB only: read the table over several connections at once,
-    /// each reading one key range of `column`, all from one consistent snapshot. Without it,
-    /// PostgreSQL tables of at least [`AUTO_PARALLEL_MIN_ROWS`] estimated rows with a
-    /// one-column primary key are split automatically on machines with at least 4 cores;
-    /// `parallel: { partitions: 1 }` turns that off.
-    #[serde(default)]
-    pub parallel: Option<ParallelRead>,
-}
-
-/// Tables with at least this many estimated rows (PostgreSQL's `reltuples`) and a one-column
-/// primary key are read in [`auto_parallel_partitions`] partitions when `parallel` is not set.
-pub const AUTO_PARALLEL_MIN_ROWS: u64 = 10_000_000;
-
-/// Partitions of an automatic parallel read: half the machine's cores, at most 4. Below 4
-/// cores this is 1 (no automatic split): there, one stream already keeps the client's cores
-/// busy decoding and encoding, and more connections only add work (BENCHMARKS.md).
-pub fn auto_parallel_partitions() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get() / 2)
-        .unwrap_or(1)
-        .clamp(1, 4)
-}
-
-/// `parallel:` of a database table: how a read is split into key ranges.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ParallelRead {
-    /// The column whose ranges split the read. Default: the table's primary key, when it is
-    /// one column. It should be indexed, so every range query can use the index. Rows whose
-    /// value is NULL are read by the first partition.
-    #[serde(default)]
-    pub column: Option<String>,
-    /// How many key ranges (1 to 64). Boundaries come from a sample of the column
-    /// (PostgreSQL: `percentile_disc` over `TABLESAMPLE SYSTEM`, so skewed keys still give
-    /// ranges of similar size) or from its minimum and maximum (MySQL/MariaDB, integer, decimal
-    /// and date/time columns). `1` reads in one query (and turns the automatic split off).
-    pub partitions: usize,
-    /// Connections reading at once, at most (each one reads a range, then the next one
-    /// left). Default: `partitions`, at most 4. This is per table; `orchestration.
-    /// per_connection` still limits how many tables read from one connection at once.
-    #[serde(default)]
-    pub connections: Option<usize>,
-}
-
-impl ParallelRead {
-    /// Connections to open: `connections`, else `partitions` up to 4, never more than
-    /// `partitions`.
-    pub fn workers(&self) -> usize {
-        self.connections
-            .unwrap_or(self.partitions.min(4))
-            .clamp(1, self.partitions.max(1))
-    }
+    /// The keys of the connection's connector, as written: `glob`, `format`, `csv`, `excel`,
+    /// `compression` (files); `parallel` (PostgreSQL, MySQL/MariaDB); `version`, `timestamp`
+    /// (Delta); `path`, `params`, `records`, `pagination`, `cursor_param`, `nested` (REST); and
+    /// those of connectors that register themselves. The connector parses them into its own
+    /// type and reports keys it does not take.
+    #[serde(flatten)]
+    pub options: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
 impl TableConfig {
+    /// The keys every table takes, whatever its connection.
+    pub const SHARED_KEYS: [&str; 14] = [
+        "name",
+        "query",
+        "mode",
+        "cursor",
+        "primary_key",
+        "lookback",
+        "target",
+        "cast",
+        "batch_size",
+        "on_error",
+        "on_schema_change",
+        "depends_on",
+        "retries",
+        "timeout",
+    ];
+
+    /// Step two of reading the entry: the connector's own keys as its type `T` (which should
+    /// deny unknown fields). A problem is (the key under the table entry, e.g.
+    /// `csv.delimiter`, and what is wrong).
+    pub fn options_as<T: DeserializeOwned>(&self) -> Result<T, (String, String)> {
+        parse_options(&self.options)
+    }
+
     /// The last dot-separated part of `name`, for the default target name.
     pub fn short_name(&self) -> &str {
         self.name.rsplit('.').next().unwrap_or(&self.name)
@@ -784,6 +687,98 @@ impl LookbackSpec {
 /// configuration values are parsed into).
 pub fn parse_duration_micros(s: &str) -> Result<i64, String> {
     Duration::parse(s).map(Duration::micros)
+}
+
+/// A YAML value as written in a configuration file (connector-owned keys are kept as these
+/// until their connector parses them).
+pub use serde_yaml_ng::Value as YamlValue;
+
+/// Parse connector-owned keys (a table's [`TableConfig::options`], a registered kind's
+/// [`ConnectionConfig::Other`] options) into the connector's type `T`. A problem is (the key,
+/// e.g. `csv.delimiter`, and what is wrong).
+pub fn parse_options<T: DeserializeOwned>(
+    options: &BTreeMap<String, serde_yaml_ng::Value>,
+) -> Result<T, (String, String)> {
+    let map: serde_yaml_ng::Mapping = options
+        .iter()
+        .map(|(k, v)| (serde_yaml_ng::Value::String(k.clone()), v.clone()))
+        .collect();
+    serde_path_to_error::deserialize(serde_yaml_ng::Value::Mapping(map)).map_err(|e| {
+        let path = e.path().to_string();
+        let message = explain_serde(&e.inner().to_string());
+        // An unknown key is reported at the key itself, not at the mapping.
+        let key = match (path.as_str(), message.strip_prefix("unknown field `")) {
+            (".", Some(rest)) => rest.split('`').next().unwrap_or_default().to_string(),
+            (".", None) => String::new(),
+            _ => path,
+        };
+        (key, message)
+    })
+}
+
+/// The connectors' part of checking a project: step two of reading `tributary.yaml`'s
+/// connections and `ingest/*.yaml`'s tables, for the keys each connector owns. Core checks the
+/// shared fields; the connectors crate implements this and [`Project::connector_problems`]
+/// places what it reports at its file, line and key.
+pub trait ConnectorChecks {
+    /// Problems of a connection, as (key under `connections.<name>`, message).
+    fn connection(&self, conn: &ConnectionConfig) -> Vec<(String, String)>;
+    /// Problems of a table of a connection, as (key under the table entry, message).
+    fn table(&self, conn: &ConnectionConfig, table: &TableConfig) -> Vec<(String, String)>;
+}
+
+impl Project {
+    /// What `checks` (the connectors) find in the project's connections and tables, each
+    /// with its file, line and key.
+    pub fn connector_problems(&self, checks: &dyn ConnectorChecks) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let project_text =
+            std::fs::read_to_string(self.root.join(PROJECT_FILE)).unwrap_or_default();
+        let project_pos = Positions::of(&project_text);
+        for (name, conn) in &self.config.connections {
+            for (key, message) in checks.connection(conn) {
+                let mut full = format!("connections.{name}");
+                if !key.is_empty() {
+                    full = format!("{full}.{key}");
+                }
+                let full = match &self.target {
+                    Some(t) if project_pos.line(&full).is_none() => {
+                        format!("targets.{t}.{full}")
+                    }
+                    _ => full,
+                };
+                out.push(ConfigProblem {
+                    file: PathBuf::from(PROJECT_FILE),
+                    line: project_pos.line(&full),
+                    key: full,
+                    message,
+                });
+            }
+        }
+        for file in &self.ingest {
+            let Some(conn) = self.config.connections.get(&file.config.connection) else {
+                continue; // reported by the project's own checks
+            };
+            let text = std::fs::read_to_string(self.root.join(&file.path)).unwrap_or_default();
+            let pos = Positions::of(&text);
+            for (i, t) in file.config.tables.iter().enumerate() {
+                for (key, message) in checks.table(conn, t) {
+                    let key = if key.is_empty() {
+                        format!("tables[{i}]")
+                    } else {
+                        format!("tables[{i}].{key}")
+                    };
+                    out.push(ConfigProblem {
+                        file: file.path.clone(),
+                        line: pos.line(&key),
+                        key,
+                        message,
+                    });
+                }
+            }
+        }
+        out
+    }
 }
 
 /// One problem found in the configuration.
@@ -912,6 +907,30 @@ impl Project {
         target: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Project, ConfigError> {
+        Project::load_checked(root, target, env, None)
+    }
+
+    /// As [`Project::load_with_target`], then step two: `connectors` check the keys they own,
+    /// and their problems come back with those of the first step, all at once.
+    pub fn load_with_connectors(
+        root: &Path,
+        target: Option<&str>,
+        connectors: &dyn ConnectorChecks,
+    ) -> Result<Project, ConfigError> {
+        Project::load_checked(
+            root,
+            target,
+            &|name| std::env::var(name).ok(),
+            Some(connectors),
+        )
+    }
+
+    fn load_checked(
+        root: &Path,
+        target: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+        connectors: Option<&dyn ConnectorChecks>,
+    ) -> Result<Project, ConfigError> {
         let project_path = root.join(PROJECT_FILE);
         if !project_path.is_file() {
             return Err(ConfigError::NotAProject(root.to_path_buf()));
@@ -952,6 +971,9 @@ impl Project {
             target,
         };
         project.check(root, &mut problems);
+        if let Some(c) = connectors {
+            problems.extend(project.connector_problems(c));
+        }
         if problems.is_empty() {
             Ok(project)
         } else {
@@ -1057,7 +1079,6 @@ impl Project {
             }
             let is_files = conn.map(|c| c.is_files()).unwrap_or(false);
             let is_delta = conn.is_some_and(ConnectionConfig::is_delta);
-            let is_rest = conn.map(|c| c.is_rest()).unwrap_or(false);
             for (i, t) in file.config.tables.iter().enumerate() {
                 let k = |field: &str| format!("tables[{i}].{field}");
                 if t.name.trim().is_empty() {
@@ -1100,107 +1121,6 @@ impl Project {
                 }
                 if t.batch_size == Some(0) {
                     problem(k("batch_size"), "batch_size must be at least 1".into());
-                }
-                if is_files {
-                    if t.query.is_some() {
-                        problem(
-                            k("query"),
-                            "`query` is for database connections; file connections use `glob`"
-                                .into(),
-                        );
-                    }
-                    if t.glob.is_none() {
-                        problem(
-                            k("name"),
-                            "tables of a files connection need `glob` (e.g. `orders/*.csv`)".into(),
-                        );
-                    }
-                    if let Some(csv) = &t.csv {
-                        if csv.delimiter.chars().count() != 1 || !csv.delimiter.is_ascii() {
-                            problem(
-                                k("csv.delimiter"),
-                                "the delimiter must be one ASCII character".into(),
-                            );
-                        }
-                        if csv.quote.chars().count() != 1 || !csv.quote.is_ascii() {
-                            problem(
-                                k("csv.quote"),
-                                "the quote must be one ASCII character".into(),
-                            );
-                        }
-                    }
-                    if let Some(g) = &t.glob
-                        && let Err(e) = globset::Glob::new(g)
-                    {
-                        problem(k("glob"), format!("invalid glob: {e}"));
-                    }
-                } else if conn.is_some() {
-                    for (field, set) in [
-                        ("glob", t.glob.is_some()),
-                        ("format", t.format.is_some()),
-                        ("csv", t.csv.is_some()),
-                        ("excel", t.excel.is_some()),
-                        ("compression", t.compression != Compression::Auto),
-                        ("on_error", t.on_error != OnError::Fail),
-                    ] {
-                        if set {
-                            problem(k(field), format!("`{field}` is for files connections only"));
-                        }
-                    }
-                }
-                if let Some(p) = &t.parallel {
-                    let is_sql_db = conn.is_some_and(|c| {
-                        matches!(
-                            c,
-                            ConnectionConfig::Postgres { .. } | ConnectionConfig::Mysql { .. }
-                        )
-                    });
-                    if conn.is_some() && !is_sql_db {
-                        problem(
-                            k("parallel"),
-                            "`parallel` is for postgres and mysql connections".into(),
-                        );
-                    }
-                    if !(1..=64).contains(&p.partitions) {
-                        problem(
-                            k("parallel.partitions"),
-                            format!("partitions must be between 1 and 64, not {}", p.partitions),
-                        );
-                    }
-                    if p.connections == Some(0) {
-                        problem(
-                            k("parallel.connections"),
-                            "connections must be at least 1".into(),
-                        );
-                    }
-                    if t.query.is_some() && p.column.is_none() && p.partitions > 1 {
-                        problem(
-                            k("parallel.column"),
-                            "a custom `query` has no primary key to split by: name the `column`"
-                                .into(),
-                        );
-                    }
-                }
-                for (key, message) in delta_table_problems(t, is_delta, conn.is_some()) {
-                    problem(k(key), message);
-                }
-                if is_rest {
-                    for (key, message) in rest_table_problems(t) {
-                        problem(k(&key), message);
-                    }
-                } else if conn.is_some() {
-                    for (field, set) in [
-                        ("path", t.path.is_some()),
-                        ("params", !t.params.is_empty()),
-                        ("records", t.records.is_some()),
-                        ("pagination", t.pagination.is_some()),
-                        ("cursor_param", t.cursor_param.is_some()),
-                        ("nested", t.nested.is_some()),
-                    ] {
-                        if set {
-                            problem(k(field), format!("`{field}` is for rest connections only"));
-                        }
-                    }
                 }
                 let target = match &t.target {
                     Some(target) => {
@@ -1323,54 +1243,6 @@ impl Project {
             }
         }
     }
-}
-
-/// Checks of a table of a `rest` connection, as (key under the table, message).
-fn rest_table_problems(t: &TableConfig) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    match &t.path {
-        None => out.push((
-            "name".into(),
-            "tables of a rest connection need `path`: the resource's path relative to the connection's base_url (e.g. `/invoices`)".into(),
-        )),
-        Some(p) if p.contains('?') => out.push((
-            "path".into(),
-            "put query parameters in `params`, not in `path`".into(),
-        )),
-        Some(_) => {}
-    }
-    if t.query.is_some() {
-        out.push((
-            "query".into(),
-            "`query` is for database connections; rest tables use `path` and `params`".into(),
-        ));
-    }
-    if let Some(r) = &t.records
-        && let Err(e) = crate::jsonpath::JsonPath::parse(r)
-    {
-        out.push(("records".into(), e));
-    }
-    if let Some(p) = &t.pagination {
-        for (key, message) in p.problems() {
-            out.push((format!("pagination.{key}"), message));
-        }
-    }
-    if t.cursor_param.is_some() && t.mode != LoadMode::Incremental {
-        out.push((
-            "cursor_param".into(),
-            "`cursor_param` only applies to `mode: incremental`".into(),
-        ));
-    }
-    if let (Some(cp), Some(crate::rest::Pagination::Cursor { cursor_param, .. })) =
-        (&t.cursor_param, &t.pagination)
-        && cp == cursor_param
-    {
-        out.push((
-            "cursor_param".into(),
-            format!("`{cp}` is also the pagination's cursor_param; use two different parameters"),
-        ));
-    }
-    out
 }
 
 /// The `*.yaml` / `*.yml` files of a project folder (`ingest`, `pipelines`), sorted, as
@@ -1650,88 +1522,6 @@ fn odbc_connection_string_problem(connection_string: &str) -> Option<String> {
          or `DSN=erp;` (`odbcinst -q -d` lists the installed drivers)"
             .to_string()
     })
-}
-
-/// The problems of a table's Delta-only options (`version`, `timestamp`) and of options that do
-/// not apply to Delta tables, as (field, message).
-fn delta_table_problems(
-    t: &TableConfig,
-    is_delta: bool,
-    known_connection: bool,
-) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    if !is_delta {
-        if known_connection {
-            for (field, set) in [
-                ("version", t.version.is_some()),
-                ("timestamp", t.timestamp.is_some()),
-            ] {
-                if set {
-                    out.push((field, format!("`{field}` is for delta connections only")));
-                }
-            }
-        }
-        return out;
-    }
-    let name = t.name.trim();
-    if name.starts_with('/') || name.split('/').any(|part| part == "..") {
-        out.push((
-            "name",
-            "a Delta table's name is its path under the connection url (e.g. `sales/orders`), without a leading `/` or `..`".into(),
-        ));
-    }
-    let incremental = t.mode == LoadMode::Incremental;
-    for (field, set, why) in [
-        (
-            "query",
-            t.query.is_some(),
-            "a Delta table is read whole; its `name` is its path under the connection url",
-        ),
-        (
-            "cursor",
-            t.cursor.is_some() && incremental,
-            "Delta tables are read incrementally by table version (the change data feed where the table has it); remove `cursor`",
-        ),
-        (
-            "lookback",
-            t.lookback.is_some() && incremental,
-            "Delta tables are read incrementally by table version; nothing is re-read",
-        ),
-        (
-            "cast",
-            !t.cast.is_empty(),
-            "Delta columns load with their own types",
-        ),
-        (
-            "version",
-            t.version.is_some() && incremental,
-            "time travel (`version`) applies to `mode: full`",
-        ),
-        (
-            "timestamp",
-            t.timestamp.is_some() && incremental,
-            "time travel (`timestamp`) applies to `mode: full`",
-        ),
-    ] {
-        if set {
-            out.push((field, format!("`{field}` does not apply: {why}")));
-        }
-    }
-    if t.version.is_some() && t.timestamp.is_some() {
-        out.push((
-            "timestamp",
-            "give `version` or `timestamp`, not both".into(),
-        ));
-    }
-    if let Some(ts) = &t.timestamp
-        && chrono::DateTime::parse_from_rfc3339(ts).is_err()
-    {
-        out.push((
-            "timestamp",
-            format!("`{ts}` is not an RFC 3339 instant; write e.g. `2024-05-01T00:00:00Z`"),
-        ));
-    }
-    out
 }
 
 /// Accept local paths and the object-store schemes we support.
@@ -2066,29 +1856,6 @@ mod tests {
     }
 
     #[test]
-    fn unknown_key_names_file_line_and_key() {
-        let d = tempfile::tempdir().unwrap();
-        write(d.path(), PROJECT_FILE, PROJECT);
-        write(
-            d.path(),
-            "ingest/erp.yaml",
-            "connection: erp\ntables:\n  - name: orders\n    mdoe: full\n",
-        );
-        let ConfigError::Problems(p) = Project::load(d.path()).unwrap_err() else {
-            panic!("expected problems")
-        };
-        assert_eq!(p.len(), 1, "{p:?}");
-        assert_eq!(p[0].file, PathBuf::from("ingest/erp.yaml"));
-        assert_eq!(p[0].line, Some(4));
-        assert_eq!(p[0].key, "tables[0].mdoe");
-        assert!(
-            p[0].message.contains("unknown field `mdoe`"),
-            "{}",
-            p[0].message
-        );
-    }
-
-    #[test]
     fn durations_and_sizes_are_read_at_load_with_file_line_and_key() {
         let d = tempfile::tempdir().unwrap();
         write(
@@ -2249,12 +2016,12 @@ mod tests {
     }
 
     #[test]
-    fn delta_tables_default_to_their_last_path_part_and_refuse_cursor_options() {
+    fn delta_tables_default_to_their_last_path_part() {
         let d = tempfile::tempdir().unwrap();
         write(
             d.path(),
             PROJECT_FILE,
-            "name: t\nlake: ./lake\nconnections:\n  ext: { type: delta, url: ./tables }\n  erp: { type: sqlite, path: erp.db }\n",
+            "name: t\nlake: ./lake\nconnections:\n  ext: { type: delta, url: ./tables }\n",
         );
         write(
             d.path(),
@@ -2265,33 +2032,42 @@ mod tests {
         assert_eq!(p.config.connections["ext"].kind(), "delta");
         let t: Vec<String> = p.load_specs().iter().map(|s| s.target()).collect();
         assert_eq!(t, vec!["bronze.ext_orders", "bronze.ext_prices"]);
+        // The connector's keys wait, as written, for the connector to read them.
+        assert_eq!(
+            p.load_specs()[1].table.options.get("version"),
+            Some(&serde_yaml_ng::Value::from(3))
+        );
+    }
 
+    #[test]
+    fn connections_of_registered_kinds_keep_their_keys_for_their_connector() {
+        let d = tempfile::tempdir().unwrap();
         write(
             d.path(),
-            "ingest/ext.yaml",
-            "connection: ext\ntables:\n  - name: sales/orders\n    mode: incremental\n    cursor: id\n    version: 2\n  - name: ../up\n    timestamp: yesterday\n    query: SELECT 1\n",
+            PROJECT_FILE,
+            "name: t\nlake: ./lake\nconnections:\n  gen: { type: fixture, seed: 7 }\n  bad: { url: x }\n",
         );
+        let p = problems(Project::load_with_env(d.path(), None, &env_of(&[])));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].message.contains("missing field `type`"), "{p:?}");
         write(
             d.path(),
-            "ingest/erp.yaml",
-            "connection: erp\ntables:\n  - name: orders\n    version: 1\n",
+            PROJECT_FILE,
+            "name: t\nlake: ./lake\nconnections:\n  gen: { type: fixture, seed: 7 }\n",
         );
-        let text: Vec<String> = problems(Project::load(d.path()))
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
-        let expect = [
-            "ingest/erp.yaml:4: key `tables[0].version`: `version` is for delta connections only",
-            "ingest/ext.yaml:5: key `tables[0].cursor`: `cursor` does not apply: Delta tables are read incrementally by table version",
-            "ingest/ext.yaml:6: key `tables[0].version`: `version` does not apply: time travel",
-            "ingest/ext.yaml:7: key `tables[1].name`: a Delta table's name is its path under the connection url",
-            "ingest/ext.yaml:9: key `tables[1].query`: `query` does not apply",
-            "ingest/ext.yaml:8: key `tables[1].timestamp`: `yesterday` is not an RFC 3339 instant",
-        ];
-        assert_eq!(text.len(), expect.len(), "{text:#?}");
-        for (t, e) in text.iter().zip(expect) {
-            assert!(t.starts_with(e), "{t}\n  expected to start with\n{e}");
+        let p = Project::load(d.path()).unwrap();
+        match &p.config.connections["gen"] {
+            ConnectionConfig::Other { kind, options } => {
+                assert_eq!(kind, "fixture");
+                assert_eq!(options.get("seed"), Some(&serde_yaml_ng::Value::from(7)));
+            }
+            other => panic!("{other:?}"),
         }
+        let yaml = serde_yaml_ng::to_string(&p.config.connections).unwrap();
+        assert!(
+            yaml.contains("type: fixture") && yaml.contains("seed: 7"),
+            "{yaml}"
+        );
     }
 
     #[test]
@@ -2642,69 +2418,6 @@ targets:
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn rest_connections_and_resources_are_checked() {
-        let d = tempfile::tempdir().unwrap();
-        write(
-            d.path(),
-            PROJECT_FILE,
-            "name: t\nlake: ./lake\nconnections:\n  api:\n    type: rest\n    base_url: ftp://x\n    rate_limit: 0\n    auth: { type: bearer, token: \"${env:TT_REST_TOKEN:-t}\" }\n  erp: { type: sqlite, path: erp.db }\n",
-        );
-        write(
-            d.path(),
-            "ingest/api.yaml",
-            "connection: api\ntables:\n  - name: a\n  - name: b\n    path: /b\n    records: data..x\n    cursor_param: since\n    pagination: { type: offset, limit: 0 }\n",
-        );
-        write(
-            d.path(),
-            "ingest/erp.yaml",
-            "connection: erp\ntables:\n  - name: c\n    pagination: { type: link_header }\n",
-        );
-        let p = problems(Project::load_with_env(d.path(), None, &env_of(&[])));
-        let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
-        let expect = [
-            "tributary.yaml:6: key `connections.api.base_url`: the scheme must be http or https",
-            "tributary.yaml:7: key `connections.api.rate_limit`: rate_limit is requests per second",
-            "ingest/api.yaml:3: key `tables[0].name`: tables of a rest connection need `path`",
-            "ingest/api.yaml:6: key `tables[1].records`: `data..x` is not a supported path",
-            "ingest/api.yaml:8: key `tables[1].pagination.limit`: the page size must be at least 1",
-            "ingest/api.yaml:7: key `tables[1].cursor_param`: `cursor_param` only applies to `mode: incremental`",
-            "ingest/erp.yaml:4: key `tables[0].pagination`: `pagination` is for rest connections only",
-        ];
-        assert_eq!(p.len(), expect.len(), "{text:#?}");
-        for e in expect {
-            assert!(
-                text.iter().any(|t| t.starts_with(e)),
-                "missing {e}: {text:#?}"
-            );
-        }
-
-        // A valid one loads, with scalar params as text.
-        write(
-            d.path(),
-            PROJECT_FILE,
-            "name: t\nlake: ./lake\nconnections:\n  api:\n    type: rest\n    base_url: https://api.example.com/v1\n    auth: { type: api_key, name: key, value: k, in: query }\n",
-        );
-        write(
-            d.path(),
-            "ingest/api.yaml",
-            "connection: api\ntables:\n  - name: items\n    path: /items\n    params: { limit: 100, active: true, q: x }\n    pagination: { type: cursor, cursor_path: $.next, cursor_param: after }\n",
-        );
-        std::fs::remove_file(d.path().join("ingest/erp.yaml")).unwrap();
-        let p = Project::load_with_env(d.path(), None, &env_of(&[])).unwrap();
-        let spec = &p.load_specs()[0];
-        assert_eq!(spec.target(), "bronze.api_items");
-        let params: Vec<(&str, &str)> = spec
-            .table
-            .params
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        assert_eq!(params, [("active", "true"), ("limit", "100"), ("q", "x")]);
-        assert!(p.config.connections["api"].is_rest());
-        assert!(!format!("{:?}", p.config.connections["api"]).contains("value: k,"));
     }
 
     #[test]

@@ -306,11 +306,11 @@ fn demo_config_is_valid() {
     let tmp = tempfile::tempdir().unwrap();
     // Only the configuration matters here; the database is written too, which is fine.
     write_demo_project(tmp.path(), false).unwrap();
-    let project = tributary_core::Project::load_with_target(tmp.path(), Some("ci")).unwrap();
+    let project = tributary_connectors::load_project(tmp.path(), Some("ci")).unwrap();
     assert_eq!(project.config.lake, ".tributary/ci/lake");
     assert_eq!(project.config.state, "sqlite://.tributary/ci/state.db");
     assert!(tmp.path().join(CI_WORKFLOW_PATH).is_file());
-    let project = tributary_core::Project::load_with_target(tmp.path(), None).unwrap();
+    let project = tributary_connectors::load_project(tmp.path(), None).unwrap();
     assert_eq!(project.config.name, "acme");
     assert_eq!(project.config.lake, "./lake");
     let targets: Vec<String> = project.load_specs().iter().map(|s| s.target()).collect();
@@ -336,11 +336,9 @@ fn demo_config_is_valid() {
             tributary_core::Duration::parse("1h").unwrap()
         ))
     );
-    assert_eq!(specs[5].table.csv.as_ref().unwrap().delimiter, ";");
-    assert_eq!(
-        specs[4].table.glob.as_deref(),
-        Some("exchange_rates/*.csv*")
-    );
+    let files = |i: usize| tributary_connectors::files::FilesTable::of(&specs[i].table).unwrap();
+    assert_eq!(files(5).csv.unwrap().delimiter, ";");
+    assert_eq!(files(4).glob.as_deref(), Some("exchange_rates/*.csv*"));
 }
 
 #[test]
@@ -541,9 +539,9 @@ fn empty_project_and_example_are_valid() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("new");
     assert!(write_empty_project(&dir, "my project").unwrap());
-    let ci = tributary_core::Project::load_with_target(&dir, Some("ci")).unwrap();
+    let ci = tributary_connectors::load_project(&dir, Some("ci")).unwrap();
     assert_eq!(ci.config.lake, ".tributary/ci/lake");
-    let project = tributary_core::Project::load_with_target(&dir, None).unwrap();
+    let project = tributary_connectors::load_project(&dir, None).unwrap();
     assert_eq!(project.config.name, "my project");
     assert_eq!(project.config.lake, "./lake");
     assert!(project.config.connections.is_empty());
@@ -584,7 +582,7 @@ fn empty_project_and_example_are_valid() {
         })
         .collect();
     std::fs::write(dir.join("ingest/files.yaml"), &files_part).unwrap();
-    let project = match tributary_core::Project::load(&dir) {
+    let project = match tributary_connectors::load_project(&dir, None) {
         Ok(p) => p,
         Err(e) => panic!("{e}\n{files_part}"),
     };
@@ -604,7 +602,11 @@ fn empty_project_and_example_are_valid() {
     assert_eq!(orders.batch_size, Some(10_000));
     let rates = &specs[3].table;
     assert_eq!(rates.on_error, tributary_core::config::OnError::Skip);
-    assert_eq!(rates.csv.as_ref().unwrap().quote, "\"");
-    assert_eq!(rates.csv.as_ref().unwrap().delimiter, ";");
-    assert_eq!(rates.compression, tributary_core::config::Compression::Auto);
+    let files = tributary_connectors::files::FilesTable::of(rates).unwrap();
+    assert_eq!(files.csv.as_ref().unwrap().quote, "\"");
+    assert_eq!(files.csv.as_ref().unwrap().delimiter, ";");
+    assert_eq!(
+        files.compression,
+        tributary_connectors::files::Compression::Auto
+    );
 }

@@ -30,6 +30,7 @@
 //! Columns named `_tributary_*` (a table another Tributary project loaded) are renamed
 //! `_upstream_tributary_*`, since bronze tables add their own `_tributary_*` columns.
 
+pub mod config;
 mod shape;
 
 use std::collections::{BTreeMap, HashMap};
@@ -57,6 +58,7 @@ use tributary_lake::{LakeError, TableVersion, datafusion_class, delta_class, ope
 use url::Url;
 
 use crate::util::batch_channel;
+pub use config::DeltaOptions;
 use shape::{Shaper, Stamp};
 
 /// The watermark of incremental Delta loads: the last source version read.
@@ -402,7 +404,8 @@ fn change_data_feed(t: &DeltaTable) -> bool {
 
 /// Time travel requested by a table's configuration.
 fn time_travel(t: &TableConfig) -> Result<Option<TableVersion>, SourceError> {
-    match (t.version, &t.timestamp) {
+    let o = DeltaOptions::of(t)?;
+    match (o.version, &o.timestamp) {
         (Some(v), _) => Ok(Some(TableVersion::Version(v))),
         (None, Some(ts)) => chrono::DateTime::parse_from_rfc3339(ts)
             .map(|d| Some(TableVersion::AsOf(d.with_timezone(&chrono::Utc))))
@@ -564,5 +567,47 @@ impl Source for DeltaSource {
                 ..ReadSummary::default()
             }
         }))
+    }
+}
+
+/// The Delta connector's registration (`type: delta`).
+pub(crate) struct Registration;
+
+/// The Delta connector, as [`crate::registry::connectors`] lists it.
+pub(crate) static CONNECTOR: Registration = Registration;
+
+impl crate::registry::Connector for Registration {
+    fn kind(&self) -> &'static str {
+        "delta"
+    }
+    fn table_keys(&self) -> &'static [&'static str] {
+        &config::KEYS
+    }
+    fn table_problems(&self, table: &TableConfig) -> Vec<(String, String)> {
+        let mut out = DeltaOptions::problems(table);
+        out.extend(crate::registry::on_error_problem(table));
+        out
+    }
+    fn open(
+        &self,
+        name: &str,
+        conn: &tributary_core::config::ConnectionConfig,
+        project_root: &Path,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        let tributary_core::config::ConnectionConfig::Delta {
+            url,
+            storage_options,
+        } = conn
+        else {
+            return Err(SourceError::Internal(format!(
+                "{name} is not a delta connection"
+            )));
+        };
+        Ok(Box::new(DeltaSource::new(
+            name,
+            url,
+            storage_options.clone(),
+            project_root,
+        )?))
     }
 }

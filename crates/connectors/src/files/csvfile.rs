@@ -9,7 +9,9 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use tributary_core::SourceError;
-use tributary_core::config::{CsvOptions, TableConfig};
+use tributary_core::config::TableConfig;
+
+use super::config::CsvOptions;
 
 use super::{FileInput, ReadCtx};
 use crate::util::{ParsedTimestamp, parse_date, parse_timestamp, truncate_value};
@@ -249,10 +251,10 @@ impl CsvPlan {
     /// table's type is a malformed record, not a schema change).
     pub(crate) fn infer(
         table: &TableConfig,
+        opts: CsvOptions,
         input: &FileInput,
         base: Option<&Schema>,
     ) -> Result<CsvPlan, SourceError> {
-        let opts = table.csv.clone().unwrap_or_default();
         let default_delimiter = CsvOptions::default().delimiter;
         let delimiter = if input.tsv && opts.delimiter == default_delimiter {
             b'\t'

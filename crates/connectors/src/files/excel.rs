@@ -32,7 +32,9 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use tributary_core::SourceError;
-use tributary_core::config::{ExcelOptions, TableConfig};
+use tributary_core::config::TableConfig;
+
+use super::config::ExcelOptions;
 
 use super::{FileInput, ReadCtx};
 
@@ -278,6 +280,7 @@ impl Seen {
 
 /// The columns of the first file.
 pub(crate) struct ExcelPlan {
+    opts: ExcelOptions,
     names: Vec<String>,
     types: Vec<ColType>,
     schema: SchemaRef,
@@ -393,10 +396,10 @@ impl ExcelPlan {
     /// target table's columns), a column the table has keeps its type when a sheet can hold it.
     pub(crate) fn infer(
         table: &TableConfig,
+        opts: ExcelOptions,
         input: &FileInput,
         base: Option<&Schema>,
     ) -> Result<ExcelPlan, SourceError> {
-        let opts = table.excel.clone().unwrap_or_default();
         let sheet = Sheet::open(input, &opts)?;
         let width = sheet.range.width();
         let mut rows = sheet.rows();
@@ -438,6 +441,7 @@ impl ExcelPlan {
                 .collect::<Vec<_>>(),
         );
         Ok(ExcelPlan {
+            opts,
             names,
             types,
             schema: Arc::new(schema),
@@ -455,8 +459,8 @@ impl ExcelPlan {
         input: &FileInput,
         ctx: &mut ReadCtx,
     ) -> Result<bool, SourceError> {
-        let opts = ctx.table.excel.clone().unwrap_or_default();
-        let sheet = Sheet::open(input, &opts)?;
+        let opts = &self.opts;
+        let sheet = Sheet::open(input, opts)?;
         let mut rows = sheet.rows();
         if opts.header {
             let Some(header) = rows.next() else {

@@ -73,6 +73,7 @@
 //! ([`FilesSource::skipped_records`]), the first 10 of a read are logged at WARN with file and
 //! line, and each file's count is logged at WARN.
 
+pub mod config;
 mod csvfile;
 mod excel;
 pub(crate) mod ndjson;
@@ -91,7 +92,9 @@ use deltalake::logstore::object_store::{ObjectStore, ObjectStoreExt, parse_url_o
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
-use tributary_core::config::{FileFormat, OnError, TableConfig};
+use tributary_core::config::{OnError, TableConfig};
+
+pub use config::{Compression, CsvOptions, ExcelOptions, FileFormat, FilesTable};
 use tributary_core::redact::redact_url;
 use tributary_core::{
     ErrorClass, FileStamp, QuarantinedRecord, ReadRequest, ReadSummary, Source, SourceBatch,
@@ -274,8 +277,12 @@ impl FilesSource {
     }
 
     /// The files matching the table's glob, sorted by path.
-    async fn matching(&self, table: &TableConfig) -> Result<Vec<Entry>, SourceError> {
-        let Some(glob) = &table.glob else {
+    async fn matching(
+        &self,
+        table: &TableConfig,
+        files: &FilesTable,
+    ) -> Result<Vec<Entry>, SourceError> {
+        let Some(glob) = &files.glob else {
             return Err(SourceError::Config {
                 table: table.name.clone(),
                 reason: "a files table needs `glob:` (e.g. `orders/*.csv`), relative to the connection URL".into(),
@@ -376,7 +383,8 @@ impl Source for FilesSource {
     }
 
     async fn read(&self, request: ReadRequest) -> Result<SourceStream, SourceError> {
-        let mut entries = self.matching(&request.table).await?;
+        let files = FilesTable::of(&request.table)?;
+        let mut entries = self.matching(&request.table, &files).await?;
         let mut stamps = Vec::new();
         if let Some(loaded) = &request.loaded_files {
             // `new_files`: only the files not loaded yet (by path, size and modification time).
@@ -404,6 +412,7 @@ impl Source for FilesSource {
             location: self.location.clone(),
             entries,
             request,
+            files,
             skipped: self.skipped.clone(),
             quarantined: self.quarantined.clone(),
         };
@@ -591,7 +600,7 @@ impl ReadCtx {
 }
 
 /// The format of a file and whether it is gzipped, from the configuration and its name.
-fn detect(table: &TableConfig, rel: &str) -> Result<(FileFormat, bool, bool), String> {
+fn detect(files: &FilesTable, rel: &str) -> Result<(FileFormat, bool, bool), String> {
     let lower = rel.to_ascii_lowercase();
     let gz = lower.ends_with(".gz");
     let base = lower.strip_suffix(".gz").unwrap_or(&lower);
@@ -610,14 +619,14 @@ fn detect(table: &TableConfig, rel: &str) -> Result<(FileFormat, bool, bool), St
     } else {
         None
     };
-    let format = table.format.or(by_ext).ok_or_else(|| {
+    let format = files.format.or(by_ext).ok_or_else(|| {
         "cannot tell the format from the file name; set `format:` (csv, ndjson, parquet or xlsx) on the table"
             .to_string()
     })?;
-    let gzip = match table.compression {
-        tributary_core::config::Compression::Auto => gz,
-        tributary_core::config::Compression::Gzip => true,
-        tributary_core::config::Compression::None => false,
+    let gzip = match files.compression {
+        Compression::Auto => gz,
+        Compression::Gzip => true,
+        Compression::None => false,
     };
     Ok((format, gzip, tsv))
 }
@@ -635,6 +644,7 @@ struct ReadJob {
     location: Location,
     entries: Vec<Entry>,
     request: ReadRequest,
+    files: FilesTable,
     skipped: SkipCounter,
     quarantined: Quarantine,
 }
@@ -668,10 +678,11 @@ impl ReadJob {
     ) -> Result<FileInput, SourceError> {
         let display = self.location.file_display(&entry.rel);
         let table = &self.request.table;
-        let (_, gzip, tsv) = detect(table, &entry.rel).map_err(|reason| SourceError::Config {
-            table: table.name.clone(),
-            reason: format!("{display}: {reason}"),
-        })?;
+        let (_, gzip, tsv) =
+            detect(&self.files, &entry.rel).map_err(|reason| SourceError::Config {
+                table: table.name.clone(),
+                reason: format!("{display}: {reason}"),
+            })?;
         let io = |e: std::io::Error| SourceError::Io {
             location: display.clone(),
             class: ErrorClass::of_file_io(&e),
@@ -739,12 +750,13 @@ impl ReadJob {
         let Some(first) = self.entries.first() else {
             return Err(SourceError::Internal("no file to read".into()));
         };
-        let (format, _, _) = detect(table, &first.rel).map_err(|reason| SourceError::Config {
-            table: table.name.clone(),
-            reason: format!("{}: {reason}", self.location.file_display(&first.rel)),
-        })?;
+        let (format, _, _) =
+            detect(&self.files, &first.rel).map_err(|reason| SourceError::Config {
+                table: table.name.clone(),
+                reason: format!("{}: {reason}", self.location.file_display(&first.rel)),
+            })?;
         for e in &self.entries {
-            let (f, _, _) = detect(table, &e.rel).map_err(|reason| SourceError::Config {
+            let (f, _, _) = detect(&self.files, &e.rel).map_err(|reason| SourceError::Config {
                 table: table.name.clone(),
                 reason: format!("{}: {reason}", self.location.file_display(&e.rel)),
             })?;
@@ -769,6 +781,7 @@ impl ReadJob {
                 FileFormat::Csv => {
                     let p = csvfile::CsvPlan::infer(
                         table,
+                        self.files.csv.clone().unwrap_or_default(),
                         input,
                         self.request.table_schema.as_deref(),
                     )?;
@@ -788,6 +801,7 @@ impl ReadJob {
                 FileFormat::Xlsx => {
                     let p = excel::ExcelPlan::infer(
                         table,
+                        self.files.excel.clone().unwrap_or_default(),
                         input,
                         self.request.table_schema.as_deref(),
                     )?;
@@ -833,5 +847,45 @@ impl ReadJob {
             }
         }
         Ok(())
+    }
+}
+
+/// The files connector's registration (`type: files`).
+pub(crate) struct Registration;
+
+/// The files connector, as [`crate::registry::connectors`] lists it.
+pub(crate) static CONNECTOR: Registration = Registration;
+
+impl crate::registry::Connector for Registration {
+    fn kind(&self) -> &'static str {
+        "files"
+    }
+    fn table_keys(&self) -> &'static [&'static str] {
+        &config::KEYS
+    }
+    fn table_problems(&self, table: &TableConfig) -> Vec<(String, String)> {
+        FilesTable::problems(table)
+    }
+    fn open(
+        &self,
+        name: &str,
+        conn: &tributary_core::config::ConnectionConfig,
+        project_root: &Path,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        let tributary_core::config::ConnectionConfig::Files {
+            url,
+            storage_options,
+        } = conn
+        else {
+            return Err(SourceError::Internal(format!(
+                "{name} is not a files connection"
+            )));
+        };
+        Ok(Box::new(FilesSource::new(
+            name,
+            url,
+            storage_options.clone(),
+            project_root,
+        )?))
     }
 }

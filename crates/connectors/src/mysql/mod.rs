@@ -62,6 +62,8 @@ use tracing::debug;
 use tributary_core::arrow::datatypes::{Field, Schema, SchemaRef};
 use tributary_core::arrow::record_batch::RecordBatch;
 use tributary_core::config::ColumnCast;
+
+use crate::parallel::SqlTable;
 use tributary_core::redact::{redact_url, scrub};
 use tributary_core::{ErrorClass, ReadRequest, Source, SourceBatch, SourceError, SourceStream};
 
@@ -279,12 +281,13 @@ impl Source for MysqlSource {
         let (schema_tx, schema_rx) = oneshot::channel();
         let (tx, batches) = batch_channel();
         let inner = Arc::clone(&self.inner);
+        let parallel = SqlTable::of(&request.table)?.parallel;
         tokio::spawn(async move {
             let out = Output {
                 schema_tx: Some(schema_tx),
                 tx,
             };
-            match request.table.parallel.clone().filter(|p| p.partitions > 1) {
+            match parallel.filter(|p| p.partitions > 1) {
                 Some(p) => parallel::produce(inner, Arc::new(request), out, p).await,
                 None => produce(&inner, &request, out).await,
             }
@@ -628,6 +631,39 @@ fn finish_batch(
     let arrays = builders.iter_mut().map(ColumnBuilder::finish).collect();
     RecordBatch::try_new(Arc::clone(schema), arrays)
         .map_err(|e| SourceError::Internal(format!("assembling a MySQL batch: {e}")))
+}
+
+/// The Mysql connector's registration (`type: mysql`).
+pub(crate) struct Registration;
+
+/// The Mysql connector, as [`crate::registry::connectors`] lists it.
+pub(crate) static CONNECTOR: Registration = Registration;
+
+impl crate::registry::Connector for Registration {
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+    fn table_keys(&self) -> &'static [&'static str] {
+        &crate::parallel::KEYS
+    }
+    fn table_problems(&self, table: &tributary_core::config::TableConfig) -> Vec<(String, String)> {
+        let mut out = crate::parallel::SqlTable::problems(table);
+        out.extend(crate::registry::on_error_problem(table));
+        out
+    }
+    fn open(
+        &self,
+        name: &str,
+        conn: &tributary_core::config::ConnectionConfig,
+        _project_root: &std::path::Path,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        let tributary_core::config::ConnectionConfig::Mysql { url } = conn else {
+            return Err(SourceError::Internal(format!(
+                "{name} is not a mysql connection"
+            )));
+        };
+        Ok(Box::new(MysqlSource::new(name, url)?))
+    }
 }
 
 #[cfg(test)]

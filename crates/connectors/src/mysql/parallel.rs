@@ -14,9 +14,9 @@
 
 use std::sync::Arc;
 
+use crate::parallel::ParallelRead;
 use mysql_async::prelude::Queryable;
 use tracing::debug;
-use tributary_core::config::ParallelRead;
 use tributary_core::{ReadRequest, SourceError};
 
 use super::{Inner, Output, begin_snapshot, describe, read_ranges, session_settings, sql};

@@ -764,6 +764,49 @@ fn cursor_parameter(value: &CursorValue) -> Result<Box<dyn InputParameter>, Stri
     Ok(parameter)
 }
 
+/// The ODBC connector's registration (`type: odbc`, cargo feature `odbc`).
+pub(crate) struct Registration;
+
+/// The ODBC connector, as [`crate::registry::connectors`] lists it.
+pub(crate) static CONNECTOR: Registration = Registration;
+
+impl crate::registry::Connector for Registration {
+    fn kind(&self) -> &'static str {
+        "odbc"
+    }
+    fn table_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn table_problems(&self, table: &tributary_core::config::TableConfig) -> Vec<(String, String)> {
+        crate::registry::on_error_problem(table)
+            .into_iter()
+            .collect()
+    }
+    fn open(
+        &self,
+        name: &str,
+        conn: &tributary_core::config::ConnectionConfig,
+        _project_root: &std::path::Path,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        let tributary_core::config::ConnectionConfig::Odbc {
+            connection_string,
+            max_value_bytes,
+            max_batch_bytes,
+        } = conn
+        else {
+            return Err(SourceError::Internal(format!(
+                "{name} is not an odbc connection"
+            )));
+        };
+        Ok(Box::new(OdbcSource::new(
+            name,
+            connection_string,
+            *max_value_bytes,
+            *max_batch_bytes,
+        )?))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -61,7 +61,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Kind as PgKind, Type};
 use tokio_postgres::{Client, Config, NoTls, Statement};
 use tracing::debug;
-use tributary_core::config::{AUTO_PARALLEL_MIN_ROWS, ColumnCast, auto_parallel_partitions};
+use tributary_core::config::ColumnCast;
+
+use crate::parallel::{AUTO_PARALLEL_MIN_ROWS, SqlTable, auto_parallel_partitions};
 use tributary_core::redact::{redact_url, scrub};
 use tributary_core::{ErrorClass, ReadRequest, Source, SourceBatch, SourceError, SourceStream};
 
@@ -517,9 +519,9 @@ impl PostgresSource {
         if schema_tx.send(Ok(prepared.schema.clone())).is_err() {
             return;
         }
-        let workers = request
-            .table
-            .parallel
+        let workers = SqlTable::of(&request.table)
+            .ok()
+            .and_then(|t| t.parallel)
             .as_ref()
             .map(|p| p.workers())
             .unwrap_or_else(auto_parallel_partitions)
@@ -785,8 +787,9 @@ impl PostgresSource {
             table: table.to_string(),
             reason,
         };
+        let parallel = SqlTable::of(&request.table)?.parallel;
         // The row estimate (one catalog query) matters only when the read may be split.
-        let may_split = match &request.table.parallel {
+        let may_split = match &parallel {
             Some(p) => p.partitions > 1,
             None => auto_parallel_partitions() > 1,
         };
@@ -795,7 +798,7 @@ impl PostgresSource {
         } else {
             None
         };
-        let (column, partitions) = match &request.table.parallel {
+        let (column, partitions) = match &parallel {
             Some(p) if p.partitions <= 1 => return Ok(vec![None]),
             Some(p) => match &p.column {
                 Some(c) => (c.clone(), p.partitions),
@@ -1133,6 +1136,39 @@ fn numeric_kind(typmod: i32) -> Result<Kind, String> {
         scale: s as i8,
         unconstrained: false,
     })
+}
+
+/// The Postgres connector's registration (`type: postgres`).
+pub(crate) struct Registration;
+
+/// The Postgres connector, as [`crate::registry::connectors`] lists it.
+pub(crate) static CONNECTOR: Registration = Registration;
+
+impl crate::registry::Connector for Registration {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+    fn table_keys(&self) -> &'static [&'static str] {
+        &crate::parallel::KEYS
+    }
+    fn table_problems(&self, table: &tributary_core::config::TableConfig) -> Vec<(String, String)> {
+        let mut out = crate::parallel::SqlTable::problems(table);
+        out.extend(crate::registry::on_error_problem(table));
+        out
+    }
+    fn open(
+        &self,
+        name: &str,
+        conn: &tributary_core::config::ConnectionConfig,
+        _project_root: &std::path::Path,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        let tributary_core::config::ConnectionConfig::Postgres { url } = conn else {
+            return Err(SourceError::Internal(format!(
+                "{name} is not a postgres connection"
+            )));
+        };
+        Ok(Box::new(PostgresSource::new(name, url)?))
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //! replaced with `***` in quoted response bodies and error texts.
 
 mod client;
+pub mod config;
 mod pages;
 
 use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
@@ -35,6 +36,8 @@ use tributary_core::config::{LoadMode, TableConfig};
 use tributary_core::jsonpath::JsonPath;
 use tributary_core::rest::{NestedMode, Pagination, RestConnection};
 use tributary_core::{ErrorClass, ReadRequest, Source, SourceError, SourceStream};
+
+pub use config::RestTable;
 
 use crate::command::{BatchSender, ChannelSink};
 use crate::files::ndjson::{Line, Lines, NdjsonPlan};
@@ -74,29 +77,30 @@ impl RestSource {
         spill: &mut (dyn Write + Send),
     ) -> Result<(u64, u64), SourceError> {
         let table = &request.table;
-        let path = table.path.as_deref().ok_or_else(|| {
+        let rest = RestTable::of(table)?;
+        let path = rest.path.as_deref().ok_or_else(|| {
             Self::config_error(
                 table,
                 "tables of a rest connection need `path` (the resource's path under base_url)"
                     .into(),
             )
         })?;
-        let records = JsonPath::parse(table.records.as_deref().unwrap_or("$"))
+        let records = JsonPath::parse(rest.records.as_deref().unwrap_or("$"))
             .map_err(|e| Self::config_error(table, format!("records: {e}")))?;
-        let pagination = table.pagination.clone().unwrap_or(Pagination::None);
+        let pagination = rest.pagination.clone().unwrap_or(Pagination::None);
         let kind = pagination.kind();
         let mut pager = Pager::new(pagination)
             .map_err(|e| Self::config_error(table, format!("pagination: {e}")))?;
         let shape = RecordShape {
             records: &records,
-            nested: table.nested.unwrap_or(NestedMode::Structs),
+            nested: rest.nested.unwrap_or(NestedMode::Structs),
             cast: &table.cast,
         };
 
         let mut url = self.client.resolve(path)?;
         {
             let mut q = url.query_pairs_mut();
-            for (k, v) in &table.params {
+            for (k, v) in &rest.params {
                 q.append_pair(k, v);
             }
         }
@@ -104,7 +108,7 @@ impl RestSource {
             url.set_query(None);
         }
         if let (LoadMode::Incremental, Some(param), Some((_, since))) =
-            (table.mode, &table.cursor_param, &request.since)
+            (table.mode, &rest.cursor_param, &request.since)
         {
             client::set_query(&mut url, param, &since.to_string());
         }
@@ -204,7 +208,8 @@ impl Source for RestSource {
         drop(spill);
         info!(connection = %self.client.connection(), table = %table.name, pages, records, "REST resource read.");
 
-        let display = match &table.path {
+        let path = RestTable::of(&table)?.path;
+        let display = match &path {
             Some(p) => format!("GET {}", shown(&self.client.resolve(p)?)),
             None => table.name.clone(),
         };
@@ -212,9 +217,7 @@ impl Source for RestSource {
         let origin: Arc<str> = format!(
             "{}:/{}",
             self.client.connection(),
-            table
-                .path
-                .as_deref()
+            path.as_deref()
                 .unwrap_or(&table.name)
                 .trim_start_matches('/')
         )
@@ -338,5 +341,38 @@ impl DecodeJob {
             },
         )?;
         Ok(())
+    }
+}
+
+/// The REST connector's registration (`type: rest`).
+pub(crate) struct Registration;
+
+/// The REST connector, as [`crate::registry::connectors`] lists it.
+pub(crate) static CONNECTOR: Registration = Registration;
+
+impl crate::registry::Connector for Registration {
+    fn kind(&self) -> &'static str {
+        "rest"
+    }
+    fn table_keys(&self) -> &'static [&'static str] {
+        &config::KEYS
+    }
+    fn table_problems(&self, table: &TableConfig) -> Vec<(String, String)> {
+        let mut out = RestTable::problems(table);
+        out.extend(crate::registry::on_error_problem(table));
+        out
+    }
+    fn open(
+        &self,
+        name: &str,
+        conn: &tributary_core::config::ConnectionConfig,
+        _project_root: &std::path::Path,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        let tributary_core::config::ConnectionConfig::Rest(rest) = conn else {
+            return Err(SourceError::Internal(format!(
+                "{name} is not a rest connection"
+            )));
+        };
+        Ok(Box::new(RestSource::new(name, rest)?))
     }
 }

@@ -760,6 +760,45 @@ impl ReadJob {
     }
 }
 
+/// The SQLite connector's registration (`type: sqlite`).
+pub(crate) struct Registration;
+
+/// The SQLite connector, as [`crate::registry::connectors`] lists it.
+pub(crate) static CONNECTOR: Registration = Registration;
+
+impl crate::registry::Connector for Registration {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+    fn table_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn table_problems(&self, table: &tributary_core::config::TableConfig) -> Vec<(String, String)> {
+        crate::registry::on_error_problem(table)
+            .into_iter()
+            .collect()
+    }
+    fn open(
+        &self,
+        name: &str,
+        conn: &tributary_core::config::ConnectionConfig,
+        project_root: &std::path::Path,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        let tributary_core::config::ConnectionConfig::Sqlite { path } = conn else {
+            return Err(SourceError::Internal(format!(
+                "{name} is not a sqlite connection"
+            )));
+        };
+        let p = std::path::Path::new(path);
+        let full = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            project_root.join(p)
+        };
+        Ok(Box::new(SqliteSource::new(name, full)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

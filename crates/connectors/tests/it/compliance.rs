@@ -1,12 +1,15 @@
 //! The connector compliance suite: the same cases run against every connector that can run
 //! here, through `tributary_connectors::open` as the loader opens them.
 //!
-//! | case | sqlite | postgres | mysql (MariaDB) | files (CSV) |
-//! |---|---|---|---|---|
-//! | empty source: the schema is announced, no batch, a summary of 0 rows ends the stream | yes | yes | yes | yes (header only) |
-//! | NULL in every column comes back as NULL | yes | yes | yes | — (CSV has no NULL apart from empty text) |
-//! | the schema is the same in every batch (small batches) and the summary counts every row | yes | yes | yes | yes |
-//! | a stream dropped after its first batch releases its connection or file | yes (file handle) | yes (backend) | yes (session) | yes (file handle) |
+//! | case | sqlite | postgres | mysql (MariaDB) | files (CSV) | fixture |
+//! |---|---|---|---|---|---|
+//! | empty source: the schema is announced, no batch, a summary of 0 rows ends the stream | yes | yes | yes | yes (header only) | yes |
+//! | NULL in every column comes back as NULL | yes | yes | yes | — (CSV has no NULL apart from empty text) | yes |
+//! | the schema is the same in every batch (small batches) and the summary counts every row | yes | yes | yes | yes | yes |
+//! | a stream dropped after its first batch releases its connection or file | yes (file handle) | yes (backend) | yes (session) | yes (file handle) | yes (its open-read count) |
+//!
+//! The fixture connector (`src/fixture/`, cargo feature `fixture`, on for these tests) is the
+//! example of adding a connector: one folder, one registration line, one feature.
 //!
 //! `check()` against something wrong gives the class the connector decided where the error was
 //! born (the orchestrator retries `connection` and `timeout`, not `auth` or `config`):
@@ -17,6 +20,9 @@
 //! | a refused credential | — | `auth` (a role without LOGIN; the test server trusts loopback, so no password is checked) | `auth` (a wrong password) | — | — |
 //! | a missing object | `config` (no such file) | `config` (no such database) | `config` (no such database) | `config` (no such folder) | `config` (no such folder) |
 //! | something that is not what it should be | `config` (a file that is not a database) | — | — | — | — |
+//!
+//! The fixture connector's `check()` fails as asked (`fail_check: connection | auth | config`)
+//! with that class, through the same `open` and `check` as the others.
 //!
 //! Not covered here: the ODBC, REST and command connectors (their own tests check their streams
 //! end with a summary and their errors' classes: `odbc.rs`, `rest.rs`).
@@ -30,8 +36,13 @@ use tributary_core::{ErrorClass, ReadRequest, Source};
 
 use crate::support;
 
-fn request(table: &str, batch_size: usize) -> ReadRequest {
-    let t: TableConfig = serde_json::from_value(serde_json::json!({ "name": table })).unwrap();
+/// A table entry named `name`.
+fn named(name: &str) -> serde_json::Value {
+    serde_json::json!({ "name": name })
+}
+
+fn request(table: &serde_json::Value, batch_size: usize) -> ReadRequest {
+    let t: TableConfig = serde_json::from_value(table.clone()).unwrap();
     ReadRequest {
         table: t,
         since: None,
@@ -47,9 +58,15 @@ fn open(config: ConnectionConfig, root: &Path) -> Box<dyn Source> {
 }
 
 /// Empty source; NULL row (when `nulls` names a table); many rows in small batches.
-async fn common_cases(src: &dyn Source, empty: &str, nulls: Option<&str>, many: &str, rows: u64) {
+async fn common_cases(
+    src: &dyn Source,
+    empty: serde_json::Value,
+    nulls: Option<serde_json::Value>,
+    many: serde_json::Value,
+    rows: u64,
+) {
     let (schema, batches, _, summary) =
-        support::read_events(src.read(request(empty, 100)).await.unwrap())
+        support::read_events(src.read(request(&empty, 100)).await.unwrap())
             .await
             .unwrap();
     assert!(
@@ -64,7 +81,7 @@ async fn common_cases(src: &dyn Source, empty: &str, nulls: Option<&str>, many: 
 
     if let Some(nulls) = nulls {
         let (schema, batches, _, summary) =
-            support::read_events(src.read(request(nulls, 100)).await.unwrap())
+            support::read_events(src.read(request(&nulls, 100)).await.unwrap())
                 .await
                 .unwrap();
         assert_eq!(summary.rows, 1);
@@ -78,7 +95,7 @@ async fn common_cases(src: &dyn Source, empty: &str, nulls: Option<&str>, many: 
         }
     }
 
-    let (_, batches, _, summary) = support::read_events(src.read(request(many, 7)).await.unwrap())
+    let (_, batches, _, summary) = support::read_events(src.read(request(&many, 7)).await.unwrap())
         .await
         .unwrap();
     assert_eq!(summary.rows, rows);
@@ -99,12 +116,12 @@ async fn until_released(open_handles: &impl Fn() -> usize, why: &str) {
 /// connector let go of its connection or file.
 async fn cancel_releases(
     src: &dyn Source,
-    table: &str,
+    table: serde_json::Value,
     open_handles: impl Fn() -> usize,
     what: &str,
 ) {
     until_released(&open_handles, &format!("earlier reads still hold a {what}")).await;
-    let stream = src.read(request(table, 100)).await.unwrap();
+    let stream = src.read(request(&table, 100)).await.unwrap();
     let mut events = stream.events;
     let first = events.next().await.unwrap().unwrap();
     assert!(
@@ -168,9 +185,16 @@ async fn sqlite_complies() {
         },
         dir.path(),
     );
-    common_cases(src.as_ref(), "empty", Some("nulls"), "many", 20_000).await;
+    common_cases(
+        src.as_ref(),
+        named("empty"),
+        Some(named("nulls")),
+        named("many"),
+        20_000,
+    )
+    .await;
     let db = db.canonicalize().unwrap();
-    cancel_releases(src.as_ref(), "many", || fds_on(&db), "database file").await;
+    cancel_releases(src.as_ref(), named("many"), || fds_on(&db), "database file").await;
 }
 
 #[tokio::test]
@@ -190,9 +214,10 @@ async fn files_comply() {
         dir.path(),
     );
     let req = |glob: &str, batch_size: usize| {
-        let mut r = request("t", batch_size);
-        r.table = serde_json::from_value(serde_json::json!({ "name": "t", "glob": glob })).unwrap();
-        r
+        request(
+            &serde_json::json!({ "name": "t", "glob": glob }),
+            batch_size,
+        )
     };
     let (schema, batches, _, summary) =
         support::read_events(src.read(req("empty.csv", 100)).await.unwrap())
@@ -254,9 +279,9 @@ async fn postgres_complies() {
     );
     common_cases(
         src.as_ref(),
-        &format!("{schema}.empty"),
-        Some(&format!("{schema}.nulls")),
-        &format!("{schema}.many"),
+        named(&format!("{schema}.empty")),
+        Some(named(&format!("{schema}.nulls"))),
+        named(&format!("{schema}.many")),
         50_000,
     )
     .await;
@@ -272,7 +297,13 @@ async fn postgres_complies() {
             n as usize
         })
     };
-    cancel_releases(src.as_ref(), &format!("{schema}.many"), backends, "backend").await;
+    cancel_releases(
+        src.as_ref(),
+        named(&format!("{schema}.many")),
+        backends,
+        "backend",
+    )
+    .await;
     client
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await
@@ -310,7 +341,14 @@ async fn mysql_complies() {
         },
         Path::new("."),
     );
-    common_cases(src.as_ref(), "empty", Some("nulls"), "many", 50_000).await;
+    common_cases(
+        src.as_ref(),
+        named("empty"),
+        Some(named("nulls")),
+        named("many"),
+        50_000,
+    )
+    .await;
     let count = format!("SELECT count(*) FROM information_schema.processlist WHERE db = '{db}'");
     let sessions = || {
         let (url, count) = (support::mysql_url(), count.clone());
@@ -323,7 +361,7 @@ async fn mysql_complies() {
             n.unwrap_or(0) as usize
         })
     };
-    cancel_releases(src.as_ref(), "many", sessions, "session").await;
+    cancel_releases(src.as_ref(), named("many"), sessions, "session").await;
     conn.query_drop(format!("DROP DATABASE {db}; DROP USER '{user}'@'%';"))
         .await
         .unwrap();
@@ -493,4 +531,47 @@ async fn check_gives_the_class_of_what_is_wrong() {
         .unwrap();
     drop(conn);
     let _ = pool.disconnect().await;
+}
+
+/// A fixture connection with `options`.
+fn fixture(options: serde_json::Value) -> ConnectionConfig {
+    let mut conn = options;
+    conn["type"] = "fixture".into();
+    serde_json::from_value(conn).unwrap()
+}
+
+#[tokio::test]
+async fn fixture_complies() {
+    let src = open(fixture(serde_json::json!({})), Path::new("."));
+    let table =
+        |rows: u64, nulls: bool| serde_json::json!({ "name": "t", "rows": rows, "nulls": nulls });
+    common_cases(
+        src.as_ref(),
+        table(0, false),
+        Some(table(0, true)),
+        table(20_000, false),
+        20_000,
+    )
+    .await;
+    cancel_releases(
+        src.as_ref(),
+        table(1_000_000, false),
+        tributary_connectors::fixture::open_reads,
+        "read",
+    )
+    .await;
+    src.check().await.unwrap();
+    for (fail, class) in [
+        ("connection", ErrorClass::Connection),
+        ("auth", ErrorClass::Auth),
+        ("config", ErrorClass::Config),
+    ] {
+        check_fails(
+            fixture(serde_json::json!({ "fail_check": fail })),
+            Path::new("."),
+            class,
+            &format!("fixture, fail_check: {fail}"),
+        )
+        .await;
+    }
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod command;
 mod compliance;
+mod config;
 mod delta;
 mod files;
 mod mysql;

@@ -154,6 +154,12 @@ pub struct RunPlan {
 impl RunPlan {
     /// Check the models and the DAG and open the state store.
     pub async fn load(project: Project) -> Result<RunPlan, RunError> {
+        // Each connector's own keys (step two of reading the configuration), in case the
+        // caller loaded the project without them.
+        let problems = tributary_connectors::check_project(&project);
+        if !problems.is_empty() {
+            return Err(RunError::Config(ConfigError::Problems(problems)));
+        }
         let models = load_models(&project)?;
         let dag = build_dag(&project, &models)?;
         let state = StateStore::open(&project.config.state, &project.root).await?;
