@@ -1662,11 +1662,18 @@ fn parse_as_written<T: DeserializeOwned>(
             let inner = e.into_inner();
             let line = inner.location().map(|l| l.line());
             let key = if key == "." { String::new() } else { key };
+            // serde_yaml_ng puts the key in front of a value's own error (`a.b: …`); the
+            // problem names the key already.
+            let text = inner.to_string();
+            let text = text
+                .strip_prefix(&format!("{key}: "))
+                .unwrap_or(&text)
+                .to_string();
             problems.push(ConfigProblem {
                 file: rel.to_path_buf(),
                 line,
                 key,
-                message: explain_serde(&inner.to_string()),
+                message: explain_serde(&text),
             });
             None
         }
