@@ -25,12 +25,7 @@ pub struct SqlTable {
 impl SqlTable {
     /// The database keys of `table`.
     pub fn of(table: &TableConfig) -> Result<SqlTable, SourceError> {
-        table
-            .options_as::<SqlTable>()
-            .map_err(|(key, reason)| SourceError::Config {
-                table: table.name.clone(),
-                reason: format!("{key}: {reason}"),
-            })
+        crate::registry::table_options(table)
     }
 
     /// Problems of a PostgreSQL or MySQL/MariaDB table, as (key under the table entry,

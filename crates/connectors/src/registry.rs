@@ -149,6 +149,19 @@ impl ConnectorChecks for Checks {
     }
 }
 
+/// A table's connector keys as the connector's type `T`, when a read starts (they were
+/// checked when the project loaded; a problem here still names the key).
+pub(crate) fn table_options<T: serde::de::DeserializeOwned>(
+    table: &TableConfig,
+) -> Result<T, SourceError> {
+    table
+        .options_as::<T>()
+        .map_err(|(key, reason)| SourceError::Config {
+            table: table.name.clone(),
+            reason: format!("{key}: {reason}"),
+        })
+}
+
 /// `on_error` other than `fail` on a table whose connector reads no malformed records (today
 /// every kind but files): the shared check of those connectors.
 pub(crate) fn on_error_problem(table: &TableConfig) -> Option<(String, String)> {

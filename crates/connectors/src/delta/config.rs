@@ -25,12 +25,7 @@ pub struct DeltaOptions {
 impl DeltaOptions {
     /// The Delta keys of `table`.
     pub fn of(table: &TableConfig) -> Result<DeltaOptions, SourceError> {
-        table
-            .options_as::<DeltaOptions>()
-            .map_err(|(key, reason)| SourceError::Config {
-                table: table.name.clone(),
-                reason: format!("{key}: {reason}"),
-            })
+        crate::registry::table_options(table)
     }
 
     /// Problems of a Delta table, as (key under the table entry, message): its own keys, and

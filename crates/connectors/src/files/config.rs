@@ -33,12 +33,7 @@ impl FilesTable {
     /// The files keys of `table` (checked when the project loaded; an error here names the
     /// key anyway).
     pub fn of(table: &TableConfig) -> Result<FilesTable, SourceError> {
-        table
-            .options_as::<FilesTable>()
-            .map_err(|(key, reason)| SourceError::Config {
-                table: table.name.clone(),
-                reason: format!("{key}: {reason}"),
-            })
+        crate::registry::table_options(table)
     }
 
     /// Problems of a files table, as (key under the table entry, message).

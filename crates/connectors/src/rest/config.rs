@@ -54,12 +54,7 @@ pub struct RestTable {
 impl RestTable {
     /// The REST keys of `table`.
     pub fn of(table: &TableConfig) -> Result<RestTable, SourceError> {
-        table
-            .options_as::<RestTable>()
-            .map_err(|(key, reason)| SourceError::Config {
-                table: table.name.clone(),
-                reason: format!("{key}: {reason}"),
-            })
+        crate::registry::table_options(table)
     }
 
     /// Problems of a REST table, as (key under the table entry, message).
