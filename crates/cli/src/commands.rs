@@ -223,8 +223,9 @@ async fn validate(project: &ProjectRef, connections: bool) -> Result<(), Failure
         );
     }
     let models = load_models(&project).map_err(Failure::config)?;
+    // The DAG's own checks (cycles, two writers of a table, models their upstream cannot feed).
+    let dag = build_dag(&project, &models).map_err(Failure::config)?;
     if !project.config.alerts.rules.is_empty() {
-        let dag = build_dag(&project, &models).map_err(Failure::config)?;
         let (_, problems) = crate::alerting::selections(&project, &dag);
         if !problems.is_empty() {
             return Err(Failure::config(
@@ -307,17 +308,9 @@ async fn check_delta_tables(
     project: &tributary_core::Project,
     specs: &[tributary_core::config::LoadSpec],
 ) -> usize {
-    let tributary_core::config::ConnectionConfig::Delta {
-        url,
-        storage_options,
-    } = config
-    else {
-        return 0;
-    };
-    let source = match tributary_connectors::delta::DeltaSource::new(
+    let source = match tributary_connectors::delta::DeltaSource::from_connection(
         name,
-        url,
-        storage_options.clone(),
+        config,
         &project.root,
     ) {
         Ok(s) => s,

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use tributary_core::Project;
-use tributary_core::config::ConnectionConfig;
+use tributary_core::redact::{is_secret_key, secrets_in};
 use tributary_orchestrator::dag::Dag;
 use tributary_orchestrator::schedule::{
     FireLog, LaunchRequest, LaunchedRun, Launcher, Schedule, run_scheduler,
@@ -131,82 +131,6 @@ impl DagSource for ProjectDag {
     }
 }
 
-/// A key that names a secret (`password`, `azure_storage_account_key`, `X-Api-Key`,
-/// `Authorization`, `sas_token`, …).
-fn secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "pass",
-        "pwd",
-        "secret",
-        "token",
-        "key",
-        "auth",
-        "credential",
-        "sas",
-        "signature",
-        "cookie",
-    ]
-    .iter()
-    .any(|w| k.contains(w))
-}
-
-/// The secrets inside one configured string: the password of a URL (`scheme://user:pass@host`,
-/// raw and percent-decoded), values of secret-looking query parameters, and `password=` /
-/// `pwd=` pairs of connection strings.
-fn secrets_in(text: &str, out: &mut Vec<String>) {
-    if let Some((_, rest)) = text.split_once("://") {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if let Some((userinfo, _)) = authority.rsplit_once('@')
-            && let Some((_, password)) = userinfo.split_once(':')
-        {
-            out.push(password.to_string());
-            let decoded = percent_decode(password);
-            if decoded != password {
-                out.push(decoded);
-            }
-        }
-    }
-    let query = text.split_once('?').map(|(_, q)| q).unwrap_or("");
-    for pair in query.split('&') {
-        if let Some((k, v)) = pair.split_once('=')
-            && secret_key(k)
-        {
-            out.push(v.to_string());
-            out.push(percent_decode(v));
-        }
-    }
-    for part in text.split([';', ' ', '&']) {
-        if let Some((k, v)) = part.split_once('=')
-            && matches!(k.trim().to_ascii_lowercase().as_str(), "password" | "pwd")
-        {
-            out.push(v.trim().to_string());
-        }
-    }
-}
-
-/// `%XX` sequences decoded (lossy), for passwords written percent-encoded in URLs.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = bytes.get(i + 1..i + 3)
-            && let Some(b) = std::str::from_utf8(hex)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Values of the project that the dashboard must never show: passwords in connection, state
 /// and lake URLs, secret-looking object-store options, secret-looking HTTP headers, query
 /// parameters and command environment values of pipeline tasks, and the server token.
@@ -217,7 +141,7 @@ fn secret_values(project: &Project, token: Option<&str>) -> Vec<String> {
     secrets_in(&c.lake, &mut out);
     let options = |opts: &std::collections::BTreeMap<String, String>, out: &mut Vec<String>| {
         for (k, v) in opts {
-            if secret_key(k) {
+            if is_secret_key(k) {
                 out.push(v.clone());
             }
             secrets_in(v, out);
@@ -225,55 +149,12 @@ fn secret_values(project: &Project, token: Option<&str>) -> Vec<String> {
     };
     options(&c.lake_options, &mut out);
     for conn in c.connections.values() {
-        match conn {
-            ConnectionConfig::Postgres { url } | ConnectionConfig::Mysql { url } => {
-                secrets_in(url, &mut out)
-            }
-            ConnectionConfig::Files {
-                url,
-                storage_options,
-            }
-            | ConnectionConfig::Delta {
-                url,
-                storage_options,
-            } => {
-                secrets_in(url, &mut out);
-                options(storage_options, &mut out);
-            }
-            ConnectionConfig::Rest(rest) => {
-                secrets_in(&rest.base_url, &mut out);
-                options(&rest.headers, &mut out);
-                if let Some(auth) = &rest.auth {
-                    out.extend(auth.secrets().into_iter().map(str::to_string));
-                }
-            }
-            ConnectionConfig::Odbc {
-                connection_string, ..
-            } => {
-                secrets_in(connection_string, &mut out);
-                out.extend(tributary_core::redact::odbc_secret_values(
-                    connection_string,
-                ));
-            }
-            ConnectionConfig::Sqlite { .. } => {}
-            // A registered kind's keys: text values under secret-looking keys, and passwords
-            // in URLs.
-            ConnectionConfig::Other { options, .. } => {
-                for (k, v) in options {
-                    if let Some(text) = v.as_str() {
-                        if secret_key(k) {
-                            out.push(text.to_string());
-                        }
-                        secrets_in(text, &mut out);
-                    }
-                }
-            }
-        }
+        out.extend(tributary_connectors::registry::secrets(conn));
     }
     for file in &project.pipelines {
         for t in &file.config.tasks {
             for (k, v) in &t.headers {
-                if secret_key(k) {
+                if is_secret_key(k) {
                     out.push(v.clone());
                     // `Bearer abc`: the credential alone too.
                     if let Some((_, cred)) = v.trim().split_once(' ') {
@@ -282,7 +163,7 @@ fn secret_values(project: &Project, token: Option<&str>) -> Vec<String> {
                 }
             }
             for (k, v) in t.query.iter().chain(&t.env) {
-                if secret_key(k) {
+                if is_secret_key(k) {
                     out.push(v.clone());
                 }
             }
@@ -390,24 +271,4 @@ pub async fn serve(project_ref: &ProjectRef, bind_override: Option<&str>) -> Res
     served.map_err(Failure::task)?;
     eprintln!("Server stopped.");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_found_in_urls_and_strings() {
-        let mut out = Vec::new();
-        secrets_in(
-            "postgres://app:pa%40ss@db:5432/erp?sslmode=require",
-            &mut out,
-        );
-        secrets_in("https://h/x?api_key=k-123&page=2", &mut out);
-        secrets_in("Driver=X;UID=app;PWD=s3cr3t;Server=db", &mut out);
-        secrets_in("./landing", &mut out);
-        assert_eq!(out, vec!["pa%40ss", "pa@ss", "k-123", "k-123", "s3cr3t"]);
-        assert!(secret_key("azure_storage_account_key") && secret_key("Authorization"));
-        assert!(!secret_key("azure_storage_use_emulator") && !secret_key("Accept"));
-    }
 }

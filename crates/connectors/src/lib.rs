@@ -14,7 +14,6 @@ pub mod files;
 pub mod fixture;
 pub mod http;
 pub mod mysql;
-#[cfg(feature = "odbc")]
 pub mod odbc;
 pub mod parallel;
 pub mod postgres;

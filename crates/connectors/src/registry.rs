@@ -19,12 +19,16 @@ pub trait Connector: Send + Sync {
     fn kind(&self) -> &'static str;
     /// The keys its tables take besides [`TableConfig::SHARED_KEYS`].
     fn table_keys(&self) -> &'static [&'static str];
-    /// Problems of a connection of this kind, as (key under `connections.<name>`, message).
-    /// The built-in kinds' connection keys are still checked when the project loads; a
-    /// connector of its own kind ([`ConnectionConfig::Other`]) checks them here.
-    fn connection_problems(&self, conn: &ConnectionConfig) -> Vec<(String, String)> {
-        let _ = conn;
-        Vec::new()
+    /// Problems of a connection of this kind (its keys, parsed into the connector's own
+    /// type, then their values), as (key under `connections.<name>`, message). Values still
+    /// holding `${` belong to a target not selected and are not judged.
+    fn connection_problems(&self, conn: &ConnectionConfig) -> Vec<(String, String)>;
+    /// The secret values of a connection of this kind, which the dashboard and the API must
+    /// never show. By default: text under secret-looking keys and passwords inside URLs and
+    /// connection strings ([`tributary_core::redact::secrets_in_yaml`]); a connector whose
+    /// secrets hide elsewhere adds them.
+    fn secrets(&self, conn: &ConnectionConfig) -> Vec<String> {
+        default_secrets(conn)
     }
     /// Problems of a table of this kind (its own keys, parsed, and the shared keys that do
     /// not apply), as (key under the table entry, message). Keys it does not take are
@@ -49,7 +53,8 @@ pub fn connectors() -> Vec<&'static dyn Connector> {
         &crate::delta::CONNECTOR,
         &crate::rest::CONNECTOR,
     ];
-    #[cfg(feature = "odbc")]
+    // Always registered: its connections are checked in every build; reading them needs the
+    // `odbc` feature.
     all.push(&crate::odbc::CONNECTOR);
     #[cfg(feature = "fixture")]
     all.push(&crate::fixture::CONNECTOR);
@@ -78,16 +83,29 @@ pub fn open(
 
 /// What to say about a connection `type` no connector of this build reads.
 fn unknown_kind(kind: &str) -> String {
-    if kind == "odbc" {
-        return "this build of tributary has no ODBC support; build with `--features odbc` \
-                (`cargo build --release --features odbc`)"
-            .into();
-    }
     let known: Vec<&str> = connectors().iter().map(|c| c.kind()).collect();
     format!(
         "unknown connection type `{kind}`; this build reads {}",
         known.join(", ")
     )
+}
+
+/// The secret values of a connection (see [`Connector::secrets`]); a connection of a kind
+/// this build does not read gets the default scan.
+pub fn secrets(conn: &ConnectionConfig) -> Vec<String> {
+    match connector(conn.kind()) {
+        Some(c) => c.secrets(conn),
+        None => default_secrets(conn),
+    }
+}
+
+/// The default scan of a connection's secrets (see [`Connector::secrets`]).
+pub fn default_secrets(conn: &ConnectionConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, value) in conn.options() {
+        tributary_core::redact::secrets_in_yaml(key, value, &mut out);
+    }
+    out
 }
 
 /// Step two of checking a project: every connection's and table's connector-owned keys, with
@@ -108,9 +126,6 @@ impl ConnectorChecks for Checks {
     fn connection(&self, conn: &ConnectionConfig) -> Vec<(String, String)> {
         match connector(conn.kind()) {
             Some(c) => c.connection_problems(conn),
-            // An ODBC connection in a build without ODBC is refused when it is opened, so
-            // that `validate` of a project that also has ODBC tables still runs elsewhere.
-            None if conn.kind() == "odbc" => Vec::new(),
             None => vec![("type".into(), unknown_kind(conn.kind()))],
         }
     }
@@ -160,6 +175,40 @@ pub(crate) fn table_options<T: serde::de::DeserializeOwned>(
             table: table.name.clone(),
             reason: format!("{key}: {reason}"),
         })
+}
+
+/// A connection's keys as the connector's type `T`, when a source opens (they were checked
+/// when the project loaded; a problem here still names the connection and the key).
+pub(crate) fn connection_options<T: serde::de::DeserializeOwned>(
+    name: &str,
+    conn: &ConnectionConfig,
+) -> Result<T, SourceError> {
+    conn.options_as::<T>()
+        .map_err(|(key, reason)| SourceError::Config {
+            table: format!("(connection {name})"),
+            reason: if key.is_empty() {
+                reason
+            } else {
+                format!("{key}: {reason}")
+            },
+        })
+}
+
+/// The problems of a connection's keys parsed as `T`: the parse problem, or what `check` finds
+/// in the parsed value.
+pub(crate) fn connection_problems_of<T: serde::de::DeserializeOwned>(
+    conn: &ConnectionConfig,
+    check: impl FnOnce(&T) -> Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    match conn.options_as::<T>() {
+        Ok(parsed) => check(&parsed),
+        Err(problem) => vec![problem],
+    }
+}
+
+/// Whether a configured value is known (not a `${…}` left for a target not selected).
+pub(crate) fn known(value: &str) -> bool {
+    !value.contains("${")
 }
 
 /// `on_error` other than `fail` on a table whose connector reads no malformed records (today

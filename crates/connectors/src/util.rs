@@ -4,6 +4,38 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tributary_core::{BatchStream, SourceBatch, SourceError};
 
+/// Where a database reader announces, before its rows, the schema and the table's declared
+/// primary key (or why it cannot read).
+pub(crate) type Announce = tokio::sync::oneshot::Sender<
+    Result<(deltalake::arrow::datatypes::SchemaRef, Option<Vec<String>>), SourceError>,
+>;
+
+/// A connection to a folder or object-store prefix: `type: files` (its tables are globs) and
+/// `type: delta` (its tables are Delta table paths).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConnection {
+    /// A local folder (relative to the project) or an object-store URL (`abfss://`, `az://`,
+    /// `s3://`, `gs://`).
+    pub url: String,
+    /// Options for the object store, as `lake_options` (account keys, endpoints, …).
+    #[serde(default)]
+    pub storage_options: std::collections::BTreeMap<String, String>,
+}
+
+impl StoreConnection {
+    /// Problems of the location, as (key, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        if !crate::registry::known(&self.url) {
+            return Vec::new();
+        }
+        match tributary_core::config::check_location(&self.url) {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![("url".into(), e)],
+        }
+    }
+}
+
 /// Default rows per batch for database sources.
 pub const DEFAULT_BATCH_SIZE: usize = 10_000;
 /// Default rows per batch for file sources.

@@ -13,7 +13,6 @@ pub mod cursor;
 pub mod jsonpath;
 pub mod pipeline;
 pub mod redact;
-pub mod rest;
 pub mod source;
 pub mod values;
 pub mod yamlpos;

@@ -195,6 +195,112 @@ pub fn scrub(message: &str, secrets: &[&str]) -> String {
     out
 }
 
+/// A key that names a secret (`password`, `azure_storage_account_key`, `X-Api-Key`,
+/// `Authorization`, `sas_token`, …).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "credential",
+        "sas",
+        "signature",
+        "cookie",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+}
+
+/// The secrets inside one configured string: the password of a URL (`scheme://user:pass@host`,
+/// raw and percent-decoded), values of secret-looking query parameters, and `password=` /
+/// `pwd=` pairs of connection strings.
+pub fn secrets_in(text: &str, out: &mut Vec<String>) {
+    if let Some((_, rest)) = text.split_once("://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && let Some((_, password)) = userinfo.split_once(':')
+        {
+            out.push(password.to_string());
+            let decoded = percent_decode(password);
+            if decoded != password {
+                out.push(decoded);
+            }
+        }
+    }
+    let query = text.split_once('?').map(|(_, q)| q).unwrap_or("");
+    for pair in query.split('&') {
+        if let Some((k, v)) = pair.split_once('=')
+            && is_secret_key(k)
+        {
+            out.push(v.to_string());
+            out.push(percent_decode(v));
+        }
+    }
+    for part in text.split([';', ' ', '&']) {
+        if let Some((k, v)) = part.split_once('=')
+            && matches!(k.trim().to_ascii_lowercase().as_str(), "password" | "pwd")
+        {
+            out.push(v.trim().to_string());
+        }
+    }
+}
+
+/// `%XX` sequences decoded (lossy), for passwords written percent-encoded in URLs.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = bytes.get(i + 1..i + 3)
+            && let Some(b) = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The secrets among configured keys (a connection's, an object store's options): text values
+/// under secret-looking keys ([`is_secret_key`]) at any depth (and the credential after the
+/// scheme of `Bearer abc`), and the secrets inside every text value ([`secrets_in`]).
+pub fn secrets_in_yaml(key: &str, value: &serde_yaml_ng::Value, out: &mut Vec<String>) {
+    match value {
+        serde_yaml_ng::Value::String(text) => {
+            if is_secret_key(key) {
+                out.push(text.clone());
+                // `Bearer abc`: the credential alone too.
+                if let Some((_, credential)) = text.trim().split_once(' ') {
+                    out.push(credential.trim().to_string());
+                }
+            }
+            secrets_in(text, out);
+        }
+        serde_yaml_ng::Value::Mapping(map) => {
+            for (k, v) in map {
+                secrets_in_yaml(k.as_str().unwrap_or(key), v, out);
+            }
+        }
+        serde_yaml_ng::Value::Sequence(items) => {
+            for v in items {
+                secrets_in_yaml(key, v, out);
+            }
+        }
+        serde_yaml_ng::Value::Tagged(tagged) => secrets_in_yaml(key, &tagged.value, out),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +371,31 @@ mod tests {
             scrub("bad token abc123 here", &["abc123"]),
             "bad token *** here"
         );
+    }
+
+    #[test]
+    fn secrets_are_found_in_urls_and_strings() {
+        let mut out = Vec::new();
+        secrets_in(
+            "postgres://app:pa%40ss@db:5432/erp?sslmode=require",
+            &mut out,
+        );
+        secrets_in("https://h/x?api_key=k-123&page=2", &mut out);
+        secrets_in("Driver=X;UID=app;PWD=s3cr3t;Server=db", &mut out);
+        secrets_in("./landing", &mut out);
+        assert_eq!(out, vec!["pa%40ss", "pa@ss", "k-123", "k-123", "s3cr3t"]);
+        assert!(is_secret_key("azure_storage_account_key") && is_secret_key("Authorization"));
+        assert!(!is_secret_key("azure_storage_use_emulator") && !is_secret_key("Accept"));
+    }
+
+    #[test]
+    fn secrets_are_found_in_configured_keys_at_any_depth() {
+        let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+            "url: postgres://u:pw1@db/erp\nheaders: { Authorization: Bearer tok-9, Accept: json }\nauth: { type: basic, username: ann, password: pw2 }\nport: 5432\n",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        secrets_in_yaml("", &yaml, &mut out);
+        assert_eq!(out, vec!["pw1", "Bearer tok-9", "tok-9", "pw2"]);
     }
 }

@@ -91,6 +91,10 @@ pub struct SourceStream {
     /// Called by the loader once a position's Delta commit is durable; `None` when the source
     /// needs no acknowledgement (every batch source).
     pub ack: Option<Arc<dyn Acknowledge>>,
+    /// The primary key the source declares for the table read, in key order (database tables;
+    /// `None` for queries, files, APIs and tables without one), for the loader to check the
+    /// configured `primary_key` against.
+    pub declared_key: Option<Vec<String>>,
 }
 
 impl SourceStream {
@@ -133,6 +137,7 @@ impl SourceStream {
             schema,
             events,
             ack: None,
+            declared_key: None,
         }
     }
 
@@ -142,6 +147,12 @@ impl SourceStream {
             rows,
             ..ReadSummary::default()
         })
+    }
+
+    /// The primary key the source declares for the table (see [`SourceStream::declared_key`]).
+    pub fn with_declared_key(mut self, key: Option<Vec<String>>) -> SourceStream {
+        self.declared_key = key.filter(|k| !k.is_empty());
+        self
     }
 
     /// Announce `files` (as [`ReadEvent::File`]) before every other event.

@@ -193,6 +193,9 @@ pub(crate) async fn load(
         }
         _ => None,
     };
+    let table_columns: Option<HashSet<String>> = table_schema
+        .as_ref()
+        .map(|s| s.fields().iter().map(|f| f.name().clone()).collect());
     let request = ReadRequest {
         table: spec.table.clone(),
         since: since.clone(),
@@ -209,6 +212,7 @@ pub(crate) async fn load(
         schema: source_schema,
         events,
         ack,
+        declared_key,
     } = source.read(request).await.map_err(read_error)?;
     if new_files && source_schema.fields().is_empty() {
         let version = existing.as_ref().and_then(|t| t.version()).unwrap_or(0);
@@ -220,6 +224,7 @@ pub(crate) async fn load(
         });
     }
     check_columns(spec, &source_schema).map_err(config)?;
+    check_key(spec, declared_key.as_deref()).map_err(config)?;
     let cursor_index = match &cursor_col {
         Some(c) => Some(source_schema.index_of(c).map_err(|_| {
             config(format!(
@@ -263,13 +268,13 @@ pub(crate) async fn load(
     }
 
     // Rows already loaded in the lookback window: (key, cursor) pairs to skip.
+    let key_columns = key_columns(spec, &source_schema, table_columns.as_ref());
     let seen = match (&since, &existing, write_mode) {
         (Some((col, lower)), Some(_), WriteMode::Append) if cursor_index.is_some() => {
-            Some(loaded_keys(&ctx.lake, spec, &source_schema, col, lower).await?)
+            Some(loaded_keys(&ctx.lake, spec, &source_schema, &key_columns, col, lower).await?)
         }
         _ => None,
     };
-    let key_columns = key_columns(spec, &source_schema);
     let filtered = |r: Result<_, FilterError>| {
         r.map_err(|e| match e {
             FilterError::Bound(message) => data(message),
@@ -436,6 +441,37 @@ fn check_columns(spec: &LoadSpec, schema: &SchemaRef) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A configured `primary_key` must hold every column of the key the source declares (unless
+/// `allow_narrower_key`): a narrower one makes distinct rows that share it look loaded already.
+fn check_key(spec: &LoadSpec, declared: Option<&[String]>) -> Result<(), String> {
+    let configured = &spec.table.primary_key;
+    let Some(declared) = declared else {
+        return Ok(());
+    };
+    if configured.is_empty() || spec.table.allow_narrower_key {
+        return Ok(());
+    }
+    let missing: Vec<&str> = declared
+        .iter()
+        .filter(|d| !configured.iter().any(|c| c.eq_ignore_ascii_case(d)))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} (table `{}`): primary_key [{}] leaves out {} of the source's primary key [{}]: rows that share [{}] in the lookback window would count as loaded already, and all but one would be dropped. \
+         Set `primary_key: [{}]`, or `allow_narrower_key: true` if the narrower key is unique in the source",
+        spec.file.display(),
+        spec.table.name,
+        configured.join(", "),
+        missing.join(", "),
+        declared.join(", "),
+        configured.join(", "),
+        declared.join(", "),
+    ))
 }
 
 fn column_list(schema: &SchemaRef) -> String {

@@ -21,10 +21,22 @@ use tributary_lake::Lake;
 use crate::IngestError;
 use crate::columns::{FILE_MODIFIED, FILE_SIZE, SOURCE};
 
-/// The columns identifying a loaded row: primary key + cursor, or every column without a key.
-pub(crate) fn key_columns(spec: &LoadSpec, schema: &SchemaRef) -> Vec<usize> {
+/// The columns identifying a loaded row: primary key + cursor, or, without a key, every column
+/// the table already has (`table_columns`; a column new in the source is not in the rows loaded
+/// before it, so it cannot tell them apart).
+pub(crate) fn key_columns(
+    spec: &LoadSpec,
+    schema: &SchemaRef,
+    table_columns: Option<&HashSet<String>>,
+) -> Vec<usize> {
     if spec.table.primary_key.is_empty() {
-        return (0..schema.fields().len()).collect();
+        return schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| table_columns.is_none_or(|t| t.contains(f.name())))
+            .map(|(i, _)| i)
+            .collect();
     }
     let mut cols: Vec<usize> = spec
         .table
@@ -46,13 +58,13 @@ pub(crate) async fn loaded_keys(
     lake: &Lake,
     spec: &LoadSpec,
     source_schema: &SchemaRef,
+    key_idx: &[usize],
     cursor: &str,
     lower: &CursorValue,
 ) -> Result<KeySet, IngestError> {
     const WHAT: &str = "reading the rows already loaded in the lookback window";
     let target = spec.target();
     let df_err = |e| IngestError::loaded(&target, WHAT, e);
-    let key_idx = key_columns(spec, source_schema);
     let fields: Vec<Field> = key_idx
         .iter()
         .map(|i| source_schema.field(*i).clone())

@@ -12,9 +12,12 @@
 //!   walk fails with [`LakeError::DataRemoved`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use deltalake::DeltaTable;
-use deltalake::kernel::{Action, Add};
+use deltalake::datafusion::catalog::TableProvider;
+use deltalake::delta_datafusion::DeltaScanNext;
+use deltalake::kernel::{Action, Add, Snapshot};
 use deltalake::logstore::get_actions;
 
 use crate::LakeError;
@@ -61,6 +64,75 @@ impl DataAdded {
             .map(|g| g.adds.len())
             .sum()
     }
+}
+
+/// A scan of the files one commit added, at a version that still holds them all.
+pub struct AddedScan {
+    /// The commit's version.
+    pub version: u64,
+    /// When it was committed, milliseconds since the Unix epoch, when it says.
+    pub timestamp_ms: Option<i64>,
+    /// The rows of its files.
+    pub provider: Arc<dyn TableProvider>,
+}
+
+/// Scans of the files `added` lists: one per commit and version to read them at, the
+/// snapshots of those versions loaded once each. `table_name` names the table in errors.
+pub async fn added_scans(
+    table_name: &str,
+    table: &DeltaTable,
+    added: DataAdded,
+) -> Result<Vec<AddedScan>, LakeError> {
+    let log_store = table.log_store();
+    let mut snapshots: HashMap<u64, Arc<Snapshot>> = HashMap::new();
+    let mut out = Vec::new();
+    for commit in added.commits {
+        for group in commit.groups {
+            let snapshot = match snapshots.get(&group.read_at) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Snapshot::try_new(log_store.as_ref(), Some(group.read_at))
+                        .await
+                        .map_err(|e| LakeError::delta(table_name, "load a version", e))?;
+                    let s = Arc::new(s);
+                    snapshots.insert(group.read_at, s.clone());
+                    s
+                }
+            };
+            let scan = DeltaScanNext::builder()
+                .with_log_store(log_store.clone())
+                .with_snapshot(snapshot)
+                .with_adds(group.adds)
+                .build()
+                .await
+                .map_err(|e| LakeError::Scan {
+                    table: table_name.to_string(),
+                    doing: format!(
+                        "planning the scan of the files version {} added",
+                        commit.version
+                    ),
+                    message: e.to_string(),
+                    class: crate::datafusion_class(&e),
+                })?;
+            out.push(AddedScan {
+                version: commit.version,
+                timestamp_ms: commit.timestamp_ms,
+                provider: Arc::new(scan),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the loaded version of `t` has the change data feed on
+/// (`delta.enableChangeDataFeed = true`).
+pub fn has_change_data_feed(t: &DeltaTable) -> bool {
+    t.snapshot().is_ok_and(|s| {
+        s.metadata()
+            .configuration()
+            .get("delta.enableChangeDataFeed")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    })
 }
 
 /// The operation and timestamp recorded in one commit's `commitInfo`.

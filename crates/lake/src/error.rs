@@ -68,6 +68,18 @@ pub enum LakeError {
     /// A query failed.
     #[error("query failed: {0}")]
     Query(String),
+    /// Planning a scan of a table failed.
+    #[error("table {table}: {doing}: {message}")]
+    Scan {
+        /// The table (name or location).
+        table: String,
+        /// What was being planned.
+        doing: String,
+        /// The engine's message.
+        message: String,
+        /// What kind of failure, read from the engine's error.
+        class: ErrorClass,
+    },
     /// A table's stored watermark cannot be read.
     #[error(
         "table {table}: the stored watermark is unreadable ({reason}); run with --full-refresh to reload the table"
@@ -128,6 +140,7 @@ impl LakeError {
                 ErrorClass::from_library_text(text).unwrap_or(ErrorClass::Task)
             }
             LakeError::Watermark { .. } => ErrorClass::Data,
+            LakeError::Scan { class, .. } => *class,
         }
     }
 }

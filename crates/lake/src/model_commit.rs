@@ -17,6 +17,9 @@ use deltalake::protocol::SaveMode;
 
 use crate::LakeError;
 
+/// The table property that turns the change data feed on.
+const CHANGE_DATA_FEED: &str = "delta.enableChangeDataFeed";
+
 /// One commit into a table made by a model run: what it records besides the data (commit-info
 /// metadata, app transactions), then the operation ([`overwrite`](Self::overwrite),
 /// [`append`](Self::append), [`merge`](Self::merge), [`add_columns`](Self::add_columns)).
@@ -33,6 +36,7 @@ pub struct ModelCommit {
     app_transactions: Vec<Transaction>,
     partition_columns: Vec<String>,
     description: Option<String>,
+    change_data_feed: bool,
 }
 
 impl ModelCommit {
@@ -45,6 +49,7 @@ impl ModelCommit {
             app_transactions: Vec::new(),
             partition_columns: Vec::new(),
             description: None,
+            change_data_feed: false,
         }
     }
 
@@ -86,6 +91,21 @@ impl ModelCommit {
         self
     }
 
+    /// Create the table with the change data feed on (`delta.enableChangeDataFeed`), so that
+    /// readers of the rows a MERGE changed get them from the feed rather than the whole table
+    /// ([`overwrite`](Self::overwrite) and [`append`](Self::append), when they create the table).
+    pub fn with_change_data_feed(mut self, on: bool) -> ModelCommit {
+        self.change_data_feed = on;
+        self
+    }
+
+    fn configuration(&self) -> Vec<(&'static str, Option<&'static str>)> {
+        match self.change_data_feed {
+            true => vec![(CHANGE_DATA_FEED, Some("true"))],
+            false => Vec::new(),
+        }
+    }
+
     fn error(
         &self,
         default: &'static str,
@@ -115,6 +135,7 @@ impl ModelCommit {
             .with_input_plan(data.logical_plan().clone())
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite)
+            .with_configuration(self.configuration())
             .with_session_state(Arc::new(ctx.state()))
             .with_commit_properties(self.properties());
         if !self.partition_columns.is_empty() {
@@ -140,6 +161,7 @@ impl ModelCommit {
             .with_input_plan(data.logical_plan().clone())
             .with_save_mode(SaveMode::Append)
             .with_schema_mode(SchemaMode::Merge)
+            .with_configuration(self.configuration())
             .with_session_state(Arc::new(ctx.state()))
             .with_commit_properties(self.properties())
             .await

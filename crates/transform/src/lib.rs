@@ -15,6 +15,7 @@ mod backfill;
 mod checks;
 pub mod dedupe;
 pub mod expect;
+pub mod logic;
 mod materialize;
 pub mod model;
 pub mod project;
@@ -87,6 +88,34 @@ pub enum TransformError {
         /// The missing table.
         table: String,
     },
+    /// An append-only incremental model (no `unique_key`) cannot follow how an upstream table
+    /// changed since it last read it.
+    #[error(
+        "{model}: upstream {table} {what}. An incremental model without `unique_key` only appends new rows, so it cannot follow that: rebuild it with `tributary run --select {model} --full-refresh`, or give it a `unique_key` so that it merges"
+    )]
+    UpstreamRewritten {
+        /// Model id.
+        model: String,
+        /// The upstream table.
+        table: String,
+        /// What the upstream did (which commit, which operation).
+        what: String,
+    },
+    /// An incremental or scd2 model's logic changed since its table was last built
+    /// (`on_logic_change: fail`, the default).
+    #[error(
+        "{file}: {model}: the logic changed since the table was last built: {}. The table holds rows the old logic made, and an incremental run would add rows of the new one. Rebuild it with `tributary run --select {model} --full-refresh`, or set `on_logic_change: rebuild` (rebuild when the logic changes) or `continue` (keep the old rows) in its settings",
+        changes.join(", "),
+        file = file.display()
+    )]
+    LogicChanged {
+        /// Model id.
+        model: String,
+        /// The model's file.
+        file: PathBuf,
+        /// What changed, in words.
+        changes: Vec<String>,
+    },
     /// The query engine failed while running the model.
     #[error("{model}: {action}: {message}")]
     Engine {
@@ -153,6 +182,8 @@ impl TransformError {
             | TransformError::Sql { .. }
             | TransformError::Settings { .. }
             | TransformError::MissingUpstream { .. }
+            | TransformError::UpstreamRewritten { .. }
+            | TransformError::LogicChanged { .. }
             | TransformError::Test { .. } => ErrorClass::Config,
             TransformError::ExpectationsFailed { .. } => ErrorClass::Data,
             TransformError::Engine { class, .. } => *class,

@@ -114,6 +114,11 @@ pub struct ModelConfig {
     /// `scd2`: `ignore` (default) or `invalidate` keys missing from the input.
     #[serde(default)]
     pub hard_deletes: HardDeletes,
+    /// `incremental` and `scd2`: what a run does when the model's logic (its SQL, the settings
+    /// that decide its rows, a macro it calls) changed since the table was last built: `fail`
+    /// (default), `rebuild` (a full refresh) or `continue` (keep the old rows, with a warning).
+    #[serde(default)]
+    pub on_logic_change: LogicChange,
     /// Tasks that must succeed before this model runs, besides the tables it refs (e.g. a
     /// `command` task in pipelines/*.yaml).
     #[serde(default)]
@@ -126,6 +131,20 @@ pub struct ModelConfig {
     /// `orchestration.timeout`.
     #[serde(default)]
     pub timeout: Option<tributary_core::Duration>,
+}
+
+/// What a run does when an incremental or scd2 model's logic changed since its table was last
+/// built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogicChange {
+    /// Fail, saying what changed and what to run (default).
+    #[default]
+    Fail,
+    /// Rebuild the table from all upstream rows (as `--full-refresh`).
+    Rebuild,
+    /// Go on: the table keeps the rows the old logic made.
+    Continue,
 }
 
 /// A model found in the project.
@@ -160,6 +179,21 @@ impl Model {
             .as_ref()
             .map(Columns::to_vec)
             .unwrap_or_default()
+    }
+
+    /// Whether incremental runs only append rows (`materialized: incremental` without
+    /// `unique_key`): such a model cannot follow an upstream whose rows changed.
+    pub fn appends_only(&self) -> bool {
+        self.config.materialized == Materialized::Incremental && self.unique_key().is_empty()
+    }
+
+    /// Whether incremental runs MERGE into the table (`incremental` with `unique_key`, `scd2`).
+    pub fn merges(&self) -> bool {
+        match self.config.materialized {
+            Materialized::Incremental => !self.unique_key().is_empty(),
+            Materialized::Scd2 => true,
+            Materialized::Table => false,
+        }
     }
 
     /// The ordering columns (empty when none).

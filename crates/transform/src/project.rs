@@ -150,6 +150,20 @@ impl Models {
         ctx
     }
 
+    /// The tables an incremental run of `model` reads only the new rows of: its `ref()`s
+    /// without `full=true`, as an incremental run renders it.
+    pub fn incremental_reads(&self, model: &Model) -> Result<BTreeSet<String>, TransformError> {
+        let mut ctx = self.render_context();
+        ctx.is_incremental = true;
+        let rendered = crate::template::render(model, &self.macros, &ctx)?;
+        Ok(rendered
+            .refs
+            .into_iter()
+            .filter(|(_, full)| !full)
+            .map(|(id, _)| id)
+            .collect())
+    }
+
     /// Models downstream of `id` (transitively), in dependency order.
     pub fn downstream(&self, id: &str) -> Vec<String> {
         let mut out: BTreeSet<String> = BTreeSet::new();

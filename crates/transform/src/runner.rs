@@ -21,9 +21,10 @@ use crate::backfill::{backfill_of, range_predicate};
 use crate::checks::{Checked, RESULT_VIEW, check};
 use crate::dedupe::{dedupe, window_dedupe_sql};
 use crate::expect::ExpectationResult;
+use crate::logic::{Fingerprint, LOGIC_KEY};
 use crate::materialize::merge::merge;
 use crate::materialize::{as_stored, overwrite, scd2};
-use crate::model::{Materialized, Model};
+use crate::model::{LogicChange, Materialized, Model};
 use crate::project::Models;
 use crate::session::{engine, split_id};
 use crate::sql::{error_position, quote_ident, quote_table};
@@ -118,7 +119,35 @@ impl<'a> ModelRunner<'a> {
         let (layer, name) = (model.layer.as_str(), model.name.as_str());
         let existing = self.lake.open(layer, name).await?;
         let backfill = backfill_of(self.opts.backfill.as_ref(), model, existing.is_some())?;
-        let full = self.opts.full_refresh || existing.is_none();
+        let fingerprint = Fingerprint::of(model, &self.models.macros);
+        let mut full = self.opts.full_refresh || existing.is_none();
+        // A backfill (`--from/--to`) is the user reprocessing a range after a change: no check.
+        if let Some(t) = &existing
+            && !full
+            && backfill.is_none()
+            && model.config.materialized != Materialized::Table
+            && let Some(before) = last_fingerprint(t).await
+        {
+            let changes = fingerprint.changes_since(&before);
+            if !changes.is_empty() {
+                match model.config.on_logic_change {
+                    LogicChange::Fail => {
+                        return Err(TransformError::LogicChanged {
+                            model: id,
+                            file: model.config_file.clone(),
+                            changes,
+                        });
+                    }
+                    LogicChange::Rebuild => {
+                        tracing::info!(model = %id, changes = %changes.join(", "), "The model's logic changed; rebuilding its table (on_logic_change: rebuild).");
+                        full = true;
+                    }
+                    LogicChange::Continue => {
+                        tracing::warn!(model = %id, changes = %changes.join(", "), "The model's logic changed; the table keeps the rows the old logic made (on_logic_change: continue).");
+                    }
+                }
+            }
+        }
 
         // Which upstream tables, and how (new files only, for incremental models).
         let deps = self.models.upstream.get(&id).cloned().unwrap_or_default();
@@ -215,7 +244,7 @@ impl<'a> ModelRunner<'a> {
 
         // Schema policy against the current table.
         if let Some(t) = &existing
-            && !self.opts.full_refresh
+            && !full
         {
             let current = as_stored(&strip(table_schema(&id, t)?.as_ref(), model));
             let diff = diff_schemas(&current, &as_stored(&result_schema));
@@ -235,7 +264,9 @@ impl<'a> ModelRunner<'a> {
             .map_err(engine(model, "plan output"))?;
         let rows_in = expectations.first().map(|r| r.checked_rows).unwrap_or(0);
 
-        let commit = self.model_commit(model, backfill, &upstreams.read);
+        let commit = self
+            .model_commit(model, backfill, &upstreams.read)
+            .with_metadata(LOGIC_KEY, fingerprint.to_json());
 
         let mut outcome = ModelOutcome {
             id: id.clone(),
@@ -341,7 +372,11 @@ impl<'a> ModelRunner<'a> {
                 serde_json::json!({ "from": b.from, "to": b.to }),
             );
         }
-        commit = commit.with_metadata("tributary.materialized", model.config.materialized.as_str());
+        commit = commit
+            .with_metadata("tributary.materialized", model.config.materialized.as_str())
+            // The tables this model MERGEs into carry the change data feed, so that models
+            // reading them incrementally read the rows a MERGE changed, not the whole table.
+            .with_change_data_feed(model.merges());
         if backfill.is_none() {
             for u in upstreams {
                 commit = commit.with_app_transaction(
@@ -426,4 +461,19 @@ fn sql_error(model: &Model, e: deltalake::datafusion::error::DataFusionError) ->
         line,
         message,
     }
+}
+
+/// The logic fingerprint the table's last model commit recorded (among its latest 100 commits,
+/// so maintenance commits in between do not hide it); `None` for tables built before
+/// fingerprints, which are not failed.
+async fn last_fingerprint(t: &deltalake::DeltaTable) -> Option<Fingerprint> {
+    use futures::StreamExt;
+    let mut history = t.history(Some(100));
+    while let Some(commit) = history.next().await {
+        let commit = commit.ok()?;
+        if commit.info.contains_key("tributary.model") {
+            return commit.info.get(LOGIC_KEY).and_then(Fingerprint::from_json);
+        }
+    }
+    None
 }

@@ -62,6 +62,32 @@ impl Macros {
         m
     }
 
+    /// Each macro's name and definition (`{% macro name(…) %}` up to its `endmacro`).
+    pub fn definitions(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut rest = self.text.as_str();
+        while let Some(open) = rest.find("{%") {
+            let after = &rest[open + 2..];
+            let tag = after.trim_start_matches('-').trim_start();
+            match tag.strip_prefix("macro") {
+                Some(def) if def.starts_with(char::is_whitespace) => {
+                    let def = def.trim_start();
+                    let name: String = def
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    let end = def.find("endmacro").unwrap_or(def.len());
+                    if !name.is_empty() {
+                        out.insert(name, def[..end].to_string());
+                    }
+                    rest = &def[end..];
+                }
+                _ => rest = after,
+            }
+        }
+        out
+    }
+
     /// Map a line of the combined text to (file, line in that file).
     fn locate(&self, line: usize, model_file: &Path) -> (PathBuf, usize) {
         if line > self.lines + 1 {

@@ -1,18 +1,34 @@
 //! Upstream tracking: the upstream tables a model reads, the versions of them its table's last
 //! commit consumed (Delta app transactions `tributary:<layer>.<name>` → version), and, for an
-//! incremental run, only the files each upstream table added since that version.
+//! incremental run, only the rows each upstream table *changed* since that version:
+//!
+//! - Commits that change no row (OPTIMIZE, Z-order, a foreign compaction, metadata) are skipped;
+//!   rows that a compaction moved into a new file are not read again.
+//! - A merge or scd2 model reads an upstream's change data feed when it has one (its inserts and
+//!   update post-images), else the files the commits since then added.
+//! - When a commit since then changed or removed rows (MERGE, UPDATE, DELETE, an overwrite) and
+//!   there is no change data feed to tell which, or the log no longer holds the commits since
+//!   then (log cleanup), a merge or scd2 model reads the upstream whole, as a snapshot, and says
+//!   so; an append-only model (incremental without `unique_key`) fails, naming the commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::catalog::TableProvider;
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::common::ScalarValue;
+use deltalake::datafusion::dataframe::DataFrame;
+use deltalake::datafusion::prelude::{Expr, SessionContext, col, ident, lit};
+use deltalake::delta_datafusion::DeltaCdfTableProvider;
+use tributary_core::ErrorClass;
+use tributary_lake::changes::{added_scans, data_added_between, has_change_data_feed};
 use tributary_lake::{Lake, LakeError};
 
 use crate::TransformError;
 use crate::model::Model;
 use crate::session::{empty_like, provider, register, split_id};
+use tributary_lake::table_schema;
 
 /// App-transaction id prefix recording consumed upstream versions.
 pub const UPSTREAM_TXN_PREFIX: &str = "tributary:";
@@ -101,7 +117,7 @@ pub(crate) async fn register_upstreams(
                     register(ctx, &new_schema, name, empty_like(&up.table, dep)?)?;
                 }
                 Some(v) => {
-                    let p = new_files_provider(&up.table, dep, (*v).max(0) as u64).await?;
+                    let p = changed_rows(ctx, model, &up, (*v).max(0) as u64).await?;
                     register(ctx, &new_schema, name, p)?;
                     anything_new = true;
                 }
@@ -152,43 +168,185 @@ fn file_paths(t: &DeltaTable) -> Result<Vec<String>, deltalake::DeltaTableError>
         .collect())
 }
 
-/// A provider over the files added to `t` after version `since`.
-async fn new_files_provider(
-    t: &DeltaTable,
-    id: &str,
+/// The rows upstream `up` changed after version `since` (see the module documentation), as
+/// one table with its current schema.
+async fn changed_rows(
+    ctx: &SessionContext,
+    model: &Model,
+    up: &Upstream,
     since: u64,
 ) -> Result<Arc<dyn TableProvider>, TransformError> {
-    let mut old = t.clone();
-    let old_paths: HashSet<String> = match old.load_version(since).await {
-        Ok(()) => file_paths(&old)
-            .map_err(delta(id, "list files"))?
-            .into_iter()
-            .collect(),
-        Err(e) => {
-            tracing::warn!(table = %id, version = since, error = %e, "Cannot read the consumed version; reading the whole table.");
-            HashSet::new()
-        }
-    };
-    let new: Vec<String> = file_paths(t)
-        .map_err(delta(id, "list files"))?
-        .into_iter()
-        .filter(|p| !old_paths.contains(p))
-        .collect();
-    if new.is_empty() {
-        return empty_like(t, id);
+    let id = up.id.as_str();
+    if since > up.version {
+        return rewritten(
+            model,
+            up,
+            format!(
+                "was replaced by a new table: its version {} is older than version {since}, which {} last read",
+                up.version,
+                model.id()
+            ),
+        )
+        .await;
     }
-    let scan = t
-        .table_provider()
-        .with_file_paths(new)
-        .build()
-        .await
+    let appends = model.appends_only();
+    if !appends && has_change_data_feed(&up.table) {
+        match feed_rows(ctx, model, up, since).await {
+            Ok(p) => return Ok(p),
+            // A version in the range without the feed (it was turned on later): follow the
+            // files the commits added instead.
+            Err(e) => {
+                tracing::info!(model = %model.id(), table = %id, error = %e, "Cannot read the change data feed of the versions since the last run; reading the files they added.")
+            }
+        }
+    }
+    let added = match data_added_between(id, &up.table, since, up.version).await {
+        Ok(added) => added,
+        Err(LakeError::DataRemoved {
+            version, operation, ..
+        }) => {
+            return rewritten(
+                model,
+                up,
+                format!("changed or removed rows in version {version} ({operation})"),
+            )
+            .await;
+        }
+        Err(LakeError::CommitMissing { version, .. }) => {
+            return rewritten(
+                model,
+                up,
+                format!(
+                    "no longer has version {version} in its transaction log (log cleanup removed it), so what changed since version {since}, which {} last read, is unknown",
+                    model.id()
+                ),
+            )
+            .await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for (version, operation) in &added.skipped {
+        tracing::debug!(model = %model.id(), table = %id, version, operation = %operation, "Skipped an upstream commit that changed no rows.");
+    }
+    if added.commits.is_empty() {
+        return empty_like(&up.table, id);
+    }
+    let target = table_schema(id, &up.table)?;
+    let mut parts = Vec::new();
+    for scan in added_scans(id, &up.table, added).await? {
+        parts.push(aligned(ctx, model, id, scan.provider, &target)?);
+    }
+    union(model, id, parts)
+}
+
+/// The change data feed of `up` after version `since`: inserts and update post-images, without
+/// the feed's own columns.
+async fn feed_rows(
+    ctx: &SessionContext,
+    model: &Model,
+    up: &Upstream,
+    since: u64,
+) -> Result<Arc<dyn TableProvider>, TransformError> {
+    let id = up.id.as_str();
+    let builder = up
+        .table
+        .clone()
+        .scan_cdf()
+        .with_starting_version(since + 1)
+        .with_ending_version(up.version);
+    let feed =
+        DeltaCdfTableProvider::try_new(builder).map_err(delta(id, "read the change data feed"))?;
+    let engine_error = |e: deltalake::datafusion::error::DataFusionError| TransformError::Engine {
+        model: model.id(),
+        action: format!("read the change data feed of {id}"),
+        message: e.to_string(),
+        class: tributary_lake::datafusion_class(&e),
+    };
+    let df = ctx
+        .read_table(Arc::new(feed))
+        .map_err(engine_error)?
+        .filter(col("_change_type").in_list(vec![lit("insert"), lit("update_postimage")], false))
+        .map_err(engine_error)?;
+    let target = table_schema(id, &up.table)?;
+    let columns: Vec<Expr> = target.fields().iter().map(|f| ident(f.name())).collect();
+    let df = df.select(columns).map_err(engine_error)?;
+    tracing::info!(model = %model.id(), table = %id, from_version = since + 1, to_version = up.version, "Reading the change data feed.");
+    Ok(df.into_view())
+}
+
+/// Rows of `part` in the columns of `target`: a column the part lacks (added to the table
+/// later) is NULL, one of another type is cast.
+fn aligned(
+    ctx: &SessionContext,
+    model: &Model,
+    id: &str,
+    part: Arc<dyn TableProvider>,
+    target: &SchemaRef,
+) -> Result<DataFrame, TransformError> {
+    let have = part.schema();
+    let columns: Vec<Expr> = target
+        .fields()
+        .iter()
+        .map(|f| match have.field_with_name(f.name()) {
+            Ok(h) if h.data_type() == f.data_type() => ident(f.name()),
+            Ok(_) => deltalake::datafusion::prelude::cast(ident(f.name()), f.data_type().clone())
+                .alias(f.name()),
+            Err(_) => lit(ScalarValue::try_from(f.data_type()).unwrap_or(ScalarValue::Null))
+                .alias(f.name()),
+        })
+        .collect();
+    ctx.read_table(part)
+        .and_then(|df| df.select(columns))
         .map_err(|e| TransformError::Engine {
-            model: String::new(),
-            action: format!("read new files of {id}"),
+            model: model.id(),
+            action: format!("read the new rows of {id}"),
+            message: e.to_string(),
+            class: tributary_lake::datafusion_class(&e),
+        })
+}
+
+/// One table of the rows of every part.
+fn union(
+    model: &Model,
+    id: &str,
+    parts: Vec<DataFrame>,
+) -> Result<Arc<dyn TableProvider>, TransformError> {
+    let mut parts = parts.into_iter();
+    let Some(mut all) = parts.next() else {
+        return Err(TransformError::Engine {
+            model: model.id(),
+            action: format!("read the new rows of {id}"),
+            message: "no parts to read".into(),
+            class: ErrorClass::Internal,
+        });
+    };
+    for part in parts {
+        all = all.union(part).map_err(|e| TransformError::Engine {
+            model: model.id(),
+            action: format!("read the new rows of {id}"),
             message: e.to_string(),
             class: tributary_lake::datafusion_class(&e),
         })?;
-    Ok(Arc::new(scan))
+    }
+    Ok(all.into_view())
+}
+
+/// Upstream `up` changed rows in a way the files it added cannot tell (`what` says how): an
+/// append-only model fails; a merge or scd2 model reads the upstream whole this run.
+async fn rewritten(
+    model: &Model,
+    up: &Upstream,
+    what: String,
+) -> Result<Arc<dyn TableProvider>, TransformError> {
+    if model.appends_only() {
+        return Err(TransformError::UpstreamRewritten {
+            model: model.id(),
+            table: up.id.clone(),
+            what,
+        });
+    }
+    tracing::warn!(model = %model.id(), table = %up.id, version = up.version, "{} {what}; reading it whole (version {}) this run: the model merges every row again.", up.id, up.version);
+    provider(&up.table, &up.id).await
 }
 
 /// Rows in the files `t` added after version `before` (all of its rows when `None`); 0 when

@@ -153,3 +153,79 @@ print(df.height, df["x"].sum(), df["id"].sum(), df["y"].n_unique())
     let sum_x: i64 = (1..=150).map(|id: i64| (id * 37) % 101).sum();
     assert_eq!(out.trim(), format!("150 {sum_x} {} 7", 150 * 151 / 2));
 }
+
+/// The reported case: an append-only incremental model over a bronze table, three loads,
+/// `maintain --select` of the bronze table, then 100 new rows: the model holds each row once.
+#[test]
+fn an_append_model_reads_no_row_twice_after_maintain() {
+    let p = TestProject::new(
+        "name: t\nlake: ./lake\nconnections:\n  erp: { type: sqlite, path: erp.db }\n",
+    );
+    let conn = rusqlite::Connection::open(p.path().join("erp.db")).unwrap();
+    conn.execute_batch("CREATE TABLE ev (id INTEGER PRIMARY KEY, v TEXT);")
+        .unwrap();
+    p.write(
+        "ingest/erp.yaml",
+        "connection: erp\ntables:\n  - name: ev\n    mode: incremental\n    cursor: id\n",
+    );
+    p.write(
+        "models/silver/ev.sql",
+        "/*---\nmaterialized: incremental\n---*/\nSELECT id, v FROM {{ ref('bronze.erp_ev') }}",
+    );
+    let insert = |from: i64, to: i64| {
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2) \
+             INSERT INTO ev SELECT i, 'v' || i FROM n",
+            rusqlite::params![from, to],
+        )
+        .unwrap();
+    };
+    for i in 0..3 {
+        insert(i * 1000 + 1, (i + 1) * 1000);
+        p.ok(&["run"]);
+    }
+    assert_eq!(p.query_i64("SELECT count(*) AS n FROM silver.ev"), 3000);
+    let text = p.ok(&["maintain", "--select", "bronze.erp_ev"]);
+    assert!(text.contains("bronze.erp_ev"), "{text}");
+    insert(3001, 3100);
+    p.ok(&["run"]);
+    assert_eq!(p.query_i64("SELECT count(*) AS n FROM silver.ev"), 3100);
+    assert_eq!(
+        p.query_i64("SELECT count(DISTINCT id) AS n FROM silver.ev"),
+        3100
+    );
+}
+
+#[test]
+fn validate_refuses_an_append_model_on_a_full_load() {
+    let p = TestProject::new(
+        "name: t\nlake: ./lake\nconnections:\n  erp: { type: sqlite, path: erp.db }\n",
+    );
+    p.write(
+        "ingest/erp.yaml",
+        "connection: erp\ntables:\n  - name: ev\n    mode: full\n",
+    );
+    p.write(
+        "models/silver/ev.sql",
+        "/*---\nmaterialized: incremental\n---*/\nSELECT id FROM {{ ref('bronze.erp_ev') }}",
+    );
+    let out = p.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("silver.ev is incremental without `unique_key`")
+            && err.contains("`mode: full`"),
+        "{err}"
+    );
+    // With `unique_key` it merges, and is accepted.
+    p.write(
+        "models/silver/ev.sql",
+        "/*---\nmaterialized: incremental\nunique_key: id\n---*/\nSELECT id FROM {{ ref('bronze.erp_ev') }}",
+    );
+    let out = p.run(&["validate"]);
+    assert!(
+        !stderr(&out).contains("without `unique_key`"),
+        "{}",
+        stderr(&out)
+    );
+}

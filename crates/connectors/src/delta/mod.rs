@@ -43,8 +43,7 @@ use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext, ident, lit};
-use deltalake::delta_datafusion::{DeltaCdfTableProvider, DeltaScanNext};
-use deltalake::kernel::Snapshot;
+use deltalake::delta_datafusion::DeltaCdfTableProvider;
 use futures::StreamExt;
 use tracing::info;
 use tributary_core::config::{LoadMode, TableConfig};
@@ -53,7 +52,9 @@ use tributary_core::{
     CursorValue, ErrorClass, Position, ReadRequest, ReadSummary, Source, SourceBatch, SourceError,
     SourceStream,
 };
-use tributary_lake::changes::{commit_timestamp_ms, data_added_between};
+use tributary_lake::changes::{
+    added_scans, commit_timestamp_ms, data_added_between, has_change_data_feed as change_data_feed,
+};
 use tributary_lake::{LakeError, TableVersion, datafusion_class, delta_class, open_table_at};
 use url::Url;
 
@@ -103,6 +104,16 @@ struct Part {
 }
 
 impl DeltaSource {
+    /// A source for connection `name` (`type: delta`): its `url` and `storage_options`.
+    pub fn from_connection(
+        name: &str,
+        conn: &tributary_core::config::ConnectionConfig,
+        project_root: &Path,
+    ) -> Result<Self, SourceError> {
+        let c: crate::util::StoreConnection = crate::registry::connection_options(name, conn)?;
+        DeltaSource::new(name, &c.url, c.storage_options, project_root)
+    }
+
     /// A source for the Delta tables under `url`: a local folder (relative paths resolve
     /// against `project_root`), or `file://`, `az://`, `abfss://`, `s3://`, `gs://` URLs with
     /// `storage_options` for the object store. Nothing is opened until a read or check.
@@ -335,52 +346,20 @@ impl DeltaSource {
             info!(connection = %self.name, table = %table, version, operation = %operation, "Skipped a commit that changed no rows.");
         }
         info!(connection = %self.name, table = %table, from_version = after + 1, to_version = upto, commits = added.commits.len(), files = added.files(), "Reading the files added since the last load.");
-        let log_store = t.log_store();
-        let mut snapshots: HashMap<u64, Arc<Snapshot>> = HashMap::new();
-        let mut parts = Vec::new();
-        for commit in added.commits {
-            let stamp = Stamp {
-                version: commit.version,
-                timestamp_micros: commit.timestamp_ms.and_then(|ms| ms.checked_mul(1000)),
-            };
-            for group in commit.groups {
-                let snapshot = match snapshots.get(&group.read_at) {
-                    Some(s) => s.clone(),
-                    None => {
-                        let s = Arc::new(
-                            Snapshot::try_new(log_store.as_ref(), Some(group.read_at))
-                                .await
-                                .map_err(|e| {
-                                    self.lake_error(
-                                        table,
-                                        LakeError::delta(&self.label(table), "load a version", e),
-                                    )
-                                })?,
-                        );
-                        snapshots.insert(group.read_at, s.clone());
-                        s
-                    }
-                };
-                let provider = DeltaScanNext::builder()
-                    .with_log_store(log_store.clone())
-                    .with_snapshot(snapshot)
-                    .with_adds(group.adds)
-                    .build()
-                    .await
-                    .map_err(|e| {
-                        self.df_error(
-                            table,
-                            &format!("planning the scan of version {}", commit.version),
-                            e,
-                        )
-                    })?;
-                parts.push(Part {
-                    provider: Arc::new(provider),
-                    feed: false,
-                    stamp: Some(stamp),
-                });
-            }
-        }
+        let scans = added_scans(&self.label(table), t, added)
+            .await
+            .map_err(|e| self.lake_error(table, e))?;
+        let parts = scans
+            .into_iter()
+            .map(|scan| Part {
+                provider: scan.provider,
+                feed: false,
+                stamp: Some(Stamp {
+                    version: scan.version,
+                    timestamp_micros: scan.timestamp_ms.and_then(|ms| ms.checked_mul(1000)),
+                }),
+            })
+            .collect();
         Ok((shaper, parts))
     }
 }
@@ -389,16 +368,6 @@ impl DeltaSource {
 fn current_version(t: &DeltaTable, table: &str) -> Result<u64, SourceError> {
     t.version().ok_or_else(|| {
         SourceError::Internal(format!("Delta table {table} was opened without a version"))
-    })
-}
-
-/// Whether `delta.enableChangeDataFeed` is `true` in the loaded version.
-fn change_data_feed(t: &DeltaTable) -> bool {
-    t.snapshot().is_ok_and(|s| {
-        s.metadata()
-            .configuration()
-            .get("delta.enableChangeDataFeed")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     })
 }
 
@@ -583,6 +552,12 @@ impl crate::registry::Connector for Registration {
     fn table_keys(&self) -> &'static [&'static str] {
         &config::KEYS
     }
+    fn connection_problems(
+        &self,
+        conn: &tributary_core::config::ConnectionConfig,
+    ) -> Vec<(String, String)> {
+        crate::registry::connection_problems_of(conn, crate::util::StoreConnection::problems)
+    }
     fn table_problems(&self, table: &TableConfig) -> Vec<(String, String)> {
         let mut out = DeltaOptions::problems(table);
         out.extend(crate::registry::on_error_problem(table));
@@ -594,19 +569,9 @@ impl crate::registry::Connector for Registration {
         conn: &tributary_core::config::ConnectionConfig,
         project_root: &Path,
     ) -> Result<Box<dyn Source>, SourceError> {
-        let tributary_core::config::ConnectionConfig::Delta {
-            url,
-            storage_options,
-        } = conn
-        else {
-            return Err(SourceError::Internal(format!(
-                "{name} is not a delta connection"
-            )));
-        };
-        Ok(Box::new(DeltaSource::new(
+        Ok(Box::new(DeltaSource::from_connection(
             name,
-            url,
-            storage_options.clone(),
+            conn,
             project_root,
         )?))
     }

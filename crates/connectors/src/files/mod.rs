@@ -166,6 +166,16 @@ enum EntryKey {
 }
 
 impl FilesSource {
+    /// A source for connection `name` (`type: files`): its `url` and `storage_options`.
+    pub fn from_connection(
+        name: &str,
+        conn: &tributary_core::config::ConnectionConfig,
+        project_root: &Path,
+    ) -> Result<Self, SourceError> {
+        let c: crate::util::StoreConnection = crate::registry::connection_options(name, conn)?;
+        FilesSource::new(name, &c.url, c.storage_options, project_root)
+    }
+
     /// A source for the files under `url`: a local folder (relative paths resolve against
     /// `project_root`), or `file://`, `az://`, `abfss://`, `s3://`, `gs://` URLs with
     /// `storage_options` for the object store. Nothing is listed until a read or check.
@@ -863,6 +873,12 @@ impl crate::registry::Connector for Registration {
     fn table_keys(&self) -> &'static [&'static str] {
         &config::KEYS
     }
+    fn connection_problems(
+        &self,
+        conn: &tributary_core::config::ConnectionConfig,
+    ) -> Vec<(String, String)> {
+        crate::registry::connection_problems_of(conn, crate::util::StoreConnection::problems)
+    }
     fn table_problems(&self, table: &TableConfig) -> Vec<(String, String)> {
         FilesTable::problems(table)
     }
@@ -872,19 +888,9 @@ impl crate::registry::Connector for Registration {
         conn: &tributary_core::config::ConnectionConfig,
         project_root: &Path,
     ) -> Result<Box<dyn Source>, SourceError> {
-        let tributary_core::config::ConnectionConfig::Files {
-            url,
-            storage_options,
-        } = conn
-        else {
-            return Err(SourceError::Internal(format!(
-                "{name} is not a files connection"
-            )));
-        };
-        Ok(Box::new(FilesSource::new(
+        Ok(Box::new(FilesSource::from_connection(
             name,
-            url,
-            storage_options.clone(),
+            conn,
             project_root,
         )?))
     }

@@ -292,17 +292,17 @@ impl Source for MysqlSource {
                 None => produce(&inner, &request, out).await,
             }
         });
-        let schema = schema_rx.await.map_err(|_| {
+        let (schema, key) = schema_rx.await.map_err(|_| {
             SourceError::Internal("the MySQL reader stopped before announcing a schema".into())
         })??;
-        Ok(SourceStream::rows_only(schema, batches))
+        Ok(SourceStream::rows_only(schema, batches).with_declared_key(key))
     }
 }
 
 /// Where the producer reports: the schema (once), then batches; an error goes to whichever
 /// the caller is waiting for.
 struct Output {
-    schema_tx: Option<oneshot::Sender<Result<SchemaRef, SourceError>>>,
+    schema_tx: Option<crate::util::Announce>,
     tx: mpsc::Sender<Result<SourceBatch, SourceError>>,
 }
 
@@ -392,6 +392,23 @@ async fn read_ranges(
     if let Err(e) = conn.disconnect().await {
         debug!(error = %describe(&e, &inner.secrets), "Disconnect failed.");
     }
+}
+
+/// The primary key columns of table `name` (`db.table` or `table` in the connection's
+/// database), in key order; empty without one.
+async fn declared_key(conn: &mut Conn, name: &str) -> Result<Vec<String>, mysql_async::Error> {
+    let unquote = |s: &str| s.trim_matches('`').to_string();
+    let (db, table) = match name.split_once('.') {
+        Some((d, t)) => (Some(unquote(d)), unquote(t)),
+        None => (None, unquote(name)),
+    };
+    conn.exec(
+        "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+         WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
+         AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+        (db, table),
+    )
+    .await
 }
 
 /// The `SELECT` to run and its parameters.
@@ -524,6 +541,11 @@ async fn stream_rows(
 ) -> Result<bool, SourceError> {
     let label = request.table.name.as_str();
     let query_err = |e: mysql_async::Error| inner.query_error(label, &e);
+    // The table's declared key, announced with the schema (before the rows stream).
+    let key = match (&out.schema_tx, &request.table.query) {
+        (Some(_), None) => Some(declared_key(conn, label).await.map_err(query_err)?),
+        _ => None,
+    };
     let (sql_text, params) = build_query(inner, request, conn, range).await?;
     debug!(connection = %inner.name, table = %label, sql = %sql_text, "Reading MySQL table.");
 
@@ -552,7 +574,7 @@ async fn stream_rows(
             .collect::<Vec<_>>(),
     ));
     if let Some(stx) = out.schema_tx.take()
-        && stx.send(Ok(Arc::clone(&schema))).is_err()
+        && stx.send(Ok((Arc::clone(&schema), key))).is_err()
     {
         return Ok(false);
     }
@@ -633,6 +655,30 @@ fn finish_batch(
         .map_err(|e| SourceError::Internal(format!("assembling a MySQL batch: {e}")))
 }
 
+/// A `type: mysql` connection (MySQL or MariaDB).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlConnection {
+    /// `mysql://user:password@host:port/database`; put the password in the environment.
+    pub url: String,
+}
+
+impl MysqlConnection {
+    fn problems(&self) -> Vec<(String, String)> {
+        let url = self.url.trim();
+        if crate::registry::known(url)
+            && !(url.starts_with("mysql://") || url.starts_with("mariadb://"))
+        {
+            return vec![(
+                "url".into(),
+                "a mysql url starts with mysql:// (mysql://user:password@host:3306/database)"
+                    .into(),
+            )];
+        }
+        Vec::new()
+    }
+}
+
 /// The Mysql connector's registration (`type: mysql`).
 pub(crate) struct Registration;
 
@@ -646,6 +692,12 @@ impl crate::registry::Connector for Registration {
     fn table_keys(&self) -> &'static [&'static str] {
         &crate::parallel::KEYS
     }
+    fn connection_problems(
+        &self,
+        conn: &tributary_core::config::ConnectionConfig,
+    ) -> Vec<(String, String)> {
+        crate::registry::connection_problems_of(conn, MysqlConnection::problems)
+    }
     fn table_problems(&self, table: &tributary_core::config::TableConfig) -> Vec<(String, String)> {
         let mut out = crate::parallel::SqlTable::problems(table);
         out.extend(crate::registry::on_error_problem(table));
@@ -657,12 +709,8 @@ impl crate::registry::Connector for Registration {
         conn: &tributary_core::config::ConnectionConfig,
         _project_root: &std::path::Path,
     ) -> Result<Box<dyn Source>, SourceError> {
-        let tributary_core::config::ConnectionConfig::Mysql { url } = conn else {
-            return Err(SourceError::Internal(format!(
-                "{name} is not a mysql connection"
-            )));
-        };
-        Ok(Box::new(MysqlSource::new(name, url)?))
+        let c: MysqlConnection = crate::registry::connection_options(name, conn)?;
+        Ok(Box::new(MysqlSource::new(name, &c.url)?))
     }
 }
 

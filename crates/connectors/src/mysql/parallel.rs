@@ -131,20 +131,10 @@ async fn plan(
     let mut conn = inner.connect().await?;
     session_settings(inner, request, &mut conn).await?;
     let query_err = |e: mysql_async::Error| inner.query_error(label, &e);
-    let (db, table) = match label.split_once('.') {
-        Some((d, t)) => (Some(d.to_string()), t.to_string()),
-        None => (None, label.to_string()),
-    };
     let column = match &parallel.column {
         Some(c) => c.clone(),
         None => {
-            let keys: Vec<String> = conn
-                .exec(
-                    "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
-                     WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
-                     AND CONSTRAINT_NAME = 'PRIMARY'",
-                    (db.clone(), table.clone()),
-                )
+            let keys = super::declared_key(&mut conn, label)
                 .await
                 .map_err(query_err)?;
             match keys.as_slice() {

@@ -461,7 +461,9 @@ impl Source for PostgresSource {
         let source = Arc::new(self.clone_config());
         tokio::spawn(async move { source.produce(request, schema_tx, tx).await });
         match schema_rx.await {
-            Ok(Ok(schema)) => Ok(SourceStream::rows_only(schema, batches)),
+            Ok(Ok((schema, key))) => {
+                Ok(SourceStream::rows_only(schema, batches).with_declared_key(key))
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SourceError::Internal(
                 "the PostgreSQL reader stopped before reporting the schema".into(),
@@ -494,7 +496,7 @@ impl PostgresSource {
     async fn produce(
         self: Arc<Self>,
         request: ReadRequest,
-        schema_tx: oneshot::Sender<Result<SchemaRef, SourceError>>,
+        schema_tx: crate::util::Announce,
         tx: BatchSender,
     ) {
         let client = match self.connect().await {
@@ -506,17 +508,21 @@ impl PostgresSource {
         };
         let setup = async {
             let prepared = self.start(&client, &request).await?;
+            let key = match request.table.query {
+                None => self.declared_key(&client, &prepared).await?,
+                Some(_) => None,
+            };
             let ranges = self.ranges(&client, &request, &prepared).await?;
-            Ok::<_, SourceError>((prepared, ranges))
+            Ok::<_, SourceError>((prepared, key, ranges))
         };
-        let (prepared, ranges) = match setup.await {
+        let (prepared, key, ranges) = match setup.await {
             Ok(p) => p,
             Err(e) => {
                 let _ = schema_tx.send(Err(e));
                 return;
             }
         };
-        if schema_tx.send(Ok(prepared.schema.clone())).is_err() {
+        if schema_tx.send(Ok((prepared.schema.clone(), key))).is_err() {
             return;
         }
         let workers = SqlTable::of(&request.table)
@@ -868,25 +874,38 @@ impl PostgresSource {
         client: &Client,
         prepared: &Prepared,
     ) -> Result<Option<String>, SourceError> {
+        Ok(self
+            .declared_key(client, prepared)
+            .await?
+            .filter(|k| k.len() == 1)
+            .and_then(|mut k| k.pop()))
+    }
+
+    /// The table's primary key columns, in key order; `None` without one.
+    async fn declared_key(
+        &self,
+        client: &Client,
+        prepared: &Prepared,
+    ) -> Result<Option<Vec<String>>, SourceError> {
         let Ok(qualified) = sql::qualified_table(&prepared.table) else {
             return Ok(None);
         };
         let rows = client
             .query(
                 "SELECT a.attname::text FROM pg_catalog.pg_index i \
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
-                 WHERE i.indrelid = $1::text::regclass AND i.indisprimary",
+                 CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                 WHERE i.indrelid = $1::text::regclass AND i.indisprimary ORDER BY k.n",
                 &[&qualified],
             )
             .await
             .map_err(|e| self.statement_error(&prepared.table, &e))?;
-        if rows.len() != 1 {
-            return Ok(None);
-        }
-        rows[0]
-            .try_get(0)
-            .map(Some)
-            .map_err(|e| self.statement_error(&prepared.table, &e))
+        let key = rows
+            .iter()
+            .map(|r| r.try_get::<_, String>(0))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.statement_error(&prepared.table, &e))?;
+        Ok((!key.is_empty()).then_some(key))
     }
 
     /// `partitions - 1` boundaries splitting the non-NULL values of `column` into ranges of
@@ -1138,6 +1157,31 @@ fn numeric_kind(typmod: i32) -> Result<Kind, String> {
     })
 }
 
+/// A `type: postgres` connection.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConnection {
+    /// `postgres://user:password@host:port/database`; put the password in the environment:
+    /// `${env:ERP_URL}`.
+    pub url: String,
+}
+
+impl PostgresConnection {
+    fn problems(&self) -> Vec<(String, String)> {
+        let url = self.url.trim();
+        if crate::registry::known(url)
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return vec![(
+                "url".into(),
+                "a postgres url starts with postgres:// (postgres://user:password@host:5432/database)"
+                    .into(),
+            )];
+        }
+        Vec::new()
+    }
+}
+
 /// The Postgres connector's registration (`type: postgres`).
 pub(crate) struct Registration;
 
@@ -1151,6 +1195,12 @@ impl crate::registry::Connector for Registration {
     fn table_keys(&self) -> &'static [&'static str] {
         &crate::parallel::KEYS
     }
+    fn connection_problems(
+        &self,
+        conn: &tributary_core::config::ConnectionConfig,
+    ) -> Vec<(String, String)> {
+        crate::registry::connection_problems_of(conn, PostgresConnection::problems)
+    }
     fn table_problems(&self, table: &tributary_core::config::TableConfig) -> Vec<(String, String)> {
         let mut out = crate::parallel::SqlTable::problems(table);
         out.extend(crate::registry::on_error_problem(table));
@@ -1162,12 +1212,8 @@ impl crate::registry::Connector for Registration {
         conn: &tributary_core::config::ConnectionConfig,
         _project_root: &std::path::Path,
     ) -> Result<Box<dyn Source>, SourceError> {
-        let tributary_core::config::ConnectionConfig::Postgres { url } = conn else {
-            return Err(SourceError::Internal(format!(
-                "{name} is not a postgres connection"
-            )));
-        };
-        Ok(Box::new(PostgresSource::new(name, url)?))
+        let c: PostgresConnection = crate::registry::connection_options(name, conn)?;
+        Ok(Box::new(PostgresSource::new(name, &c.url)?))
     }
 }
 

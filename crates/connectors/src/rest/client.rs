@@ -11,6 +11,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::rest::connection::{
+    ApiKeyLocation, ClientAuth, DEFAULT_RETRIES, DEFAULT_TIMEOUT, RestAuth, RestConnection,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -18,9 +21,6 @@ use reqwest::{Method, StatusCode};
 use tokio::time::Instant;
 use tracing::{info, warn};
 use tributary_core::redact::scrub;
-use tributary_core::rest::{
-    ApiKeyLocation, ClientAuth, DEFAULT_RETRIES, DEFAULT_TIMEOUT, RestAuth, RestConnection,
-};
 use tributary_core::{ErrorClass, SourceError};
 use url::Url;
 

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::rest::connection::{NestedMode, Pagination};
 use serde::Deserialize;
 use tributary_core::SourceError;
 use tributary_core::config::{LoadMode, TableConfig};
-use tributary_core::rest::{NestedMode, Pagination};
 
 /// The keys a REST table takes besides the shared ones.
 pub const KEYS: [&str; 6] = [
@@ -29,7 +29,7 @@ pub struct RestTable {
     pub path: Option<String>,
     /// Query parameters sent with the first request (and kept on the next pages of offset,
     /// page and cursor pagination).
-    #[serde(default, deserialize_with = "tributary_core::rest::scalar_map")]
+    #[serde(default, deserialize_with = "crate::rest::connection::scalar_map")]
     pub params: BTreeMap<String, String>,
     /// Where the records array is in each response: `$` (default: the response is the
     /// array), `$.data.items`, `data.items`.

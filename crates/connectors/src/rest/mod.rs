@@ -23,18 +23,19 @@
 
 mod client;
 pub mod config;
+pub mod connection;
 mod pages;
 
 use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
+use crate::rest::connection::{NestedMode, Pagination, RestConnection};
 use async_trait::async_trait;
 use deltalake::arrow::datatypes::SchemaRef;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 use tributary_core::config::{LoadMode, TableConfig};
 use tributary_core::jsonpath::JsonPath;
-use tributary_core::rest::{NestedMode, Pagination, RestConnection};
 use tributary_core::{ErrorClass, ReadRequest, Source, SourceError, SourceStream};
 
 pub use config::RestTable;
@@ -357,6 +358,21 @@ impl crate::registry::Connector for Registration {
     fn table_keys(&self) -> &'static [&'static str] {
         &config::KEYS
     }
+    fn connection_problems(
+        &self,
+        conn: &tributary_core::config::ConnectionConfig,
+    ) -> Vec<(String, String)> {
+        crate::registry::connection_problems_of(conn, RestConnection::problems)
+    }
+    fn secrets(&self, conn: &tributary_core::config::ConnectionConfig) -> Vec<String> {
+        let mut out = crate::registry::default_secrets(conn);
+        if let Ok(rest) = conn.options_as::<RestConnection>()
+            && let Some(auth) = &rest.auth
+        {
+            out.extend(auth.secrets().into_iter().map(str::to_string));
+        }
+        out
+    }
     fn table_problems(&self, table: &TableConfig) -> Vec<(String, String)> {
         let mut out = RestTable::problems(table);
         out.extend(crate::registry::on_error_problem(table));
@@ -368,11 +384,7 @@ impl crate::registry::Connector for Registration {
         conn: &tributary_core::config::ConnectionConfig,
         _project_root: &std::path::Path,
     ) -> Result<Box<dyn Source>, SourceError> {
-        let tributary_core::config::ConnectionConfig::Rest(rest) = conn else {
-            return Err(SourceError::Internal(format!(
-                "{name} is not a rest connection"
-            )));
-        };
-        Ok(Box::new(RestSource::new(name, rest)?))
+        let rest: RestConnection = crate::registry::connection_options(name, conn)?;
+        Ok(Box::new(RestSource::new(name, &rest)?))
     }
 }

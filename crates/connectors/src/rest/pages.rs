@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use crate::rest::connection::{NestedMode, Pagination};
 use reqwest::header::{HeaderMap, LINK};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use tributary_core::jsonpath::{JsonPath, Step};
-use tributary_core::rest::{NestedMode, Pagination};
 use url::Url;
 
 use super::client::set_query;

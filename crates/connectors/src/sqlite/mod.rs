@@ -142,7 +142,9 @@ impl Source for SqliteSource {
         };
         tokio::task::spawn_blocking(move || job.run(schema_tx, tx));
         match schema_rx.await {
-            Ok(Ok(schema)) => Ok(SourceStream::rows_only(schema, batches)),
+            Ok(Ok((schema, key))) => {
+                Ok(SourceStream::rows_only(schema, batches).with_declared_key(key))
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SourceError::Internal(
                 "the SQLite reader thread ended before announcing the schema".into(),
@@ -505,7 +507,7 @@ impl ReadJob {
         }
     }
 
-    fn run(self, schema_tx: oneshot::Sender<Result<SchemaRef, SourceError>>, tx: BatchSender) {
+    fn run(self, schema_tx: crate::util::Announce, tx: BatchSender) {
         let mut schema_tx = Some(schema_tx);
         if let Err(e) = self.produce(&mut schema_tx, &tx) {
             match schema_tx.take() {
@@ -520,6 +522,22 @@ impl ReadJob {
     }
 
     /// `FROM` part: the table, or the custom query as a subquery.
+    /// The table's primary key columns, in key order; empty without one.
+    fn declared_key(&self, conn: &rusqlite::Connection) -> Result<Vec<String>, SourceError> {
+        let (schema, table) = match self.table().split_once('.') {
+            Some((s, t)) => (s, t),
+            None => ("main", self.table()),
+        };
+        let mut stmt = conn
+            .prepare("SELECT name FROM pragma_table_info(?1, ?2) WHERE pk > 0 ORDER BY pk")
+            .map_err(|e| self.query_error(e))?;
+        let names = stmt
+            .query_map(rusqlite::params![table, schema], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.query_error(e))?;
+        Ok(names)
+    }
+
     fn source_sql(&self) -> String {
         match &self.request.table.query {
             Some(q) => format!("({}) AS _t", q.trim().trim_end_matches(';')),
@@ -529,7 +547,7 @@ impl ReadJob {
 
     fn produce(
         &self,
-        schema_tx: &mut Option<oneshot::Sender<Result<SchemaRef, SourceError>>>,
+        schema_tx: &mut Option<crate::util::Announce>,
         tx: &BatchSender,
     ) -> Result<(), SourceError> {
         let conn = self.source.open()?;
@@ -661,8 +679,12 @@ impl ReadJob {
                 .map(|c| Field::new(&c.name, c.kind.data_type(), true))
                 .collect::<Vec<_>>(),
         ));
+        let key = match &self.request.table.query {
+            None => Some(self.declared_key(&conn)?),
+            Some(_) => None,
+        };
         if let Some(stx) = schema_tx.take()
-            && stx.send(Ok(schema.clone())).is_err()
+            && stx.send(Ok((schema.clone(), key))).is_err()
         {
             return Ok(());
         }
@@ -760,6 +782,23 @@ impl ReadJob {
     }
 }
 
+/// A `type: sqlite` connection.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteConnection {
+    /// Path to the database file, relative to the project folder.
+    pub path: String,
+}
+
+impl SqliteConnection {
+    fn problems(&self) -> Vec<(String, String)> {
+        if self.path.trim().is_empty() {
+            return vec![("path".into(), "must not be empty".into())];
+        }
+        Vec::new()
+    }
+}
+
 /// The SQLite connector's registration (`type: sqlite`).
 pub(crate) struct Registration;
 
@@ -773,6 +812,12 @@ impl crate::registry::Connector for Registration {
     fn table_keys(&self) -> &'static [&'static str] {
         &[]
     }
+    fn connection_problems(
+        &self,
+        conn: &tributary_core::config::ConnectionConfig,
+    ) -> Vec<(String, String)> {
+        crate::registry::connection_problems_of(conn, SqliteConnection::problems)
+    }
     fn table_problems(&self, table: &tributary_core::config::TableConfig) -> Vec<(String, String)> {
         crate::registry::on_error_problem(table)
             .into_iter()
@@ -784,12 +829,8 @@ impl crate::registry::Connector for Registration {
         conn: &tributary_core::config::ConnectionConfig,
         project_root: &std::path::Path,
     ) -> Result<Box<dyn Source>, SourceError> {
-        let tributary_core::config::ConnectionConfig::Sqlite { path } = conn else {
-            return Err(SourceError::Internal(format!(
-                "{name} is not a sqlite connection"
-            )));
-        };
-        let p = std::path::Path::new(path);
+        let c: SqliteConnection = crate::registry::connection_options(name, conn)?;
+        let p = std::path::Path::new(&c.path);
         let full = if p.is_absolute() {
             p.to_path_buf()
         } else {

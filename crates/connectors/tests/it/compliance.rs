@@ -57,6 +57,20 @@ fn open(config: ConnectionConfig, root: &Path) -> Box<dyn Source> {
     tributary_connectors::open("c", &config, root).unwrap()
 }
 
+/// A database source declares the table's primary key with the read, in key order (`keyed`
+/// has `PRIMARY KEY (b, a)`); none for a table without one or for a query.
+async fn declares_key(src: &dyn Source, keyed: serde_json::Value, unkeyed: serde_json::Value) {
+    let query = serde_json::json!({ "name": "q", "query": "SELECT 1 AS x" });
+    for (table, expected) in [
+        (keyed, Some(vec!["b".to_string(), "a".to_string()])),
+        (unkeyed, None),
+        (query, None),
+    ] {
+        let stream = src.read(request(&table, 100)).await.unwrap();
+        assert_eq!(stream.declared_key, expected, "{table}");
+    }
+}
+
 /// Empty source; NULL row (when `nulls` names a table); many rows in small batches.
 async fn common_cases(
     src: &dyn Source,
@@ -173,6 +187,7 @@ async fn sqlite_complies() {
         "CREATE TABLE empty (id INTEGER, t TEXT, r REAL, ts DATETIME);
          CREATE TABLE nulls (id INTEGER, t TEXT, r REAL, ts DATETIME);
          INSERT INTO nulls VALUES (NULL, NULL, NULL, NULL);
+         CREATE TABLE keyed (a INTEGER, b INTEGER, t TEXT, PRIMARY KEY (b, a));
          CREATE TABLE many (id INTEGER PRIMARY KEY, t TEXT);
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
          INSERT INTO many SELECT i, 'row ' || i FROM n;",
@@ -180,9 +195,12 @@ async fn sqlite_complies() {
     .unwrap();
     drop(conn);
     let src = open(
-        ConnectionConfig::Sqlite {
-            path: db.display().to_string(),
-        },
+        conn_of(
+            "sqlite",
+            serde_json::json!({
+                "path": db.display().to_string(),
+            }),
+        ),
         dir.path(),
     );
     common_cases(
@@ -193,6 +211,7 @@ async fn sqlite_complies() {
         20_000,
     )
     .await;
+    declares_key(src.as_ref(), named("keyed"), named("nulls")).await;
     let db = db.canonicalize().unwrap();
     cancel_releases(src.as_ref(), named("many"), || fds_on(&db), "database file").await;
 }
@@ -207,10 +226,12 @@ async fn files_comply() {
     }
     std::fs::write(dir.path().join("many.csv"), many).unwrap();
     let src = open(
-        ConnectionConfig::Files {
-            url: dir.path().display().to_string(),
-            storage_options: Default::default(),
-        },
+        conn_of(
+            "files",
+            serde_json::json!({
+                "url": dir.path().display().to_string(),
+            }),
+        ),
         dir.path(),
     );
     let req = |glob: &str, batch_size: usize| {
@@ -261,6 +282,7 @@ async fn postgres_complies() {
              CREATE TABLE {schema}.empty (id int, t text, n numeric(10,2), ts timestamptz, b boolean, j jsonb);
              CREATE TABLE {schema}.nulls (id int, t text, n numeric(10,2), ts timestamptz, b boolean, j jsonb);
              INSERT INTO {schema}.nulls VALUES (NULL, NULL, NULL, NULL, NULL, NULL);
+             CREATE TABLE {schema}.keyed (a int, b int, t text, PRIMARY KEY (b, a));
              CREATE TABLE {schema}.many AS SELECT i AS id, 'row ' || i AS t FROM generate_series(1, 50000) i;"
         ))
         .await
@@ -272,9 +294,12 @@ async fn postgres_complies() {
         '?'
     };
     let src = open(
-        ConnectionConfig::Postgres {
-            url: format!("{}{sep}application_name={app}", support::pg_url()),
-        },
+        conn_of(
+            "postgres",
+            serde_json::json!({
+                "url": format!("{}{sep}application_name={app}", support::pg_url()),
+            }),
+        ),
         Path::new("."),
     );
     common_cases(
@@ -283,6 +308,12 @@ async fn postgres_complies() {
         Some(named(&format!("{schema}.nulls"))),
         named(&format!("{schema}.many")),
         50_000,
+    )
+    .await;
+    declares_key(
+        src.as_ref(),
+        named(&format!("{schema}.keyed")),
+        named(&format!("{schema}.nulls")),
     )
     .await;
     let count = format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'");
@@ -328,6 +359,7 @@ async fn mysql_complies() {
          CREATE TABLE {db}.empty (id int, t text, n decimal(10,2), ts datetime(6), b bool);
          CREATE TABLE {db}.nulls (id int, t text, n decimal(10,2), ts datetime(6), b bool);
          INSERT INTO {db}.nulls VALUES (NULL, NULL, NULL, NULL, NULL);
+         CREATE TABLE {db}.keyed (a int, b int, t text, PRIMARY KEY (b, a));
          CREATE TABLE {db}.many (id int PRIMARY KEY, t text);
          INSERT INTO {db}.many SELECT seq, concat('row ', seq) FROM seq_1_to_50000;
          CREATE USER '{user}'@'%';
@@ -336,9 +368,12 @@ async fn mysql_complies() {
     .await
     .unwrap();
     let src = open(
-        ConnectionConfig::Mysql {
-            url: format!("mysql://{user}@127.0.0.1:3306/{db}"),
-        },
+        conn_of(
+            "mysql",
+            serde_json::json!({
+                "url": format!("mysql://{user}@127.0.0.1:3306/{db}"),
+            }),
+        ),
         Path::new("."),
     );
     common_cases(
@@ -349,6 +384,7 @@ async fn mysql_complies() {
         50_000,
     )
     .await;
+    declares_key(src.as_ref(), named("keyed"), named("nulls")).await;
     let count = format!("SELECT count(*) FROM information_schema.processlist WHERE db = '{db}'");
     let sessions = || {
         let (url, count) = (support::mysql_url(), count.clone());
@@ -385,9 +421,12 @@ async fn check_gives_the_class_of_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
     check_fails(
-        ConnectionConfig::Sqlite {
-            path: missing.join("db.sqlite").display().to_string(),
-        },
+        conn_of(
+            "sqlite",
+            serde_json::json!({
+                "path": missing.join("db.sqlite").display().to_string(),
+            }),
+        ),
         dir.path(),
         ErrorClass::Config,
         "sqlite, no such file",
@@ -400,29 +439,36 @@ async fn check_gives_the_class_of_what_is_wrong() {
     )
     .unwrap();
     check_fails(
-        ConnectionConfig::Sqlite {
-            path: not_a_db.display().to_string(),
-        },
+        conn_of(
+            "sqlite",
+            serde_json::json!({
+                "path": not_a_db.display().to_string(),
+            }),
+        ),
         dir.path(),
         ErrorClass::Config,
         "sqlite, not a database",
     )
     .await;
     check_fails(
-        ConnectionConfig::Files {
-            url: missing.display().to_string(),
-            storage_options: Default::default(),
-        },
+        conn_of(
+            "files",
+            serde_json::json!({
+                "url": missing.display().to_string(),
+            }),
+        ),
         dir.path(),
         ErrorClass::Config,
         "files, no such folder",
     )
     .await;
     check_fails(
-        ConnectionConfig::Delta {
-            url: missing.display().to_string(),
-            storage_options: Default::default(),
-        },
+        conn_of(
+            "delta",
+            serde_json::json!({
+                "url": missing.display().to_string(),
+            }),
+        ),
         dir.path(),
         ErrorClass::Config,
         "delta, no such folder",
@@ -433,9 +479,12 @@ async fn check_gives_the_class_of_what_is_wrong() {
     let pg_base = pg.split('?').next().unwrap_or(&pg).to_string();
     let (pg_server, _db) = pg_base.rsplit_once('/').unwrap();
     check_fails(
-        ConnectionConfig::Postgres {
-            url: "postgres://postgres@127.0.0.1:1/test".into(),
-        },
+        conn_of(
+            "postgres",
+            serde_json::json!({
+                "url": "postgres://postgres@127.0.0.1:1/test",
+            }),
+        ),
         dir.path(),
         ErrorClass::Connection,
         "postgres, nothing listening",
@@ -459,18 +508,24 @@ async fn check_gives_the_class_of_what_is_wrong() {
         .rsplit_once('@')
         .map_or(after_scheme, |(_, h)| h);
     check_fails(
-        ConnectionConfig::Postgres {
-            url: format!("postgres://{role}@{host}/test"),
-        },
+        conn_of(
+            "postgres",
+            serde_json::json!({
+                "url": format!("postgres://{role}@{host}/test"),
+            }),
+        ),
         dir.path(),
         ErrorClass::Auth,
         "postgres, a role that may not log in",
     )
     .await;
     check_fails(
-        ConnectionConfig::Postgres {
-            url: format!("{pg_server}/{}", support::unique_name("nodb")),
-        },
+        conn_of(
+            "postgres",
+            serde_json::json!({
+                "url": format!("{pg_server}/{}", support::unique_name("nodb")),
+            }),
+        ),
         dir.path(),
         ErrorClass::Config,
         "postgres, no such database",
@@ -482,9 +537,12 @@ async fn check_gives_the_class_of_what_is_wrong() {
         .unwrap();
 
     check_fails(
-        ConnectionConfig::Mysql {
-            url: "mysql://root@127.0.0.1:1/test".into(),
-        },
+        conn_of(
+            "mysql",
+            serde_json::json!({
+                "url": "mysql://root@127.0.0.1:1/test",
+            }),
+        ),
         dir.path(),
         ErrorClass::Connection,
         "mysql, nothing listening",
@@ -506,21 +564,27 @@ async fn check_gives_the_class_of_what_is_wrong() {
     .await
     .unwrap();
     check_fails(
-        ConnectionConfig::Mysql {
-            url: format!("mysql://{user}:wrong-password@127.0.0.1:3306/test"),
-        },
+        conn_of(
+            "mysql",
+            serde_json::json!({
+                "url": format!("mysql://{user}:wrong-password@127.0.0.1:3306/test"),
+            }),
+        ),
         dir.path(),
         ErrorClass::Auth,
         "mysql, a wrong password",
     )
     .await;
     check_fails(
-        ConnectionConfig::Mysql {
-            url: format!(
-                "mysql://root@127.0.0.1:3306/{}",
-                support::unique_name("nodb")
-            ),
-        },
+        conn_of(
+            "mysql",
+            serde_json::json!({
+                "url": format!(
+                    "mysql://root@127.0.0.1:3306/{}",
+                    support::unique_name("nodb")
+                ),
+            }),
+        ),
         dir.path(),
         ErrorClass::Config,
         "mysql, no such database",
@@ -533,11 +597,16 @@ async fn check_gives_the_class_of_what_is_wrong() {
     let _ = pool.disconnect().await;
 }
 
+/// A connection of `kind` with `options` (its keys besides `type`).
+fn conn_of(kind: &str, options: serde_json::Value) -> ConnectionConfig {
+    let mut conn = options;
+    conn["type"] = kind.into();
+    serde_json::from_value(conn).unwrap()
+}
+
 /// A fixture connection with `options`.
 fn fixture(options: serde_json::Value) -> ConnectionConfig {
-    let mut conn = options;
-    conn["type"] = "fixture".into();
-    serde_json::from_value(conn).unwrap()
+    conn_of("fixture", options)
 }
 
 #[tokio::test]

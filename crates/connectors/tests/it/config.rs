@@ -208,3 +208,118 @@ fn a_registered_connector_parses_its_own_keys_with_file_line_and_key() {
         );
     }
 }
+
+#[test]
+fn odbc_connections_parse_and_are_checked_in_every_build() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        PROJECT_FILE,
+        "name: t\nlake: ./lake\nconnections:\n  crm:\n    type: odbc\n    connection_string: \"Server=db;UID=app;PWD=s3cret\"\n    max_value_bytes: 0\n  erp: { type: odbc, connection_string: \"${env:TT_ODBC_ERP_UNSET:-Driver={ODBC Driver 18 for SQL Server};PWD=x}\" }\n",
+    );
+    let text: Vec<String> = problems(load(d.path()))
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(text.len(), 2, "{text:#?}");
+    assert!(
+        text[0].starts_with(
+            "tributary.yaml:6: key `connections.crm.connection_string`: an ODBC connection string"
+        ),
+        "{text:#?}"
+    );
+    assert!(!text[0].contains("s3cret"), "{text:#?}");
+    assert!(
+        text[1].starts_with("tributary.yaml:7: key `connections.crm.max_value_bytes`"),
+        "{text:#?}"
+    );
+
+    write(
+        d.path(),
+        PROJECT_FILE,
+        "name: t\nlake: ./lake\nconnections:\n  crm: { type: odbc, connection_string: \"DSN=crm;PWD=pw\", max_batch_bytes: 1000000 }\n",
+    );
+    let p = load(d.path()).unwrap();
+    let crm = &p.config.connections["crm"];
+    assert_eq!(crm.kind(), "odbc");
+    let secrets = tributary_connectors::registry::secrets(crm);
+    assert!(secrets.contains(&"pw".to_string()), "{secrets:?}");
+}
+
+#[test]
+fn built_in_connection_keys_are_checked_by_their_connector_with_file_line_and_key() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        PROJECT_FILE,
+        "name: t\nlake: ./lake\nconnections:\n  erp:\n    type: postgres\n    url: mysql://app@db/erp\n  shop:\n    type: mysql\n    uri: mysql://app@db/shop\n  files:\n    type: files\n    url: ftp://drop/in\n  ext: { type: delta, url: ./ext, storage_option: {} }\n  local: { type: sqlite, path: \"\" }\ntargets:\n  prod:\n    connections:\n      erp: { type: postgres, url: \"${env:TT_PROD_ERP_URL}\", sslmode: require }\n  staging:\n    connections:\n      erp: { type: postgres, url: \"mysql://x\" }\n",
+    );
+    let p = problems(load(d.path()));
+    let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+    let expect = [
+        (
+            "tributary.yaml:6: key `connections.erp.url`",
+            "starts with postgres://",
+        ),
+        (
+            "tributary.yaml:13: key `connections.ext.storage_option`",
+            "unknown field",
+        ),
+        (
+            "tributary.yaml:12: key `connections.files.url`",
+            "unsupported scheme `ftp://`",
+        ),
+        (
+            "tributary.yaml:14: key `connections.local.path`",
+            "must not be empty",
+        ),
+        (
+            "tributary.yaml:9: key `connections.shop.uri`",
+            "unknown field `uri`",
+        ),
+        (
+            "tributary.yaml:18: key `targets.prod.connections.erp.sslmode`",
+            "unknown field `sslmode`",
+        ),
+        (
+            "tributary.yaml:21: key `targets.staging.connections.erp.url`",
+            "starts with postgres://",
+        ),
+    ];
+    assert_eq!(text.len(), expect.len(), "{text:#?}");
+    for (prefix, words) in expect {
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with(prefix) && t.contains(words)),
+            "no `{prefix}` … `{words}` in {text:#?}"
+        );
+    }
+    // The value of a target not selected is not judged while it holds `${env:…}`.
+    assert!(
+        !text.iter().any(|t| t.contains("prod.connections.erp.url")),
+        "{text:#?}"
+    );
+}
+
+#[test]
+fn connection_secrets_come_from_their_connector() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        PROJECT_FILE,
+        "name: t\nlake: ./lake\nconnections:\n  erp: { type: postgres, url: \"postgres://app:pg-pw@db/erp\" }\n  api:\n    type: rest\n    base_url: https://api.example.com\n    headers: { X-Tenant: acme, Authorization: Bearer tok-1 }\n    auth: { type: api_key, name: X-Key, value: key-2 }\n  drop:\n    type: files\n    url: az://c/in\n    storage_options: { azure_storage_account_key: acct-3, azure_storage_account_name: acme }\n",
+    );
+    let p = load(d.path()).unwrap();
+    let all: Vec<String> = p
+        .config
+        .connections
+        .values()
+        .flat_map(tributary_connectors::registry::secrets)
+        .collect();
+    for secret in ["pg-pw", "tok-1", "key-2", "acct-3"] {
+        assert!(all.iter().any(|s| s == secret), "{secret} not in {all:?}");
+    }
+    for shown in ["acme", "X-Key", "https://api.example.com"] {
+        assert!(!all.iter().any(|s| s == shown), "{shown} in {all:?}");
+    }
+}

@@ -180,3 +180,122 @@ async fn a_failed_load_leaves_table_and_watermark_as_they_were_and_says_why() {
         .await
         .unwrap();
 }
+
+/// An incremental table without `primary_key` whose source gains a column: the next load adds
+/// the column (`on_schema_change: evolve`, the default) and loads the new rows once, rather than
+/// failing until `--full-refresh` because the rows already in the lookback window lack it.
+#[tokio::test]
+async fn a_table_without_a_key_takes_a_new_source_column_and_loads() {
+    let Some(pg) = connect().await else { return };
+    let schema = support::unique_name("ingest_nokey");
+    pg.batch_execute(&format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.events (kind text NOT NULL, at timestamptz NOT NULL);
+         INSERT INTO {schema}.events SELECT 'k' || i, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 minute' FROM generate_series(1, 50) i;"
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let project = support::project(
+        dir.path(),
+        &erp(&support::pg_url()),
+        &format!(
+            "connection: erp\ntables:\n  - name: {schema}.events\n    mode: incremental\n    cursor: at\n"
+        ),
+    );
+    let spec = support::spec(&project);
+    let first = load_table(&support::context(&project, "run-1"), &spec).await;
+    assert!(first.error.is_none(), "{:?}", first.error);
+    assert_eq!(first.rows, 50);
+
+    // A column arrives, and ten rows inside the lookback window of the last one.
+    pg.batch_execute(&format!(
+        "ALTER TABLE {schema}.events ADD COLUMN source text;
+         INSERT INTO {schema}.events SELECT 'n' || i, timestamptz '2024-01-01 00:50:00+00' + i * interval '1 second', 'web' FROM generate_series(1, 10) i;"
+    ))
+    .await
+    .unwrap();
+    let second = load_table(&support::context(&project, "run-2"), &spec).await;
+    assert!(second.error.is_none(), "{:?}", second.error);
+    assert_eq!(
+        second.rows, 10,
+        "only the new rows; the 50 re-read are skipped"
+    );
+    let third = load_table(&support::context(&project, "run-3"), &spec).await;
+    assert!(third.error.is_none(), "{:?}", third.error);
+    assert_eq!(third.rows, 0);
+
+    let path = dir.path().join("lake/bronze/erp_events");
+    let Some(out) = support::python(&format!(
+        r#"
+from deltalake import DeltaTable
+a = DeltaTable("{}").to_pyarrow_table()
+print(a.num_rows, a.column("source").null_count)
+"#,
+        path.display()
+    )) else {
+        return;
+    };
+    assert_eq!(out.trim(), "60 50", "{out}");
+    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// A `primary_key` narrower than the table's own is refused before anything is read, naming
+/// both keys; `allow_narrower_key: true` accepts it.
+#[tokio::test]
+async fn a_key_narrower_than_the_sources_is_refused_unless_allowed() {
+    let Some(pg) = connect().await else { return };
+    let schema = support::unique_name("ingest_key");
+    pg.batch_execute(&format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.lines (order_id int, line_no int, qty int, at timestamptz NOT NULL, PRIMARY KEY (order_id, line_no));
+         INSERT INTO {schema}.lines SELECT i / 3, i % 3, i, timestamptz '2024-01-01 00:00:00+00' FROM generate_series(1, 30) i;"
+    ))
+    .await
+    .unwrap();
+    let table = |extra: &str| {
+        format!(
+            "connection: erp\ntables:\n  - name: {schema}.lines\n    mode: incremental\n    cursor: at\n    primary_key: [order_id]\n{extra}"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let project = support::project(dir.path(), &erp(&support::pg_url()), &table(""));
+    let spec = support::spec(&project);
+    let refused = load_table(&support::context(&project, "run-1"), &spec).await;
+    let e = refused.error.expect("a narrower key must be refused");
+    let text = e.to_string();
+    assert!(
+        text.contains("primary_key [order_id] leaves out line_no")
+            && text.contains("[order_id, line_no]")
+            && text.contains("allow_narrower_key"),
+        "{text}"
+    );
+    assert_eq!(e.class(), tributary_core::ErrorClass::Config);
+    assert!(
+        support::context(&project, "check")
+            .lake
+            .open("bronze", "erp_lines")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing was written"
+    );
+
+    let project = support::project(
+        dir.path(),
+        &erp(&support::pg_url()),
+        &table("    allow_narrower_key: true\n"),
+    );
+    let allowed = load_table(
+        &support::context(&project, "run-2"),
+        &support::spec(&project),
+    )
+    .await;
+    assert!(allowed.error.is_none(), "{:?}", allowed.error);
+    assert_eq!(allowed.rows, 30);
+    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}

@@ -75,9 +75,14 @@ pub fn build_dag(project: &Project, models: &Models) -> Result<Dag, ConfigError>
     // Which task writes each table, so models depend on the task (a command with a target).
     let mut writer_of: BTreeMap<String, String> = BTreeMap::new();
     let mut problems = Vec::new();
+    // Tables loaded whole on every run (`mode: full`), by target.
+    let mut full_loads: BTreeMap<String, String> = BTreeMap::new();
     for spec in project.load_specs() {
         let id = spec.target();
         writer_of.insert(id.clone(), id.clone());
+        if spec.table.mode == tributary_core::config::LoadMode::Full {
+            full_loads.insert(id.clone(), spec.file.display().to_string());
+        }
         nodes.push(TaskNode {
             id: id.clone(),
             kind: TaskKind::Load,
@@ -124,6 +129,22 @@ pub fn build_dag(project: &Project, models: &Models) -> Result<Dag, ConfigError>
     }
     for m in &models.models {
         let id = m.id();
+        if m.appends_only() {
+            // A render problem is the model run's to report.
+            for dep in models.incremental_reads(m).unwrap_or_default() {
+                if let Some(file) = full_loads.get(&dep) {
+                    problems.push(ConfigProblem {
+                        file: m.config_file.clone(),
+                        line: None,
+                        key: "materialized".into(),
+                        message: format!(
+                            "{id} is incremental without `unique_key`, so it appends the rows {dep} adds; but {dep} is loaded with `mode: full` ({file}), which replaces the whole table on every load, so the model's next run would fail. \
+                             Give {id} a `unique_key` (it then merges), make it `materialized: table`, or read {dep} with `ref('{dep}', full=true)`"
+                        ),
+                    });
+                }
+            }
+        }
         let mut deps: BTreeSet<String> = models
             .upstream
             .get(&id)

@@ -4,5 +4,7 @@
 mod dedupe;
 mod errors;
 mod expectations;
+mod logic_change;
 mod materializations;
 mod support;
+mod upstream_changes;

@@ -287,7 +287,20 @@ async fn scd2_new_column_evolves_the_table() {
             );
         }
 
+        // Adding a column is a change of logic (the old rows have none): by default the run
+        // stops; `on_logic_change: continue` evolves the table and keeps the old rows.
         env.file("models/silver/history.sql", &model("id, name, country"));
+        assert!(matches!(
+            env.run("silver.history").await.unwrap_err(),
+            tributary_transform::TransformError::LogicChanged { .. }
+        ));
+        env.file(
+            "models/silver/history.sql",
+            &model("id, name, country").replace(
+                "unique_key: id\n",
+                "unique_key: id\non_logic_change: continue\n",
+            ),
+        );
         let o = env.run("silver.history").await.unwrap();
         assert_eq!(o.rows_inserted, 2, "stop_after_add={stop_after_add}");
         assert_eq!(o.rows_updated, 2, "stop_after_add={stop_after_add}");

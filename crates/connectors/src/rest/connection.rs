@@ -11,8 +11,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::jsonpath::JsonPath;
-use crate::values::{Duration, Secret};
+use tributary_core::jsonpath::JsonPath;
+use tributary_core::values::{Duration, Secret};
 
 /// A `type: rest` connection.
 #[derive(Clone, Deserialize, Serialize)]
@@ -49,7 +49,10 @@ pub struct RestConnection {
 impl fmt::Debug for RestConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RestConnection")
-            .field("base_url", &crate::redact::display_url(&self.base_url))
+            .field(
+                "base_url",
+                &tributary_core::redact::display_url(&self.base_url),
+            )
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("auth", &self.auth)
             .field("rate_limit", &self.rate_limit)
@@ -152,7 +155,7 @@ impl fmt::Debug for RestAuth {
             } => write!(
                 f,
                 "Oauth2 {{ token_url: {:?}, client_id: {client_id:?}, client_secret: ***, scopes: {scopes:?}, client_auth: {client_auth:?} }}",
-                crate::redact::display_url(token_url)
+                tributary_core::redact::display_url(token_url)
             ),
         }
     }
