@@ -19,6 +19,7 @@ use deltalake::datafusion::catalog::TableProvider;
 use deltalake::delta_datafusion::DeltaScanNext;
 use deltalake::kernel::{Action, Add, Snapshot};
 use deltalake::logstore::get_actions;
+use deltalake::logstore::object_store::ObjectStoreExt;
 
 use crate::LakeError;
 
@@ -84,10 +85,39 @@ pub async fn added_scans(
     added: DataAdded,
 ) -> Result<Vec<AddedScan>, LakeError> {
     let log_store = table.log_store();
+    let current = table.version().unwrap_or(0);
     let mut snapshots: HashMap<u64, Arc<Snapshot>> = HashMap::new();
     let mut out = Vec::new();
     for commit in added.commits {
         for group in commit.groups {
+            // Files read at a version before a compaction are no longer in the table: they
+            // are still readable only until a vacuum deletes them.
+            if group.read_at < current {
+                let store = log_store.object_store(None);
+                for add in &group.adds {
+                    let path = deltalake::logstore::object_store::path::Path::parse(&add.path)
+                        .unwrap_or_else(|_| {
+                            deltalake::logstore::object_store::path::Path::from(add.path.as_str())
+                        });
+                    match store.head(&path).await {
+                        Ok(_) => {}
+                        Err(deltalake::logstore::object_store::Error::NotFound { .. }) => {
+                            return Err(LakeError::FilesVacuumed {
+                                table: table_name.to_string(),
+                                version: commit.version,
+                                path: add.path.clone(),
+                            });
+                        }
+                        Err(e) => {
+                            return Err(LakeError::delta(
+                                table_name,
+                                "check a compacted file",
+                                deltalake::DeltaTableError::ObjectStore { source: e },
+                            ));
+                        }
+                    }
+                }
+            }
             let snapshot = match snapshots.get(&group.read_at) {
                 Some(s) => s.clone(),
                 None => {

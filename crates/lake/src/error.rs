@@ -65,6 +65,19 @@ pub enum LakeError {
         /// The missing version.
         version: u64,
     },
+    /// Files a commit added were compacted away and then vacuumed, so what it added can no
+    /// longer be read.
+    #[error(
+        "table {table}: the files version {version} added were compacted and then vacuumed (e.g. `{path}`), so its rows can no longer be read on their own"
+    )]
+    FilesVacuumed {
+        /// The table (name or location).
+        table: String,
+        /// The commit that added them.
+        version: u64,
+        /// One of the missing files.
+        path: String,
+    },
     /// A query failed.
     #[error("query failed: {0}")]
     Query(String),
@@ -135,7 +148,9 @@ impl LakeError {
             LakeError::Location { .. } => ErrorClass::Config,
             LakeError::Delta { source, .. } => delta_class(source),
             LakeError::Schema { .. } | LakeError::SchemaChange { .. } => ErrorClass::Data,
-            LakeError::DataRemoved { .. } | LakeError::CommitMissing { .. } => ErrorClass::Config,
+            LakeError::DataRemoved { .. }
+            | LakeError::CommitMissing { .. }
+            | LakeError::FilesVacuumed { .. } => ErrorClass::Config,
             LakeError::Query(text) => {
                 ErrorClass::from_library_text(text).unwrap_or(ErrorClass::Task)
             }

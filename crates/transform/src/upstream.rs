@@ -232,8 +232,23 @@ async fn changed_rows(
         return empty_like(&up.table, id);
     }
     let target = table_schema(id, &up.table)?;
+    let scans = match added_scans(id, &up.table, added).await {
+        Ok(scans) => scans,
+        Err(LakeError::FilesVacuumed { version, path, .. }) => {
+            return rewritten(
+                model,
+                up,
+                format!(
+                    "compacted and then vacuumed the files version {version} added (e.g. `{path}`) before {} read them, so those rows cannot be told apart from the older ones",
+                    model.id()
+                ),
+            )
+            .await;
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut parts = Vec::new();
-    for scan in added_scans(id, &up.table, added).await? {
+    for scan in scans {
         parts.push(aligned(ctx, model, id, scan.provider, &target)?);
     }
     union(model, id, parts)
