@@ -202,28 +202,7 @@ async fn changed_rows(
     }
     let added = match data_added_between(id, &up.table, since, up.version).await {
         Ok(added) => added,
-        Err(LakeError::DataRemoved {
-            version, operation, ..
-        }) => {
-            return rewritten(
-                model,
-                up,
-                format!("changed or removed rows in version {version} ({operation})"),
-            )
-            .await;
-        }
-        Err(LakeError::CommitMissing { version, .. }) => {
-            return rewritten(
-                model,
-                up,
-                format!(
-                    "no longer has version {version} in its transaction log (log cleanup removed it), so what changed since version {since}, which {} last read, is unknown",
-                    model.id()
-                ),
-            )
-            .await;
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => return rewritten_or(e, model, up, since).await,
     };
     for (version, operation) in &added.skipped {
         tracing::debug!(model = %model.id(), table = %id, version, operation = %operation, "Skipped an upstream commit that changed no rows.");
@@ -234,18 +213,7 @@ async fn changed_rows(
     let target = table_schema(id, &up.table)?;
     let scans = match added_scans(id, &up.table, added).await {
         Ok(scans) => scans,
-        Err(LakeError::FilesVacuumed { version, path, .. }) => {
-            return rewritten(
-                model,
-                up,
-                format!(
-                    "compacted and then vacuumed the files version {version} added (e.g. `{path}`) before {} read them, so those rows cannot be told apart from the older ones",
-                    model.id()
-                ),
-            )
-            .await;
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => return rewritten_or(e, model, up, since).await,
     };
     let mut parts = Vec::new();
     for scan in scans {
@@ -344,6 +312,32 @@ fn union(
         })?;
     }
     Ok(all.into_view())
+}
+
+/// A lake error of reading what `up` changed after `since`: when it says the changes cannot be
+/// told ([`LakeError::DataRemoved`], [`LakeError::CommitMissing`], [`LakeError::FilesVacuumed`]),
+/// the model follows [`rewritten`]; any other error is returned.
+async fn rewritten_or(
+    e: LakeError,
+    model: &Model,
+    up: &Upstream,
+    since: u64,
+) -> Result<Arc<dyn TableProvider>, TransformError> {
+    let what = match e {
+        LakeError::DataRemoved {
+            version, operation, ..
+        } => format!("changed or removed rows in version {version} ({operation})"),
+        LakeError::CommitMissing { version, .. } => format!(
+            "no longer has version {version} in its transaction log (log cleanup removed it), so what changed since version {since}, which {} last read, is unknown",
+            model.id()
+        ),
+        LakeError::FilesVacuumed { version, path, .. } => format!(
+            "compacted and then vacuumed the files version {version} added (e.g. `{path}`) before {} read them, so those rows cannot be told apart from the older ones",
+            model.id()
+        ),
+        other => return Err(other.into()),
+    };
+    rewritten(model, up, what).await
 }
 
 /// Upstream `up` changed rows in a way the files it added cannot tell (`what` says how): an
